@@ -1,0 +1,813 @@
+//! The `cert-store` backend on systems without a Windows certificate store: a directory of
+//! key files and certificates.
+//!
+//! Layout, one *entry* per file stem:
+//! - `<stem>.key.pem`: an unencrypted PKCS#8 private key (RSA or EC), and optionally
+//!   `<stem>.crt.pem`: its certificate first, then chain certificates;
+//! - `<stem>.p12` / `<stem>.pfx`: a PKCS#12 file (key, certificate, CA certificates), its
+//!   password read from the slot's `pkcs12_password_file`;
+//! - `<stem>.crt.pem` alone: certificates without a key here (CA or peer certificates);
+//! - `<stem>.meta.json`: labels and ids set through PKCS#11 (`C_SetAttributeValue`, the
+//!   templates of `C_GenerateKeyPair` / `C_CreateObject`).
+//!
+//! Writes go to a temporary file in the directory, then `rename`, with mode 0600, so a
+//! reader never sees half a file. Private-key arithmetic is OpenSSL's (constant-time RSA
+//! and ECDSA); the `rsa` crate is never used for it (RUSTSEC-2023-0071).
+
+use super::{
+    Backend, CertRecord, Curve, DecryptRequest, KeyRecord, KeySpec, KeyUsage, Listing,
+    ObjectUpdate, SignRequest,
+};
+use crate::error::{Error, Result};
+use crate::mechanism::digest_info;
+use openssl::bn::BigNum;
+use openssl::ec::{EcGroup, EcKey};
+use openssl::ecdsa::EcdsaSig;
+use openssl::pkey::{Id, PKey, Private};
+use openssl::pkey_ctx::PkeyCtx;
+use openssl::rsa::{Padding, Rsa};
+use openssl::x509::X509;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+const KEY_SUFFIX: &str = ".key.pem";
+const CERT_SUFFIX: &str = ".crt.pem";
+const META_SUFFIX: &str = ".meta.json";
+const P12_SUFFIXES: [&str; 2] = [".p12", ".pfx"];
+
+/// How a directory slot is set up (from the configuration).
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    pub path: PathBuf,
+    /// The password of the PKCS#12 files (read from the configured file).
+    pub pkcs12_password: Option<String>,
+    pub writable: bool,
+}
+
+/// Labels and ids set through PKCS#11, kept beside the entry.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct Meta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cert_label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cert_id: Option<String>,
+    /// The key was generated through this module.
+    #[serde(default)]
+    local: bool,
+}
+
+impl Meta {
+    fn apply(&mut self, update: &ObjectUpdate, certificate: bool) {
+        let (label, id) = if certificate {
+            (&mut self.cert_label, &mut self.cert_id)
+        } else {
+            (&mut self.key_label, &mut self.key_id)
+        };
+        if let Some(l) = &update.label {
+            *label = Some(l.clone());
+        }
+        if let Some(i) = &update.id {
+            *id = Some(hex(i));
+        }
+    }
+}
+
+/// The files of one stem.
+#[derive(Debug, Default)]
+struct Entry {
+    key: Option<PathBuf>,
+    certs: Option<PathBuf>,
+    p12: Option<PathBuf>,
+    meta: Option<PathBuf>,
+}
+
+pub struct DirectoryBackend {
+    config: DirectoryConfig,
+    /// Private keys loaded at the last listing, by stable id, so that signing does not
+    /// parse files. A `PKey` clone only takes a reference.
+    keys: Mutex<HashMap<String, PKey<Private>>>,
+}
+
+impl DirectoryBackend {
+    pub fn new(config: DirectoryConfig) -> DirectoryBackend {
+        DirectoryBackend {
+            config,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        &self.config.path
+    }
+
+    fn entries(&self) -> Result<BTreeMap<String, Entry>> {
+        let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+        let read = fs::read_dir(self.dir())
+            .map_err(|e| Error::backend(&format!("reading {}", self.dir().display()), e))?;
+        for item in read {
+            let item = item.map_err(|e| Error::backend("reading directory entry", e))?;
+            let name = item.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = item.path();
+            if let Some(stem) = name.strip_suffix(KEY_SUFFIX) {
+                entries.entry(stem.to_owned()).or_default().key = Some(path);
+            } else if let Some(stem) = name.strip_suffix(CERT_SUFFIX) {
+                entries.entry(stem.to_owned()).or_default().certs = Some(path);
+            } else if let Some(stem) = name.strip_suffix(META_SUFFIX) {
+                entries.entry(stem.to_owned()).or_default().meta = Some(path);
+            } else if let Some(stem) = P12_SUFFIXES.iter().find_map(|s| name.strip_suffix(s)) {
+                entries.entry(stem.to_owned()).or_default().p12 = Some(path);
+            }
+        }
+        Ok(entries)
+    }
+
+    fn read_meta(path: Option<&Path>) -> Meta {
+        let Some(path) = path else {
+            return Meta::default();
+        };
+        match fs::read(path).map(|b| serde_json::from_slice::<Meta>(&b)) {
+            Ok(Ok(meta)) => meta,
+            Ok(Err(e)) => {
+                tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable metadata file");
+                Meta::default()
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read metadata file");
+                Meta::default()
+            }
+        }
+    }
+
+    /// Loads one entry; a broken file is logged and skipped so that one bad file does not
+    /// hide the others.
+    fn load_entry(
+        &self,
+        stem: &str,
+        entry: &Entry,
+        listing: &mut Listing,
+        keys: &mut HashMap<String, PKey<Private>>,
+    ) -> Result<()> {
+        let meta = Self::read_meta(entry.meta.as_deref());
+        let mut chain: Vec<X509> = Vec::new();
+        let mut key: Option<(PKey<Private>, PathBuf)> = None;
+        if let Some(p12) = &entry.p12 {
+            let der = fs::read(p12).map_err(|e| Error::backend(&p12.display().to_string(), e))?;
+            let pass = self.config.pkcs12_password.as_deref().unwrap_or("");
+            let parsed = openssl::pkcs12::Pkcs12::from_der(&der)
+                .and_then(|p| p.parse2(pass))
+                .map_err(|e| {
+                    Error::backend(
+                        &format!(
+                            "{}: cannot open PKCS#12 (check pkcs12_password_file)",
+                            p12.display()
+                        ),
+                        e,
+                    )
+                })?;
+            if let Some(k) = parsed.pkey {
+                key = Some((k, p12.clone()));
+            }
+            chain.extend(parsed.cert);
+            if let Some(ca) = parsed.ca {
+                chain.extend(ca);
+            }
+        }
+        if let Some(path) = &entry.key {
+            let pem = fs::read(path).map_err(|e| Error::backend(&path.display().to_string(), e))?;
+            let k = PKey::private_key_from_pem(&pem).map_err(|e| {
+                Error::backend(&format!("{}: not a PKCS#8 PEM key", path.display()), e)
+            })?;
+            key = Some((k, path.clone()));
+        }
+        if let Some(path) = &entry.certs {
+            let pem = fs::read(path).map_err(|e| Error::backend(&path.display().to_string(), e))?;
+            chain.extend(X509::stack_from_pem(&pem).map_err(|e| {
+                Error::backend(&format!("{}: not PEM certificates", path.display()), e)
+            })?);
+        }
+
+        let key_id = meta.key_id.as_deref().and_then(unhex);
+        let mut key_spki: Option<Vec<u8>> = None;
+        if let Some((pkey, path)) = key {
+            check_key_type(&pkey).map_err(|e| Error::backend(&path.display().to_string(), e))?;
+            let spki_der = pkey.public_key_to_der()?;
+            let stable_id = format!("key:{stem}:{}", short_hash(&spki_der));
+            keys.insert(stable_id.clone(), pkey);
+            listing.keys.push(KeyRecord {
+                stable_id,
+                name: stem.to_owned(),
+                version: None,
+                current: true,
+                label: meta.key_label.clone(),
+                id: key_id.clone(),
+                spki_der: spki_der.clone(),
+                usage: KeyUsage::ALL,
+                local: meta.local,
+                backend_key_id: path.display().to_string(),
+            });
+            key_spki = Some(spki_der);
+        }
+        for (index, cert) in chain.iter().enumerate() {
+            let der = cert.to_der()?;
+            let cert_spki = cert.public_key().and_then(|k| k.public_key_to_der()).ok();
+            let is_leaf = key_spki.is_some() && cert_spki == key_spki;
+            let stable_id = format!("cert:{stem}:{index}:{}", short_hash(&der));
+            let (label, id) = if is_leaf || (key_spki.is_none() && index == 0) {
+                (
+                    meta.cert_label
+                        .clone()
+                        .or_else(|| meta.key_label.clone())
+                        .unwrap_or_else(|| stem.to_owned()),
+                    meta.cert_id
+                        .as_deref()
+                        .and_then(unhex)
+                        .or_else(|| key_id.clone()),
+                )
+            } else {
+                (format!("{stem}/chain{index}"), None)
+            };
+            listing.certificates.push(CertRecord {
+                stable_id,
+                label,
+                id,
+                authority: !is_leaf && is_ca(cert),
+                der,
+            });
+        }
+        Ok(())
+    }
+
+    fn private_key(&self, key: &KeyRecord) -> Result<PKey<Private>> {
+        let keys = self
+            .keys
+            .lock()
+            .map_err(|_| Error::Internal("directory key map poisoned".into()))?;
+        keys.get(&key.stable_id)
+            .cloned()
+            .ok_or_else(|| Error::ObjectGone(format!("{} is no longer in the directory", key.name)))
+    }
+
+    /// The stem of a stable id (`key:<stem>:..` / `cert:<stem>:..`).
+    fn stem_of(stable_id: &str) -> Result<&str> {
+        let mut parts = stable_id.splitn(3, ':');
+        match (parts.next(), parts.next()) {
+            (Some("key" | "cert"), Some(stem)) if !stem.is_empty() => Ok(stem),
+            _ => Err(Error::Internal(format!(
+                "not a directory object id: {stable_id}"
+            ))),
+        }
+    }
+
+    fn path(&self, stem: &str, suffix: &str) -> PathBuf {
+        self.dir().join(format!("{stem}{suffix}"))
+    }
+
+    /// A stem not used by any file yet, derived from `wanted`.
+    fn free_stem(&self, wanted: &str) -> String {
+        let base = sanitize(wanted);
+        let taken = |s: &str| {
+            [
+                KEY_SUFFIX,
+                CERT_SUFFIX,
+                META_SUFFIX,
+                P12_SUFFIXES[0],
+                P12_SUFFIXES[1],
+            ]
+            .iter()
+            .any(|suffix| self.path(s, suffix).exists())
+        };
+        if !taken(&base) {
+            return base;
+        }
+        (2u32..)
+            .map(|n| format!("{base}-{n}"))
+            .find(|s| !taken(s))
+            .unwrap_or(base)
+    }
+
+    fn update_meta(&self, stem: &str, f: impl FnOnce(&mut Meta)) -> Result<()> {
+        let path = self.path(stem, META_SUFFIX);
+        let mut meta = if path.exists() {
+            Self::read_meta(Some(&path))
+        } else {
+            Meta::default()
+        };
+        f(&mut meta);
+        if meta == Meta::default() {
+            return remove_if_present(&path);
+        }
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::backend("metadata", e))?;
+        write_private_file(&path, &json)
+    }
+
+    fn require_writable(&self) -> Result<()> {
+        if self.config.writable {
+            Ok(())
+        } else {
+            Err(Error::TokenWriteProtected)
+        }
+    }
+}
+
+impl Backend for DirectoryBackend {
+    fn kind(&self) -> &'static str {
+        "directory"
+    }
+
+    fn writable(&self) -> bool {
+        self.config.writable
+    }
+
+    fn list(&self) -> Result<Listing> {
+        let mut listing = Listing::default();
+        let mut keys = HashMap::new();
+        for (stem, entry) in self.entries()? {
+            if let Err(e) = self.load_entry(&stem, &entry, &mut listing, &mut keys) {
+                tracing::warn!(entry = %stem, error = %e, "skipping unreadable store entry");
+            }
+        }
+        *self
+            .keys
+            .lock()
+            .map_err(|_| Error::Internal("directory key map poisoned".into()))? = keys;
+        Ok(listing)
+    }
+
+    fn sign(&self, key: &KeyRecord, request: &SignRequest, data: &[u8]) -> Result<Vec<u8>> {
+        let pkey = self.private_key(key)?;
+        match request {
+            SignRequest::RsaPkcs1 { hash } => {
+                let rsa = pkey.rsa().map_err(|_| Error::KeyTypeInconsistent)?;
+                let input = match hash {
+                    Some(h) => digest_info::encode(*h, data),
+                    None => data.to_vec(),
+                };
+                let mut out = vec![0u8; rsa.size() as usize];
+                let n = rsa
+                    .private_encrypt(&input, &mut out, Padding::PKCS1)
+                    .map_err(|_| Error::DataLenRange)?;
+                out.truncate(n);
+                Ok(out)
+            }
+            SignRequest::RsaPss {
+                hash,
+                mgf_hash,
+                salt_len,
+            } => {
+                if pkey.id() != Id::RSA {
+                    return Err(Error::KeyTypeInconsistent);
+                }
+                let salt = i32::try_from(*salt_len)
+                    .map_err(|_| Error::MechanismParamInvalid("salt length".into()))?;
+                let mut ctx = PkeyCtx::new(&pkey)?;
+                ctx.sign_init()?;
+                ctx.set_rsa_padding(Padding::PKCS1_PSS)?;
+                ctx.set_signature_md(
+                    openssl::md::Md::from_nid(hash.md().type_())
+                        .ok_or_else(|| Error::Internal("digest without EVP_MD".into()))?,
+                )?;
+                ctx.set_rsa_mgf1_md(md_of(*mgf_hash)?)?;
+                ctx.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::custom(salt))?;
+                let mut out = Vec::new();
+                ctx.sign_to_vec(data, &mut out)
+                    .map_err(|e| Error::backend("RSA-PSS signature", e))?;
+                Ok(out)
+            }
+            SignRequest::Ecdsa => {
+                let ec = pkey.ec_key().map_err(|_| Error::KeyTypeInconsistent)?;
+                let curve = ec
+                    .group()
+                    .curve_name()
+                    .and_then(Curve::from_nid)
+                    .ok_or(Error::KeyTypeInconsistent)?;
+                let sig = EcdsaSig::sign(data, &ec)?;
+                let n =
+                    i32::try_from(curve.field_len()).map_err(|e| Error::Internal(e.to_string()))?;
+                let mut out = sig.r().to_vec_padded(n)?;
+                out.extend(sig.s().to_vec_padded(n)?);
+                Ok(out)
+            }
+        }
+    }
+
+    fn decrypt(&self, key: &KeyRecord, request: &DecryptRequest, data: &[u8]) -> Result<Vec<u8>> {
+        let pkey = self.private_key(key)?;
+        if pkey.id() != Id::RSA {
+            return Err(Error::KeyTypeInconsistent);
+        }
+        let mut ctx = PkeyCtx::new(&pkey)?;
+        ctx.decrypt_init()?;
+        match request {
+            DecryptRequest::RsaPkcs1 => ctx.set_rsa_padding(Padding::PKCS1)?,
+            DecryptRequest::RsaOaep {
+                hash,
+                mgf_hash,
+                label,
+            } => {
+                ctx.set_rsa_padding(Padding::PKCS1_OAEP)?;
+                ctx.set_rsa_oaep_md(md_of(*hash)?)?;
+                ctx.set_rsa_mgf1_md(md_of(*mgf_hash)?)?;
+                if !label.is_empty() {
+                    ctx.set_rsa_oaep_label(label)?;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        // Any padding failure is the same answer, whatever OpenSSL's reason: no oracle.
+        ctx.decrypt_to_vec(data, &mut out)
+            .map_err(|_| Error::EncryptedDataInvalid)?;
+        Ok(out)
+    }
+
+    fn generate_key(&self, name: &str, spec: &KeySpec, update: &ObjectUpdate) -> Result<KeyRecord> {
+        self.require_writable()?;
+        let pkey = match spec {
+            KeySpec::Rsa {
+                bits,
+                public_exponent,
+            } => {
+                let e = BigNum::from_slice(public_exponent)?;
+                PKey::from_rsa(Rsa::generate_with_e(*bits, &e)?)?
+            }
+            KeySpec::Ec(curve) => {
+                let group = EcGroup::from_curve_name(curve.nid())?;
+                PKey::from_ec_key(EcKey::generate(&group)?)?
+            }
+        };
+        let stem = self.free_stem(name);
+        let pem = pkey.private_key_to_pem_pkcs8()?;
+        self.update_meta(&stem, |m| {
+            m.apply(update, false);
+            m.local = true;
+        })?;
+        write_private_file(&self.path(&stem, KEY_SUFFIX), &pem)?;
+        let mut listing = Listing::default();
+        let mut keys = HashMap::new();
+        let entry = Entry {
+            key: Some(self.path(&stem, KEY_SUFFIX)),
+            meta: Some(self.path(&stem, META_SUFFIX)),
+            ..Entry::default()
+        };
+        self.load_entry(&stem, &entry, &mut listing, &mut keys)?;
+        self.keys
+            .lock()
+            .map_err(|_| Error::Internal("directory key map poisoned".into()))?
+            .extend(keys);
+        listing
+            .keys
+            .pop()
+            .ok_or_else(|| Error::Internal("generated key not listed".into()))
+    }
+
+    fn store_certificate(
+        &self,
+        der: &[u8],
+        key: Option<&KeyRecord>,
+        update: &ObjectUpdate,
+    ) -> Result<CertRecord> {
+        self.require_writable()?;
+        let cert = X509::from_der(der).map_err(|e| {
+            Error::AttributeValueInvalid(format!("CKA_VALUE is not a DER X.509 certificate: {e}"))
+        })?;
+        // A key kept in a PKCS#12 file is left untouched; its new certificate then stands
+        // alone (paired by CKA_ID all the same).
+        let stem = match key {
+            Some(k) if self.path(&k.name, KEY_SUFFIX).exists() => k.name.clone(),
+            _ => self.free_stem(update.label.as_deref().unwrap_or("certificate")),
+        };
+        let path = self.path(&stem, CERT_SUFFIX);
+        // Keep the chain certificates of an existing file; the new certificate leads.
+        let mut certs = vec![cert.clone()];
+        if path.exists() {
+            let pem =
+                fs::read(&path).map_err(|e| Error::backend(&path.display().to_string(), e))?;
+            let old = X509::stack_from_pem(&pem).unwrap_or_default();
+            certs.extend(old.into_iter().skip(1));
+        }
+        let mut pem = Vec::new();
+        for c in &certs {
+            pem.extend(c.to_pem()?);
+        }
+        self.update_meta(&stem, |m| m.apply(update, true))?;
+        write_private_file(&path, &pem)?;
+        let record = self
+            .list()?
+            .certificates
+            .into_iter()
+            .find(|c| c.stable_id.starts_with(&format!("cert:{stem}:0:")))
+            .ok_or_else(|| Error::Internal("stored certificate not listed".into()))?;
+        Ok(record)
+    }
+
+    fn delete_key(&self, stable_id: &str) -> Result<()> {
+        self.require_writable()?;
+        let stem = Self::stem_of(stable_id)?;
+        let key_path = self.path(stem, KEY_SUFFIX);
+        if key_path.exists() {
+            remove_if_present(&key_path)?;
+        } else {
+            for suffix in P12_SUFFIXES {
+                remove_if_present(&self.path(stem, suffix))?;
+            }
+        }
+        self.update_meta(stem, |m| {
+            m.key_label = None;
+            m.key_id = None;
+            m.local = false;
+        })?;
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.remove(stable_id);
+        }
+        Ok(())
+    }
+
+    fn delete_certificate(&self, stable_id: &str) -> Result<()> {
+        self.require_writable()?;
+        let stem = Self::stem_of(stable_id)?;
+        let path = self.path(stem, CERT_SUFFIX);
+        if !path.exists() {
+            return Err(Error::ActionProhibited(format!(
+                "certificate {stable_id} is inside a PKCS#12 file; remove the file instead"
+            )));
+        }
+        let pem = fs::read(&path).map_err(|e| Error::backend(&path.display().to_string(), e))?;
+        let wanted: usize = stable_id
+            .split(':')
+            .nth(2)
+            .and_then(|i| i.parse().ok())
+            .ok_or_else(|| Error::Internal(format!("bad certificate id {stable_id}")))?;
+        if P12_SUFFIXES.iter().any(|s| self.path(stem, s).exists()) {
+            // Indices count the PKCS#12 certificates first; editing the PEM file by index
+            // would remove the wrong one.
+            return Err(Error::ActionProhibited(format!(
+                "certificate {stable_id} belongs to a PKCS#12 entry"
+            )));
+        }
+        let certs = X509::stack_from_pem(&pem).unwrap_or_default();
+        let keep: Vec<&X509> = certs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != wanted)
+            .map(|(_, c)| c)
+            .collect();
+        if keep.is_empty() {
+            remove_if_present(&path)?;
+            self.update_meta(stem, |m| {
+                m.cert_label = None;
+                m.cert_id = None;
+            })?;
+        } else {
+            let mut out = Vec::new();
+            for c in keep {
+                out.extend(c.to_pem()?);
+            }
+            write_private_file(&path, &out)?;
+        }
+        Ok(())
+    }
+
+    fn update(&self, stable_id: &str, update: &ObjectUpdate) -> Result<()> {
+        self.require_writable()?;
+        let stem = Self::stem_of(stable_id)?;
+        let certificate = stable_id.starts_with("cert:");
+        self.update_meta(stem, |m| m.apply(update, certificate))
+    }
+}
+
+fn check_key_type(pkey: &PKey<Private>) -> Result<()> {
+    match pkey.id() {
+        Id::RSA => Ok(()),
+        Id::EC => {
+            let ec = pkey.ec_key()?;
+            ec.group()
+                .curve_name()
+                .and_then(Curve::from_nid)
+                .map(|_| ())
+                .ok_or_else(|| {
+                    Error::Backend("unsupported elliptic curve (P-256, P-384, P-521 are)".into())
+                })
+        }
+        other => Err(Error::Backend(format!(
+            "unsupported key type {other:?} (RSA and EC are)"
+        ))),
+    }
+}
+
+fn md_of(h: super::HashAlg) -> Result<&'static openssl::md::MdRef> {
+    use super::HashAlg::*;
+    Ok(match h {
+        Sha1 => openssl::md::Md::sha1(),
+        Sha224 => openssl::md::Md::sha224(),
+        Sha256 => openssl::md::Md::sha256(),
+        Sha384 => openssl::md::Md::sha384(),
+        Sha512 => openssl::md::Md::sha512(),
+    })
+}
+
+/// basicConstraints cA=TRUE: the certificate is an authority (CKA_CERTIFICATE_CATEGORY 2).
+fn is_ca(cert: &X509) -> bool {
+    let Ok(der) = cert.to_der() else { return false };
+    use x509_cert::der::Decode;
+    let Ok(parsed) = x509_cert::Certificate::from_der(&der) else {
+        return false;
+    };
+    parsed
+        .tbs_certificate
+        .extensions
+        .iter()
+        .flatten()
+        .filter(|e| e.extn_id == BASIC_CONSTRAINTS)
+        .any(|e| {
+            x509_cert::ext::pkix::BasicConstraints::from_der(e.extn_value.as_bytes())
+                .map(|b| b.ca)
+                .unwrap_or(false)
+        })
+}
+
+const BASIC_CONSTRAINTS: x509_cert::der::asn1::ObjectIdentifier =
+    x509_cert::der::asn1::ObjectIdentifier::new_unwrap("2.5.29.19");
+
+/// Writes a file only its owner can read, atomically (temporary file + rename).
+pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| Error::Internal(format!("{} has no parent", path.display())))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tmp-");
+    // Windows files inherit the (per-user) directory's ACL instead.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o600));
+    }
+    let mut tmp = builder
+        .tempfile_in(dir)
+        .map_err(|e| Error::backend(&format!("creating a file in {}", dir.display()), e))?;
+    tmp.write_all(contents)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| Error::backend(&format!("writing {}", path.display()), e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::backend(&format!("writing {}", path.display()), e.error))?;
+    Ok(())
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::backend(&format!("removing {}", path.display()), e)),
+    }
+}
+
+/// A file stem from a label: letters, digits, `.`, `_` and `-` kept, anything else `_`.
+fn sanitize(label: &str) -> String {
+    let s: String = label
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let s = s.trim_start_matches('.').to_owned();
+    if s.is_empty() { "key".to_owned() } else { s }
+}
+
+fn short_hash(bytes: &[u8]) -> String {
+    hex(&openssl::sha::sha1(bytes)[..8])
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(dir: &Path) -> DirectoryBackend {
+        DirectoryBackend::new(DirectoryConfig {
+            path: dir.to_owned(),
+            pkcs12_password: None,
+            writable: true,
+        })
+    }
+
+    #[test]
+    fn generate_list_update_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(dir.path());
+        let rec = b
+            .generate_key(
+                "my key/1",
+                &KeySpec::Ec(Curve::P256),
+                &ObjectUpdate {
+                    label: Some("my key/1".into()),
+                    id: Some(vec![1, 2]),
+                },
+            )
+            .unwrap();
+        assert_eq!(rec.name, "my_key_1");
+        assert_eq!(rec.label.as_deref(), Some("my key/1"));
+        assert_eq!(rec.id, Some(vec![1, 2]));
+        assert!(rec.local);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.path().join("my_key_1.key.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let listing = b.list().unwrap();
+        assert_eq!(listing.keys, vec![rec.clone()]);
+        let sig = b.sign(&rec, &SignRequest::Ecdsa, &[7u8; 32]).unwrap();
+        assert_eq!(sig.len(), 64);
+
+        b.update(
+            &rec.stable_id,
+            &ObjectUpdate {
+                label: Some("renamed".into()),
+                id: None,
+            },
+        )
+        .unwrap();
+        let listing = b.list().unwrap();
+        assert_eq!(listing.keys[0].label.as_deref(), Some("renamed"));
+        assert_eq!(listing.keys[0].id, Some(vec![1, 2]));
+
+        b.delete_key(&rec.stable_id).unwrap();
+        assert!(b.list().unwrap().keys.is_empty());
+        assert!(matches!(
+            b.sign(&rec, &SignRequest::Ecdsa, &[7u8; 32]),
+            Err(Error::ObjectGone(_))
+        ));
+    }
+
+    #[test]
+    fn read_only_store_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = DirectoryBackend::new(DirectoryConfig {
+            path: dir.path().to_owned(),
+            pkcs12_password: None,
+            writable: false,
+        });
+        let e = b
+            .generate_key("k", &KeySpec::Ec(Curve::P256), &ObjectUpdate::default())
+            .unwrap_err();
+        assert_eq!(e, Error::TokenWriteProtected);
+    }
+
+    #[test]
+    fn broken_files_are_skipped_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("bad.key.pem"), b"not a key").unwrap();
+        fs::write(
+            dir.path().join("bad2.crt.pem"),
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let b = backend(dir.path());
+        b.generate_key("good", &KeySpec::Ec(Curve::P384), &ObjectUpdate::default())
+            .unwrap();
+        let listing = b.list().unwrap();
+        assert_eq!(listing.keys.len(), 1);
+        assert_eq!(listing.keys[0].name, "good");
+    }
+
+    #[test]
+    fn sanitize_and_hex() {
+        assert_eq!(sanitize("../etc/passwd"), "_etc_passwd");
+        assert_eq!(sanitize(""), "key");
+        assert_eq!(unhex(&hex(&[0, 255, 16])), Some(vec![0, 255, 16]));
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+}

@@ -1,0 +1,224 @@
+//! What a key store offers the core: listing keys and certificates, private-key operations,
+//! and the few writes PKCS#11 needs. No `CK_*` type appears here: backends speak DER, SPKI,
+//! names, versions, digests and bytes; `object/` maps them to attributes once.
+
+pub mod directory;
+
+use crate::error::Result;
+
+/// Hash functions the module knows, for digests, DigestInfo and PSS/OAEP parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashAlg {
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HashAlg {
+    pub const ALL: [HashAlg; 5] = [
+        HashAlg::Sha1,
+        HashAlg::Sha224,
+        HashAlg::Sha256,
+        HashAlg::Sha384,
+        HashAlg::Sha512,
+    ];
+
+    pub fn len(self) -> usize {
+        match self {
+            HashAlg::Sha1 => 20,
+            HashAlg::Sha224 => 28,
+            HashAlg::Sha256 => 32,
+            HashAlg::Sha384 => 48,
+            HashAlg::Sha512 => 64,
+        }
+    }
+
+    pub fn md(self) -> openssl::hash::MessageDigest {
+        use openssl::hash::MessageDigest as M;
+        match self {
+            HashAlg::Sha1 => M::sha1(),
+            HashAlg::Sha224 => M::sha224(),
+            HashAlg::Sha256 => M::sha256(),
+            HashAlg::Sha384 => M::sha384(),
+            HashAlg::Sha512 => M::sha512(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlg::Sha1 => "SHA-1",
+            HashAlg::Sha224 => "SHA-224",
+            HashAlg::Sha256 => "SHA-256",
+            HashAlg::Sha384 => "SHA-384",
+            HashAlg::Sha512 => "SHA-512",
+        }
+    }
+}
+
+/// Elliptic curves the module supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Curve {
+    P256,
+    P384,
+    P521,
+}
+
+impl Curve {
+    pub fn nid(self) -> openssl::nid::Nid {
+        match self {
+            Curve::P256 => openssl::nid::Nid::X9_62_PRIME256V1,
+            Curve::P384 => openssl::nid::Nid::SECP384R1,
+            Curve::P521 => openssl::nid::Nid::SECP521R1,
+        }
+    }
+
+    pub fn from_nid(nid: openssl::nid::Nid) -> Option<Curve> {
+        [Curve::P256, Curve::P384, Curve::P521]
+            .into_iter()
+            .find(|c| c.nid() == nid)
+    }
+
+    /// Bytes of one coordinate (and of r or s in a signature).
+    pub fn field_len(self) -> usize {
+        match self {
+            Curve::P256 => 32,
+            Curve::P384 => 48,
+            Curve::P521 => 66,
+        }
+    }
+}
+
+/// The key a backend should create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySpec {
+    Rsa { bits: u32, public_exponent: Vec<u8> },
+    Ec(Curve),
+}
+
+/// A private-key signature request. The input is already hashed where a hash applies;
+/// the core computes DigestInfo recognition and multi-part hashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignRequest {
+    /// RSASSA-PKCS1-v1_5. `hash: Some(h)`: `data` is the digest and the backend wraps it in
+    /// the DigestInfo for `h` (a remote store may sign it as RS256 etc.). `None`: `data` is
+    /// signed as is with block type 1 padding (TLS 1.0 MD5+SHA-1, unknown DigestInfos).
+    RsaPkcs1 { hash: Option<HashAlg> },
+    /// RSASSA-PSS over a digest of `hash`, MGF1 with `mgf_hash`, salt of `salt_len` bytes.
+    RsaPss {
+        hash: HashAlg,
+        mgf_hash: HashAlg,
+        salt_len: usize,
+    },
+    /// ECDSA over the given digest; the result is r||s, each the curve's field length.
+    Ecdsa,
+}
+
+/// A private-key decryption request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecryptRequest {
+    RsaPkcs1,
+    RsaOaep {
+        hash: HashAlg,
+        mgf_hash: HashAlg,
+        label: Vec<u8>,
+    },
+}
+
+/// What a key may be used for, as the store says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyUsage {
+    pub sign: bool,
+    pub decrypt: bool,
+    pub unwrap: bool,
+}
+
+impl KeyUsage {
+    pub const ALL: KeyUsage = KeyUsage {
+        sign: true,
+        decrypt: true,
+        unwrap: false,
+    };
+}
+
+/// One version of one key, as listed by a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// Unique and stable within the backend for this key version; handles follow it.
+    pub stable_id: String,
+    /// The key's name in its store (file stem, vault key name, ...).
+    pub name: String,
+    /// `None` for stores without versions; otherwise the version, with `current` set on
+    /// the one the name selects.
+    pub version: Option<String>,
+    pub current: bool,
+    /// A label set through PKCS#11 that overrides the name-derived one.
+    pub label: Option<String>,
+    /// A CKA_ID set through PKCS#11 that overrides the SKI-derived one.
+    pub id: Option<Vec<u8>>,
+    /// DER SubjectPublicKeyInfo.
+    pub spki_der: Vec<u8>,
+    pub usage: KeyUsage,
+    /// Generated inside the store through this module (CKA_LOCAL).
+    pub local: bool,
+    /// The backend's full identifier of the key (path, key id URL), for the vendor attribute.
+    pub backend_key_id: String,
+}
+
+/// One certificate, as listed by a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRecord {
+    pub stable_id: String,
+    pub label: String,
+    pub id: Option<Vec<u8>>,
+    /// DER X.509 certificate.
+    pub der: Vec<u8>,
+    /// A CA certificate of a chain rather than an end-entity one.
+    pub authority: bool,
+}
+
+/// Everything a store currently holds.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub keys: Vec<KeyRecord>,
+    pub certificates: Vec<CertRecord>,
+}
+
+/// What to change on a stored object through C_SetAttributeValue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectUpdate {
+    pub label: Option<String>,
+    pub id: Option<Vec<u8>>,
+}
+
+/// A key store. Implementations are shared by all sessions (`Send + Sync`) and must not
+/// hold their own locks across I/O longer than the I/O itself.
+pub trait Backend: Send + Sync {
+    /// A short name of the store kind for logs ("directory", "key-vault").
+    fn kind(&self) -> &'static str;
+    /// Whether writes (generate, create, destroy, set) are allowed at all.
+    fn writable(&self) -> bool;
+    /// Everything the store holds now.
+    fn list(&self) -> Result<Listing>;
+    /// Sign `data` (a digest, or raw input for `RsaPkcs1 { hash: None }`) with a key version.
+    fn sign(&self, key: &KeyRecord, request: &SignRequest, data: &[u8]) -> Result<Vec<u8>>;
+    /// Decrypt with a key version.
+    fn decrypt(&self, key: &KeyRecord, request: &DecryptRequest, data: &[u8]) -> Result<Vec<u8>>;
+    /// Create a key named `name` (unique in the store after the call; the store may adjust
+    /// it) carrying `label`/`id` overrides; returns its record.
+    fn generate_key(&self, name: &str, spec: &KeySpec, update: &ObjectUpdate) -> Result<KeyRecord>;
+    /// Store a certificate; `key` is the key whose public key it carries, when there is one.
+    fn store_certificate(
+        &self,
+        der: &[u8],
+        key: Option<&KeyRecord>,
+        update: &ObjectUpdate,
+    ) -> Result<CertRecord>;
+    /// Delete a key version (all its objects) by stable id.
+    fn delete_key(&self, stable_id: &str) -> Result<()>;
+    /// Delete a certificate by stable id.
+    fn delete_certificate(&self, stable_id: &str) -> Result<()>;
+    /// Change label or id of a key or certificate (by stable id).
+    fn update(&self, stable_id: &str, update: &ObjectUpdate) -> Result<()>;
+}

@@ -1,0 +1,658 @@
+//! Mechanisms: the table advertised by C_GetMechanismList/Info, parameter checks (PSS,
+//! OAEP), the mapping of a mechanism to what a backend signs or decrypts, and the local
+//! public-key operations (verify, encrypt) and digests.
+
+pub mod digest_info;
+
+use crate::backend::{Curve, DecryptRequest, HashAlg, SignRequest};
+use crate::error::{Error, Result};
+use cryptoki_sys::*;
+use openssl::pkey::{PKey, Public};
+use openssl::rsa::Padding;
+
+/// A mechanism as the caller gave it, decoded by `ffi/` (no pointers left).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mechanism {
+    pub mechanism: CK_MECHANISM_TYPE,
+    pub param: MechanismParam,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MechanismParam {
+    None,
+    Pss {
+        hash_alg: CK_MECHANISM_TYPE,
+        mgf: CK_RSA_PKCS_MGF_TYPE,
+        salt_len: CK_ULONG,
+    },
+    Oaep {
+        hash_alg: CK_MECHANISM_TYPE,
+        mgf: CK_RSA_PKCS_MGF_TYPE,
+        source: CK_RSA_PKCS_OAEP_SOURCE_TYPE,
+        source_data: Vec<u8>,
+    },
+    /// Parameter bytes of a mechanism that takes none we understand.
+    Other(Vec<u8>),
+}
+
+/// The key algorithm a mechanism needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Rsa,
+    Ec,
+}
+
+/// What C_GetMechanismInfo reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MechanismInfo {
+    pub min_key_size: CK_ULONG,
+    pub max_key_size: CK_ULONG,
+    pub flags: CK_FLAGS,
+}
+
+const RSA_MIN: CK_ULONG = 1024;
+const RSA_MAX: CK_ULONG = 16384;
+const EC_MIN: CK_ULONG = 256;
+const EC_MAX: CK_ULONG = 521;
+
+/// `CKF_HW`: pkcs11-tool runs its signature tests only for hardware mechanisms, and the
+/// keys live outside the caller's process, which is what the flag tells.
+const SIGN: CK_FLAGS = CKF_HW | CKF_SIGN | CKF_VERIFY;
+
+/// The advertised mechanisms, in C_GetMechanismList order.
+pub const TABLE: &[(CK_MECHANISM_TYPE, MechanismInfo)] = &[
+    (
+        CKM_RSA_PKCS_KEY_PAIR_GEN,
+        rsa(CKF_HW | CKF_GENERATE_KEY_PAIR),
+    ),
+    (CKM_RSA_PKCS, rsa(SIGN | CKF_ENCRYPT | CKF_DECRYPT)),
+    (CKM_SHA1_RSA_PKCS, rsa(SIGN)),
+    (CKM_SHA224_RSA_PKCS, rsa(SIGN)),
+    (CKM_SHA256_RSA_PKCS, rsa(SIGN)),
+    (CKM_SHA384_RSA_PKCS, rsa(SIGN)),
+    (CKM_SHA512_RSA_PKCS, rsa(SIGN)),
+    (CKM_RSA_PKCS_PSS, rsa(SIGN)),
+    (CKM_SHA1_RSA_PKCS_PSS, rsa(SIGN)),
+    (CKM_SHA224_RSA_PKCS_PSS, rsa(SIGN)),
+    (CKM_SHA256_RSA_PKCS_PSS, rsa(SIGN)),
+    (CKM_SHA384_RSA_PKCS_PSS, rsa(SIGN)),
+    (CKM_SHA512_RSA_PKCS_PSS, rsa(SIGN)),
+    (CKM_RSA_PKCS_OAEP, rsa(CKF_HW | CKF_ENCRYPT | CKF_DECRYPT)),
+    (CKM_EC_KEY_PAIR_GEN, ec(CKF_HW | CKF_GENERATE_KEY_PAIR)),
+    (CKM_ECDSA, ec(SIGN)),
+    (CKM_ECDSA_SHA1, ec(SIGN)),
+    (CKM_ECDSA_SHA224, ec(SIGN)),
+    (CKM_ECDSA_SHA256, ec(SIGN)),
+    (CKM_ECDSA_SHA384, ec(SIGN)),
+    (CKM_ECDSA_SHA512, ec(SIGN)),
+    (CKM_SHA_1, digest()),
+    (CKM_SHA224, digest()),
+    (CKM_SHA256, digest()),
+    (CKM_SHA384, digest()),
+    (CKM_SHA512, digest()),
+];
+
+const fn rsa(flags: CK_FLAGS) -> MechanismInfo {
+    MechanismInfo {
+        min_key_size: RSA_MIN,
+        max_key_size: RSA_MAX,
+        flags,
+    }
+}
+
+const fn ec(flags: CK_FLAGS) -> MechanismInfo {
+    MechanismInfo {
+        min_key_size: EC_MIN,
+        max_key_size: EC_MAX,
+        flags: flags | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS,
+    }
+}
+
+const fn digest() -> MechanismInfo {
+    MechanismInfo {
+        min_key_size: 0,
+        max_key_size: 0,
+        flags: CKF_DIGEST,
+    }
+}
+
+pub fn info(mechanism: CK_MECHANISM_TYPE) -> Result<MechanismInfo> {
+    TABLE
+        .iter()
+        .find(|(m, _)| *m == mechanism)
+        .map(|(_, i)| *i)
+        .ok_or(Error::MechanismInvalid)
+}
+
+fn hash_of_mechanism(m: CK_MECHANISM_TYPE) -> Option<HashAlg> {
+    Some(match m {
+        CKM_SHA_1 => HashAlg::Sha1,
+        CKM_SHA224 => HashAlg::Sha224,
+        CKM_SHA256 => HashAlg::Sha256,
+        CKM_SHA384 => HashAlg::Sha384,
+        CKM_SHA512 => HashAlg::Sha512,
+        _ => return None,
+    })
+}
+
+fn hash_of_mgf(mgf: CK_RSA_PKCS_MGF_TYPE) -> Option<HashAlg> {
+    Some(match mgf {
+        CKG_MGF1_SHA1 => HashAlg::Sha1,
+        CKG_MGF1_SHA224 => HashAlg::Sha224,
+        CKG_MGF1_SHA256 => HashAlg::Sha256,
+        CKG_MGF1_SHA384 => HashAlg::Sha384,
+        CKG_MGF1_SHA512 => HashAlg::Sha512,
+        _ => return None,
+    })
+}
+
+/// A digest mechanism (C_DigestInit).
+pub fn digest_hash(m: &Mechanism) -> Result<HashAlg> {
+    hash_of_mechanism(m.mechanism).ok_or(Error::MechanismInvalid)
+}
+
+/// How a sign/verify mechanism treats its input and what the key signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignScheme {
+    /// Hash the data here first (the `CKM_SHAxxx_*` mechanisms); `None`: the input is
+    /// already what gets signed (a DigestInfo, a digest).
+    pub prehash: Option<HashAlg>,
+    pub kind: SignKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignKind {
+    RsaPkcs1,
+    RsaPss {
+        hash: HashAlg,
+        mgf_hash: HashAlg,
+        salt_len: usize,
+    },
+    Ecdsa,
+}
+
+impl SignScheme {
+    pub fn from_mechanism(m: &Mechanism) -> Result<SignScheme> {
+        let (prehash, kind) = match m.mechanism {
+            CKM_RSA_PKCS => (None, SignKind::RsaPkcs1),
+            CKM_SHA1_RSA_PKCS => (Some(HashAlg::Sha1), SignKind::RsaPkcs1),
+            CKM_SHA224_RSA_PKCS => (Some(HashAlg::Sha224), SignKind::RsaPkcs1),
+            CKM_SHA256_RSA_PKCS => (Some(HashAlg::Sha256), SignKind::RsaPkcs1),
+            CKM_SHA384_RSA_PKCS => (Some(HashAlg::Sha384), SignKind::RsaPkcs1),
+            CKM_SHA512_RSA_PKCS => (Some(HashAlg::Sha512), SignKind::RsaPkcs1),
+            CKM_RSA_PKCS_PSS => (None, pss(m, None)?),
+            CKM_SHA1_RSA_PKCS_PSS => (Some(HashAlg::Sha1), pss(m, Some(HashAlg::Sha1))?),
+            CKM_SHA224_RSA_PKCS_PSS => (Some(HashAlg::Sha224), pss(m, Some(HashAlg::Sha224))?),
+            CKM_SHA256_RSA_PKCS_PSS => (Some(HashAlg::Sha256), pss(m, Some(HashAlg::Sha256))?),
+            CKM_SHA384_RSA_PKCS_PSS => (Some(HashAlg::Sha384), pss(m, Some(HashAlg::Sha384))?),
+            CKM_SHA512_RSA_PKCS_PSS => (Some(HashAlg::Sha512), pss(m, Some(HashAlg::Sha512))?),
+            CKM_ECDSA => (None, SignKind::Ecdsa),
+            CKM_ECDSA_SHA1 => (Some(HashAlg::Sha1), SignKind::Ecdsa),
+            CKM_ECDSA_SHA224 => (Some(HashAlg::Sha224), SignKind::Ecdsa),
+            CKM_ECDSA_SHA256 => (Some(HashAlg::Sha256), SignKind::Ecdsa),
+            CKM_ECDSA_SHA384 => (Some(HashAlg::Sha384), SignKind::Ecdsa),
+            CKM_ECDSA_SHA512 => (Some(HashAlg::Sha512), SignKind::Ecdsa),
+            _ => return Err(Error::MechanismInvalid),
+        };
+        Ok(SignScheme { prehash, kind })
+    }
+
+    pub fn key_kind(&self) -> KeyKind {
+        match self.kind {
+            SignKind::Ecdsa => KeyKind::Ec,
+            _ => KeyKind::Rsa,
+        }
+    }
+
+    /// Whether C_SignUpdate/C_VerifyUpdate are allowed (only with hashing here).
+    pub fn multi_part(&self) -> bool {
+        self.prehash.is_some()
+    }
+
+    /// Turns the (hashed) input into the backend request and the bytes it signs, checking
+    /// lengths against the key.
+    pub fn request(&self, input: &[u8], key: &PublicInfo) -> Result<(SignRequest, Vec<u8>)> {
+        match &self.kind {
+            SignKind::RsaPkcs1 => {
+                if self.prehash.is_some() {
+                    return Ok((SignRequest::RsaPkcs1 { hash: self.prehash }, input.to_vec()));
+                }
+                if input.is_empty() || input.len() + 11 > key.size_bytes {
+                    return Err(Error::DataLenRange);
+                }
+                Ok(match digest_info::parse(input) {
+                    Some((h, d)) => (SignRequest::RsaPkcs1 { hash: Some(h) }, d.to_vec()),
+                    None => (SignRequest::RsaPkcs1 { hash: None }, input.to_vec()),
+                })
+            }
+            SignKind::RsaPss {
+                hash,
+                mgf_hash,
+                salt_len,
+            } => {
+                if input.len() != hash.len() {
+                    return Err(Error::DataLenRange);
+                }
+                // emLen >= hLen + sLen + 2 (RFC 8017 §9.1.1 step 3).
+                let em_len = (key.bits + 6) / 8;
+                if hash.len() + salt_len + 2 > em_len {
+                    return Err(Error::MechanismParamInvalid(format!(
+                        "salt of {salt_len} bytes is too long for a {}-bit key",
+                        key.bits
+                    )));
+                }
+                Ok((
+                    SignRequest::RsaPss {
+                        hash: *hash,
+                        mgf_hash: *mgf_hash,
+                        salt_len: *salt_len,
+                    },
+                    input.to_vec(),
+                ))
+            }
+            SignKind::Ecdsa => {
+                if input.is_empty() || input.len() > 64 {
+                    return Err(Error::DataLenRange);
+                }
+                Ok((SignRequest::Ecdsa, input.to_vec()))
+            }
+        }
+    }
+
+    /// Verifies locally with the public key.
+    pub fn verify(&self, key: &PublicInfo, input: &[u8], signature: &[u8]) -> Result<()> {
+        if signature.len() != key.signature_len() {
+            return Err(Error::SignatureLenRange);
+        }
+        let (request, data) = self.request(input, key)?;
+        check_signature(key, &request, &data, signature)
+    }
+}
+
+/// Checks a signature over what the backend was asked to sign. Used for C_Verify and to
+/// check every signature a store returns before it reaches the caller.
+pub fn check_signature(
+    key: &PublicInfo,
+    request: &SignRequest,
+    data: &[u8],
+    signature: &[u8],
+) -> Result<()> {
+    if signature.len() != key.signature_len() {
+        return Err(Error::SignatureLenRange);
+    }
+    {
+        let ok = match *request {
+            SignRequest::RsaPkcs1 { hash } => {
+                let rsa = key.pkey.rsa().map_err(|_| Error::KeyTypeInconsistent)?;
+                let expected = match hash {
+                    Some(h) => digest_info::encode(h, data),
+                    None => data.to_vec(),
+                };
+                let mut out = vec![0u8; key.size_bytes];
+                match rsa.public_decrypt(signature, &mut out, Padding::PKCS1) {
+                    Ok(n) => out.get(..n) == Some(expected.as_slice()),
+                    Err(_) => false,
+                }
+            }
+            SignRequest::RsaPss {
+                hash,
+                mgf_hash,
+                salt_len,
+            } => {
+                let mut ctx = openssl::pkey_ctx::PkeyCtx::new(&key.pkey)?;
+                ctx.verify_init()?;
+                ctx.set_rsa_padding(Padding::PKCS1_PSS)?;
+                ctx.set_signature_md(md(hash))?;
+                ctx.set_rsa_mgf1_md(md(mgf_hash))?;
+                let salt = i32::try_from(salt_len)
+                    .map_err(|_| Error::MechanismParamInvalid("salt length".into()))?;
+                ctx.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::custom(salt))?;
+                ctx.verify(data, signature).unwrap_or(false)
+            }
+            SignRequest::Ecdsa => {
+                let ec = key.pkey.ec_key().map_err(|_| Error::KeyTypeInconsistent)?;
+                let half = signature.len() / 2;
+                let r = openssl::bn::BigNum::from_slice(&signature[..half])?;
+                let s = openssl::bn::BigNum::from_slice(&signature[half..])?;
+                let sig = openssl::ecdsa::EcdsaSig::from_private_components(r, s)?;
+                sig.verify(data, &ec).unwrap_or(false)
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::SignatureInvalid)
+        }
+    }
+}
+
+fn pss(m: &Mechanism, fixed_hash: Option<HashAlg>) -> Result<SignKind> {
+    let MechanismParam::Pss {
+        hash_alg,
+        mgf,
+        salt_len,
+    } = &m.param
+    else {
+        return Err(Error::MechanismParamInvalid(
+            "RSA-PSS needs CK_RSA_PKCS_PSS_PARAMS".into(),
+        ));
+    };
+    let hash = hash_of_mechanism(*hash_alg)
+        .ok_or_else(|| Error::MechanismParamInvalid(format!("PSS hashAlg {hash_alg:#x}")))?;
+    if let Some(fixed) = fixed_hash
+        && fixed != hash
+    {
+        return Err(Error::MechanismParamInvalid(format!(
+            "PSS hashAlg {} does not match the mechanism's {}",
+            hash.name(),
+            fixed.name()
+        )));
+    }
+    let mgf_hash = hash_of_mgf(*mgf)
+        .ok_or_else(|| Error::MechanismParamInvalid(format!("PSS mgf {mgf:#x}")))?;
+    let salt_len = usize::try_from(*salt_len)
+        .map_err(|_| Error::MechanismParamInvalid("PSS salt length".into()))?;
+    Ok(SignKind::RsaPss {
+        hash,
+        mgf_hash,
+        salt_len,
+    })
+}
+
+/// How an encrypt/decrypt mechanism pads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CryptScheme(pub DecryptRequest);
+
+impl CryptScheme {
+    pub fn from_mechanism(m: &Mechanism) -> Result<CryptScheme> {
+        match (m.mechanism, &m.param) {
+            (CKM_RSA_PKCS, _) => Ok(CryptScheme(DecryptRequest::RsaPkcs1)),
+            (
+                CKM_RSA_PKCS_OAEP,
+                MechanismParam::Oaep {
+                    hash_alg,
+                    mgf,
+                    source,
+                    source_data,
+                },
+            ) => {
+                let hash = hash_of_mechanism(*hash_alg).ok_or_else(|| {
+                    Error::MechanismParamInvalid(format!("OAEP hashAlg {hash_alg:#x}"))
+                })?;
+                let mgf_hash = hash_of_mgf(*mgf)
+                    .ok_or_else(|| Error::MechanismParamInvalid(format!("OAEP mgf {mgf:#x}")))?;
+                if *source != CKZ_DATA_SPECIFIED && !(*source == 0 && source_data.is_empty()) {
+                    return Err(Error::MechanismParamInvalid(format!(
+                        "OAEP source {source:#x} (only CKZ_DATA_SPECIFIED)"
+                    )));
+                }
+                Ok(CryptScheme(DecryptRequest::RsaOaep {
+                    hash,
+                    mgf_hash,
+                    label: source_data.clone(),
+                }))
+            }
+            (CKM_RSA_PKCS_OAEP, _) => Err(Error::MechanismParamInvalid(
+                "RSA-OAEP needs CK_RSA_PKCS_OAEP_PARAMS".into(),
+            )),
+            _ => Err(Error::MechanismInvalid),
+        }
+    }
+
+    /// The most plaintext bytes this padding carries for the key.
+    pub fn max_plaintext(&self, key: &PublicInfo) -> usize {
+        match &self.0 {
+            DecryptRequest::RsaPkcs1 => key.size_bytes.saturating_sub(11),
+            DecryptRequest::RsaOaep { hash, .. } => {
+                key.size_bytes.saturating_sub(2 * hash.len() + 2)
+            }
+        }
+    }
+
+    /// Encrypts locally with the public key.
+    pub fn encrypt(&self, key: &PublicInfo, data: &[u8]) -> Result<Vec<u8>> {
+        if data.len() > self.max_plaintext(key) {
+            return Err(Error::DataLenRange);
+        }
+        let mut ctx = openssl::pkey_ctx::PkeyCtx::new(&key.pkey)?;
+        ctx.encrypt_init()?;
+        match &self.0 {
+            DecryptRequest::RsaPkcs1 => ctx.set_rsa_padding(Padding::PKCS1)?,
+            DecryptRequest::RsaOaep {
+                hash,
+                mgf_hash,
+                label,
+            } => {
+                ctx.set_rsa_padding(Padding::PKCS1_OAEP)?;
+                ctx.set_rsa_oaep_md(md(*hash))?;
+                ctx.set_rsa_mgf1_md(md(*mgf_hash))?;
+                if !label.is_empty() {
+                    ctx.set_rsa_oaep_label(label)?;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        ctx.encrypt_to_vec(data, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// The public half of a key, parsed once when the object is cached.
+#[derive(Clone)]
+pub struct PublicInfo {
+    pub pkey: PKey<Public>,
+    pub kind: KeyKind,
+    /// Modulus bits, or the curve's order bits.
+    pub bits: usize,
+    /// Modulus bytes for RSA.
+    pub size_bytes: usize,
+    pub curve: Option<Curve>,
+}
+
+impl std::fmt::Debug for PublicInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicInfo")
+            .field("kind", &self.kind)
+            .field("bits", &self.bits)
+            .finish()
+    }
+}
+
+impl PublicInfo {
+    pub fn from_spki(spki_der: &[u8]) -> Result<PublicInfo> {
+        let pkey = PKey::public_key_from_der(spki_der)
+            .map_err(|e| Error::backend("public key is not a DER SubjectPublicKeyInfo", e))?;
+        if let Ok(rsa) = pkey.rsa() {
+            let size_bytes = rsa.size() as usize;
+            let bits =
+                usize::try_from(rsa.n().num_bits()).map_err(|e| Error::Internal(e.to_string()))?;
+            return Ok(PublicInfo {
+                pkey,
+                kind: KeyKind::Rsa,
+                bits,
+                size_bytes,
+                curve: None,
+            });
+        }
+        let ec = pkey
+            .ec_key()
+            .map_err(|_| Error::Backend("only RSA and EC keys are supported".into()))?;
+        let curve = ec
+            .group()
+            .curve_name()
+            .and_then(Curve::from_nid)
+            .ok_or_else(|| Error::Backend("unsupported elliptic curve".into()))?;
+        let bits = match curve {
+            Curve::P256 => 256,
+            Curve::P384 => 384,
+            Curve::P521 => 521,
+        };
+        Ok(PublicInfo {
+            pkey,
+            kind: KeyKind::Ec,
+            bits,
+            size_bytes: 2 * curve.field_len(),
+            curve: Some(curve),
+        })
+    }
+
+    /// The length of a signature by this key, from metadata alone (size queries).
+    pub fn signature_len(&self) -> usize {
+        self.size_bytes
+    }
+}
+
+pub fn md(h: HashAlg) -> &'static openssl::md::MdRef {
+    match h {
+        HashAlg::Sha1 => openssl::md::Md::sha1(),
+        HashAlg::Sha224 => openssl::md::Md::sha224(),
+        HashAlg::Sha256 => openssl::md::Md::sha256(),
+        HashAlg::Sha384 => openssl::md::Md::sha384(),
+        HashAlg::Sha512 => openssl::md::Md::sha512(),
+    }
+}
+
+/// A running hash (digest operations and the hashing sign/verify mechanisms).
+pub struct Hashing {
+    pub alg: HashAlg,
+    hasher: openssl::hash::Hasher,
+}
+
+impl Hashing {
+    pub fn new(alg: HashAlg) -> Result<Hashing> {
+        Ok(Hashing {
+            alg,
+            hasher: openssl::hash::Hasher::new(alg.md())?,
+        })
+    }
+
+    pub fn update(&mut self, data: &[u8]) -> Result<()> {
+        Ok(self.hasher.update(data)?)
+    }
+
+    pub fn finish(&mut self) -> Result<Vec<u8>> {
+        Ok(self.hasher.finish()?.to_vec())
+    }
+}
+
+pub fn hash(alg: HashAlg, data: &[u8]) -> Result<Vec<u8>> {
+    Ok(openssl::hash::hash(alg.md(), data)?.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mech(m: CK_MECHANISM_TYPE, param: MechanismParam) -> Mechanism {
+        Mechanism {
+            mechanism: m,
+            param,
+        }
+    }
+
+    #[test]
+    fn every_advertised_sign_mechanism_decodes() {
+        for (m, info) in TABLE {
+            if info.flags & CKF_SIGN == 0 {
+                continue;
+            }
+            let param = MechanismParam::Pss {
+                hash_alg: CKM_SHA256,
+                mgf: CKG_MGF1_SHA256,
+                salt_len: 32,
+            };
+            let r = SignScheme::from_mechanism(&mech(*m, param.clone()));
+            let is_pss = matches!(*m, CKM_RSA_PKCS_PSS | CKM_SHA256_RSA_PKCS_PSS);
+            let other_pss = matches!(
+                *m,
+                CKM_SHA1_RSA_PKCS_PSS
+                    | CKM_SHA224_RSA_PKCS_PSS
+                    | CKM_SHA384_RSA_PKCS_PSS
+                    | CKM_SHA512_RSA_PKCS_PSS
+            );
+            if other_pss {
+                assert!(matches!(r, Err(Error::MechanismParamInvalid(_))), "{m:#x}");
+            } else {
+                assert!(r.is_ok(), "{m:#x}: {r:?} (pss {is_pss})");
+            }
+        }
+    }
+
+    #[test]
+    fn pss_without_params_or_bad_mgf_is_param_invalid() {
+        let r = SignScheme::from_mechanism(&mech(CKM_RSA_PKCS_PSS, MechanismParam::None));
+        assert!(matches!(r, Err(Error::MechanismParamInvalid(_))));
+        let r = SignScheme::from_mechanism(&mech(
+            CKM_RSA_PKCS_PSS,
+            MechanismParam::Pss {
+                hash_alg: CKM_SHA256,
+                mgf: 0x77,
+                salt_len: 32,
+            },
+        ));
+        assert!(matches!(r, Err(Error::MechanismParamInvalid(_))));
+    }
+
+    #[test]
+    fn oaep_round_trip_with_label_and_length_limits() {
+        let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+        let private = PKey::from_rsa(rsa.clone()).unwrap();
+        let public = PublicInfo::from_spki(&private.public_key_to_der().unwrap()).unwrap();
+        assert_eq!(public.size_bytes, 256);
+        let scheme = CryptScheme::from_mechanism(&mech(
+            CKM_RSA_PKCS_OAEP,
+            MechanismParam::Oaep {
+                hash_alg: CKM_SHA256,
+                mgf: CKG_MGF1_SHA256,
+                source: CKZ_DATA_SPECIFIED,
+                source_data: b"label".to_vec(),
+            },
+        ))
+        .unwrap();
+        assert_eq!(scheme.max_plaintext(&public), 256 - 66);
+        assert_eq!(
+            scheme.encrypt(&public, &[0u8; 191]).unwrap_err(),
+            Error::DataLenRange
+        );
+        let ct = scheme.encrypt(&public, b"secret").unwrap();
+        let mut ctx = openssl::pkey_ctx::PkeyCtx::new(&private).unwrap();
+        ctx.decrypt_init().unwrap();
+        ctx.set_rsa_padding(Padding::PKCS1_OAEP).unwrap();
+        ctx.set_rsa_oaep_md(openssl::md::Md::sha256()).unwrap();
+        ctx.set_rsa_mgf1_md(openssl::md::Md::sha256()).unwrap();
+        ctx.set_rsa_oaep_label(b"label").unwrap();
+        let mut pt = Vec::new();
+        ctx.decrypt_to_vec(&ct, &mut pt).unwrap();
+        assert_eq!(pt, b"secret");
+    }
+
+    #[test]
+    fn rsa_pkcs_raw_input_limits() {
+        let rsa = openssl::rsa::Rsa::generate(1024).unwrap();
+        let private = PKey::from_rsa(rsa).unwrap();
+        let public = PublicInfo::from_spki(&private.public_key_to_der().unwrap()).unwrap();
+        let s = SignScheme::from_mechanism(&mech(CKM_RSA_PKCS, MechanismParam::None)).unwrap();
+        assert_eq!(
+            s.request(&[1u8; 118], &public).unwrap_err(),
+            Error::DataLenRange
+        );
+        assert!(s.request(&[1u8; 117], &public).is_ok());
+        assert_eq!(s.request(&[], &public).unwrap_err(), Error::DataLenRange);
+        let di = digest_info::encode(HashAlg::Sha256, &[9u8; 32]);
+        assert_eq!(
+            s.request(&di, &public).unwrap(),
+            (
+                SignRequest::RsaPkcs1 {
+                    hash: Some(HashAlg::Sha256)
+                },
+                vec![9u8; 32]
+            )
+        );
+    }
+
+    #[test]
+    fn mechanism_info_for_unknown_is_invalid() {
+        assert_eq!(info(CKM_MD5).unwrap_err(), Error::MechanismInvalid);
+        assert!(info(CKM_SHA256_RSA_PKCS).unwrap().flags & CKF_HW != 0);
+    }
+}

@@ -1,0 +1,607 @@
+//! The object cache: stable object ids ↔ handles (never reused), attributes computed once
+//! from backend records, find templates matched on cached attributes, a query cache for
+//! repeated identical searches, and a refresh after the slot's TTL that keeps handles.
+
+pub mod attributes;
+
+use crate::backend::{Backend, CertRecord, KeyRecord, Listing};
+use crate::error::{Error, Result};
+use crate::mechanism::{KeyKind, PublicInfo};
+use attributes::Attributes;
+use cryptoki_sys::*;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// The three kinds of object the module exposes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    PrivateKey,
+    PublicKey,
+    Certificate,
+}
+
+/// A key's material as the operations need it.
+#[derive(Debug, Clone)]
+pub struct KeyObject {
+    /// The backend record; `None` for public keys created as session objects.
+    pub record: Option<KeyRecord>,
+    pub public: PublicInfo,
+}
+
+/// One object as PKCS#11 sees it.
+#[derive(Debug)]
+pub struct Object {
+    pub handle: CK_OBJECT_HANDLE,
+    pub slot: usize,
+    pub stable_id: String,
+    pub kind: ObjectKind,
+    pub attrs: Attributes,
+    /// Attributes that exist but are never revealed (private key material).
+    pub sensitive: &'static [CK_ATTRIBUTE_TYPE],
+    pub key: Option<Arc<KeyObject>>,
+    /// The session owning a session object (`CKA_TOKEN` false).
+    pub owner: Option<CK_SESSION_HANDLE>,
+}
+
+/// What C_GetAttributeValue finds for one attribute.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AttrLookup<'a> {
+    Value(&'a [u8]),
+    Sensitive,
+    Invalid,
+}
+
+impl Object {
+    pub fn attr(&self, t: CK_ATTRIBUTE_TYPE) -> AttrLookup<'_> {
+        if self.sensitive.contains(&t) {
+            return AttrLookup::Sensitive;
+        }
+        match self.attrs.get(&t) {
+            Some(v) => AttrLookup::Value(v),
+            None => AttrLookup::Invalid,
+        }
+    }
+
+    pub fn flag(&self, t: CK_ATTRIBUTE_TYPE) -> bool {
+        matches!(self.attrs.get(&t).map(Vec::as_slice), Some([b]) if *b != CK_FALSE)
+    }
+
+    pub fn is_private(&self) -> bool {
+        self.flag(CKA_PRIVATE)
+    }
+
+    pub fn is_token(&self) -> bool {
+        self.flag(CKA_TOKEN)
+    }
+
+    fn matches(&self, template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)]) -> bool {
+        template
+            .iter()
+            .all(|(t, v)| matches!(self.attr(*t), AttrLookup::Value(have) if have == v.as_slice()))
+    }
+
+    /// The key of a key object, or `CKR_KEY_HANDLE_INVALID`.
+    pub fn key(&self) -> Result<&Arc<KeyObject>> {
+        self.key.as_ref().ok_or(Error::KeyHandleInvalid)
+    }
+}
+
+/// Handle allocation: a handle belongs to one (slot, stable id) for the module's life.
+#[derive(Default)]
+struct Handles {
+    by_id: HashMap<(usize, String), CK_OBJECT_HANDLE>,
+    slot_of: HashMap<CK_OBJECT_HANDLE, usize>,
+}
+
+pub struct ObjectCache {
+    next: AtomicU64,
+    handles: Mutex<Handles>,
+    slots: Vec<SlotObjects>,
+}
+
+struct SlotObjects {
+    backend: Arc<dyn Backend>,
+    ttl: Duration,
+    /// Private keys are CKA_PRIVATE (need login) when the slot has a PIN.
+    login_required: bool,
+    state: RwLock<SlotState>,
+}
+
+type QueryKey = (Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>, bool);
+
+#[derive(Default)]
+struct SlotState {
+    loaded_at: Option<Instant>,
+    /// Bumped on every change of the object set; query cache entries carry it.
+    generation: u64,
+    objects: BTreeMap<CK_OBJECT_HANDLE, Arc<Object>>,
+    queries: HashMap<QueryKey, (u64, Vec<CK_OBJECT_HANDLE>)>,
+}
+
+/// Bounds the query cache; NSS and Java repeat a handful of templates, not thousands.
+const MAX_CACHED_QUERIES: usize = 256;
+
+fn lock_err<T>(_: T) -> Error {
+    Error::Internal("object cache lock poisoned".into())
+}
+
+impl ObjectCache {
+    pub fn new(slots: Vec<(Arc<dyn Backend>, Duration, bool)>) -> ObjectCache {
+        ObjectCache {
+            next: AtomicU64::new(1),
+            handles: Mutex::new(Handles::default()),
+            slots: slots
+                .into_iter()
+                .map(|(backend, ttl, login_required)| SlotObjects {
+                    backend,
+                    ttl,
+                    login_required,
+                    state: RwLock::new(SlotState::default()),
+                })
+                .collect(),
+        }
+    }
+
+    fn slot(&self, slot: usize) -> Result<&SlotObjects> {
+        self.slots.get(slot).ok_or(Error::SlotIdInvalid)
+    }
+
+    pub fn backend(&self, slot: usize) -> Result<Arc<dyn Backend>> {
+        Ok(self.slot(slot)?.backend.clone())
+    }
+
+    fn handle_for(&self, slot: usize, stable_id: &str) -> Result<CK_OBJECT_HANDLE> {
+        let mut h = self.handles.lock().map_err(lock_err)?;
+        if let Some(handle) = h.by_id.get(&(slot, stable_id.to_owned())) {
+            return Ok(*handle);
+        }
+        let handle = self.fresh_handle()?;
+        h.by_id.insert((slot, stable_id.to_owned()), handle);
+        h.slot_of.insert(handle, slot);
+        Ok(handle)
+    }
+
+    fn fresh_handle(&self) -> Result<CK_OBJECT_HANDLE> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        CK_OBJECT_HANDLE::try_from(n)
+            .ok()
+            .filter(|h| *h != CK_INVALID_HANDLE && *h != CK_UNAVAILABLE_INFORMATION)
+            .ok_or(Error::HostMemory)
+    }
+
+    /// Reads the store again when the TTL has passed (or `force`). The store is read
+    /// without holding the cache lock; a failed read keeps serving what was listed before.
+    pub fn refresh(&self, slot: usize, force: bool) -> Result<()> {
+        let so = self.slot(slot)?;
+        {
+            let state = so.state.read().map_err(lock_err)?;
+            if !force && state.loaded_at.is_some_and(|t| t.elapsed() < so.ttl) {
+                return Ok(());
+            }
+        }
+        let listing = match so.backend.list() {
+            Ok(l) => l,
+            Err(e) => {
+                let loaded = so.state.read().map_err(lock_err)?.loaded_at.is_some();
+                if loaded {
+                    tracing::warn!(slot, error = %e, "store listing failed; serving the objects listed before");
+                    return Ok(());
+                }
+                return Err(e);
+            }
+        };
+        let built = self.build(slot, so, &listing)?;
+        let mut state = so.state.write().map_err(lock_err)?;
+        let sessions: Vec<(CK_OBJECT_HANDLE, Arc<Object>)> = state
+            .objects
+            .iter()
+            .filter(|(_, o)| o.owner.is_some())
+            .map(|(h, o)| (*h, o.clone()))
+            .collect();
+        state.objects = built;
+        state.objects.extend(sessions);
+        state.loaded_at = Some(Instant::now());
+        state.generation += 1;
+        state.queries.clear();
+        Ok(())
+    }
+
+    fn build(
+        &self,
+        slot: usize,
+        so: &SlotObjects,
+        listing: &Listing,
+    ) -> Result<BTreeMap<CK_OBJECT_HANDLE, Arc<Object>>> {
+        let modifiable = so.backend.writable();
+        let mut objects = BTreeMap::new();
+        // Certificates first: keys take their subject from the certificate that carries
+        // their public key.
+        let mut subject_of: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        let mut certs: Vec<(&CertRecord, Attributes, Vec<u8>)> = Vec::new();
+        for cert in &listing.certificates {
+            let key_id_override = if cert.id.is_none() {
+                listing
+                    .keys
+                    .iter()
+                    .find(|k| {
+                        k.id.is_some()
+                            && cert_spki(&cert.der).as_deref() == Some(k.spki_der.as_slice())
+                    })
+                    .and_then(|k| k.id.clone())
+            } else {
+                None
+            };
+            match attributes::certificate(cert, true, modifiable, key_id_override.as_deref()) {
+                Ok((attrs, facts)) => {
+                    if !cert.authority {
+                        subject_of
+                            .entry(facts.spki_der.clone())
+                            .or_insert(facts.subject);
+                    }
+                    certs.push((cert, attrs, facts.spki_der));
+                }
+                Err(e) => {
+                    tracing::warn!(certificate = %cert.stable_id, error = %e, "skipping certificate")
+                }
+            }
+        }
+        for (cert, attrs, _) in certs {
+            let handle = self.handle_for(slot, &cert.stable_id)?;
+            objects.insert(
+                handle,
+                Arc::new(Object {
+                    handle,
+                    slot,
+                    stable_id: cert.stable_id.clone(),
+                    kind: ObjectKind::Certificate,
+                    attrs,
+                    sensitive: &[],
+                    key: None,
+                    owner: None,
+                }),
+            );
+        }
+        for key in &listing.keys {
+            if let Err(e) = self.add_key(slot, so, key, &subject_of, modifiable, &mut objects) {
+                tracing::warn!(key = %key.stable_id, error = %e, "skipping key");
+            }
+        }
+        Ok(objects)
+    }
+
+    fn add_key(
+        &self,
+        slot: usize,
+        so: &SlotObjects,
+        key: &KeyRecord,
+        subject_of: &HashMap<Vec<u8>, Vec<u8>>,
+        modifiable: bool,
+        objects: &mut BTreeMap<CK_OBJECT_HANDLE, Arc<Object>>,
+    ) -> Result<()> {
+        let public = PublicInfo::from_spki(&key.spki_der)?;
+        let id = match &key.id {
+            Some(id) => id.clone(),
+            None => attributes::key_identifier(&key.spki_der)?,
+        };
+        let label = match (&key.label, &key.version) {
+            (Some(l), _) => l.clone(),
+            (None, Some(v)) if !key.current => format!("{}/{v}", key.name),
+            (None, _) => key.name.clone(),
+        };
+        let subject = subject_of.get(&key.spki_der).cloned().unwrap_or_default();
+        let sensitive = match public.kind {
+            KeyKind::Rsa => attributes::SENSITIVE_RSA,
+            KeyKind::Ec => attributes::SENSITIVE_EC,
+        };
+        let private_attrs = attributes::private_key(
+            key,
+            &public,
+            &label,
+            &id,
+            &subject,
+            so.login_required,
+            modifiable,
+        )?;
+        let public_attrs = attributes::public_key(key, &public, &label, &id, &subject, modifiable)?;
+        let material = Arc::new(KeyObject {
+            record: Some(key.clone()),
+            public,
+        });
+        for (suffix, kind, attrs, sensitive) in [
+            ("#private", ObjectKind::PrivateKey, private_attrs, sensitive),
+            ("#public", ObjectKind::PublicKey, public_attrs, &[][..]),
+        ] {
+            let stable_id = format!("{}{suffix}", key.stable_id);
+            let handle = self.handle_for(slot, &stable_id)?;
+            objects.insert(
+                handle,
+                Arc::new(Object {
+                    handle,
+                    slot,
+                    stable_id,
+                    kind,
+                    attrs,
+                    sensitive,
+                    key: Some(material.clone()),
+                    owner: None,
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// The object behind a handle, if the caller may see it.
+    pub fn get(
+        &self,
+        handle: CK_OBJECT_HANDLE,
+        logged_in: impl Fn(usize) -> bool,
+    ) -> Result<Arc<Object>> {
+        let slot = *self
+            .handles
+            .lock()
+            .map_err(lock_err)?
+            .slot_of
+            .get(&handle)
+            .ok_or(Error::ObjectHandleInvalid)?;
+        let so = self.slot(slot)?;
+        let obj = so
+            .state
+            .read()
+            .map_err(lock_err)?
+            .objects
+            .get(&handle)
+            .cloned()
+            .ok_or(Error::ObjectHandleInvalid)?;
+        if obj.is_private() && !logged_in(slot) {
+            return Err(Error::ObjectHandleInvalid);
+        }
+        Ok(obj)
+    }
+
+    /// Handles of the objects of `slot` matching `template`.
+    pub fn find(
+        &self,
+        slot: usize,
+        template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)],
+        logged_in: bool,
+    ) -> Result<Vec<CK_OBJECT_HANDLE>> {
+        self.refresh(slot, false)?;
+        let so = self.slot(slot)?;
+        let mut key: Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)> = template.to_vec();
+        key.sort();
+        let key = (key, logged_in);
+        {
+            let state = so.state.read().map_err(lock_err)?;
+            if let Some((generation, handles)) = state.queries.get(&key)
+                && *generation == state.generation
+            {
+                return Ok(handles.clone());
+            }
+        }
+        let mut state = so.state.write().map_err(lock_err)?;
+        let found: Vec<CK_OBJECT_HANDLE> = state
+            .objects
+            .values()
+            .filter(|o| logged_in || !o.is_private())
+            .filter(|o| o.matches(template))
+            .map(|o| o.handle)
+            .collect();
+        if state.queries.len() >= MAX_CACHED_QUERIES {
+            state.queries.clear();
+        }
+        let generation = state.generation;
+        state.queries.insert(key, (generation, found.clone()));
+        Ok(found)
+    }
+
+    /// Adds a session object (`CKA_TOKEN` false) owned by `session`.
+    pub fn add_session_object(
+        &self,
+        slot: usize,
+        session: CK_SESSION_HANDLE,
+        kind: ObjectKind,
+        attrs: Attributes,
+        key: Option<Arc<KeyObject>>,
+    ) -> Result<CK_OBJECT_HANDLE> {
+        let so = self.slot(slot)?;
+        let handle = self.fresh_handle()?;
+        self.handles
+            .lock()
+            .map_err(lock_err)?
+            .slot_of
+            .insert(handle, slot);
+        let mut state = so.state.write().map_err(lock_err)?;
+        state.objects.insert(
+            handle,
+            Arc::new(Object {
+                handle,
+                slot,
+                stable_id: format!("session:{handle}"),
+                kind,
+                attrs,
+                sensitive: &[],
+                key,
+                owner: Some(session),
+            }),
+        );
+        state.generation += 1;
+        Ok(handle)
+    }
+
+    /// Removes a session object, or forgets a token object after the store deleted it.
+    pub fn remove(&self, obj: &Object) -> Result<()> {
+        let so = self.slot(obj.slot)?;
+        let mut state = so.state.write().map_err(lock_err)?;
+        state.objects.remove(&obj.handle);
+        state.generation += 1;
+        Ok(())
+    }
+
+    /// Replaces the attributes of a session object (C_SetAttributeValue), same handle.
+    pub fn replace_session_object(&self, obj: &Object, attrs: Attributes) -> Result<()> {
+        let so = self.slot(obj.slot)?;
+        let mut state = so.state.write().map_err(lock_err)?;
+        let replacement = Arc::new(Object {
+            handle: obj.handle,
+            slot: obj.slot,
+            stable_id: obj.stable_id.clone(),
+            kind: obj.kind,
+            attrs,
+            sensitive: obj.sensitive,
+            key: obj.key.clone(),
+            owner: obj.owner,
+        });
+        state.objects.insert(obj.handle, replacement);
+        state.generation += 1;
+        Ok(())
+    }
+
+    /// Drops the session objects of a closed session.
+    pub fn close_session(&self, slot: usize, session: CK_SESSION_HANDLE) -> Result<()> {
+        let so = self.slot(slot)?;
+        let mut state = so.state.write().map_err(lock_err)?;
+        let before = state.objects.len();
+        state.objects.retain(|_, o| o.owner != Some(session));
+        if state.objects.len() != before {
+            state.generation += 1;
+        }
+        Ok(())
+    }
+
+    /// The handle of a token object the store reports under `stable_id` (after a refresh).
+    pub fn handle_of(&self, slot: usize, stable_id: &str) -> Result<CK_OBJECT_HANDLE> {
+        self.handles
+            .lock()
+            .map_err(lock_err)?
+            .by_id
+            .get(&(slot, stable_id.to_owned()))
+            .copied()
+            .ok_or_else(|| Error::Internal(format!("no handle for {stable_id}")))
+    }
+
+    /// The public key of the store's key matching `spki_der`, if any (pairs certificates).
+    pub fn key_record_for_spki(&self, slot: usize, spki_der: &[u8]) -> Result<Option<KeyRecord>> {
+        self.refresh(slot, false)?;
+        let so = self.slot(slot)?;
+        let state = so.state.read().map_err(lock_err)?;
+        Ok(state
+            .objects
+            .values()
+            .filter(|o| o.kind == ObjectKind::PrivateKey)
+            .filter_map(|o| o.key.as_ref()?.record.clone())
+            .find(|r| r.spki_der == spki_der))
+    }
+}
+
+fn cert_spki(der: &[u8]) -> Option<Vec<u8>> {
+    use x509_cert::der::{Decode, Encode};
+    x509_cert::Certificate::from_der(der)
+        .ok()?
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::directory::{DirectoryBackend, DirectoryConfig};
+    use crate::backend::{Curve, KeySpec, ObjectUpdate};
+
+    fn cache(dir: &std::path::Path, login_required: bool) -> (ObjectCache, Arc<DirectoryBackend>) {
+        let b = Arc::new(DirectoryBackend::new(DirectoryConfig {
+            path: dir.to_owned(),
+            pkcs12_password: None,
+            writable: true,
+        }));
+        let c = ObjectCache::new(vec![(
+            b.clone() as Arc<dyn Backend>,
+            Duration::from_secs(60),
+            login_required,
+        )]);
+        (c, b)
+    }
+
+    #[test]
+    fn handles_are_stable_across_refreshes_and_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, b) = cache(dir.path(), false);
+        let k = b
+            .generate_key("a", &KeySpec::Ec(Curve::P256), &ObjectUpdate::default())
+            .unwrap();
+        let first = c.find(0, &[], true).unwrap();
+        assert_eq!(first.len(), 2);
+        c.refresh(0, true).unwrap();
+        assert_eq!(c.find(0, &[], true).unwrap(), first);
+        b.delete_key(&k.stable_id).unwrap();
+        c.refresh(0, true).unwrap();
+        assert!(c.find(0, &[], true).unwrap().is_empty());
+        for h in &first {
+            assert_eq!(c.get(*h, |_| true).unwrap_err(), Error::ObjectHandleInvalid);
+        }
+        b.generate_key("b", &KeySpec::Ec(Curve::P256), &ObjectUpdate::default())
+            .unwrap();
+        c.refresh(0, true).unwrap();
+        let second = c.find(0, &[], true).unwrap();
+        assert!(
+            second.iter().all(|h| !first.contains(h)),
+            "{first:?} {second:?}"
+        );
+        assert!(second.iter().all(|h| *h != CK_INVALID_HANDLE));
+    }
+
+    #[test]
+    fn private_objects_need_login_when_the_slot_has_a_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, b) = cache(dir.path(), true);
+        b.generate_key("a", &KeySpec::Ec(Curve::P256), &ObjectUpdate::default())
+            .unwrap();
+        let public_only = c.find(0, &[], false).unwrap();
+        let all = c.find(0, &[], true).unwrap();
+        assert_eq!((public_only.len(), all.len()), (1, 2));
+        let private = all.iter().find(|h| !public_only.contains(h)).unwrap();
+        assert_eq!(
+            c.get(*private, |_| false).unwrap_err(),
+            Error::ObjectHandleInvalid
+        );
+        assert!(c.get(*private, |_| true).is_ok());
+    }
+
+    #[test]
+    fn templates_match_and_queries_are_cached_until_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, b) = cache(dir.path(), false);
+        b.generate_key("a", &KeySpec::Ec(Curve::P256), &ObjectUpdate::default())
+            .unwrap();
+        let t = vec![
+            (CKA_CLASS, attributes::ulong(CKO_PRIVATE_KEY)),
+            (CKA_LABEL, b"a".to_vec()),
+        ];
+        let found = c.find(0, &t, true).unwrap();
+        assert_eq!(found.len(), 1);
+        let obj = c.get(found[0], |_| true).unwrap();
+        assert_eq!(obj.kind, ObjectKind::PrivateKey);
+        assert_eq!(obj.attr(CKA_VALUE), AttrLookup::Sensitive);
+        assert_eq!(obj.attr(CKA_CERTIFICATE_TYPE), AttrLookup::Invalid);
+        // A sensitive attribute in a template matches nothing.
+        assert!(c.find(0, &[(CKA_VALUE, vec![1])], true).unwrap().is_empty());
+        // A new session object bumps the generation: the cached answer is not reused.
+        let h = c
+            .add_session_object(
+                0,
+                7,
+                ObjectKind::PublicKey,
+                obj.attrs.clone(),
+                obj.key.clone(),
+            )
+            .unwrap();
+        let t2 = vec![(CKA_LABEL, b"a".to_vec())];
+        assert_eq!(c.find(0, &t2, true).unwrap().len(), 3);
+        c.close_session(0, 7).unwrap();
+        assert_eq!(c.find(0, &t2, true).unwrap().len(), 2);
+        assert_eq!(c.get(h, |_| true).unwrap_err(), Error::ObjectHandleInvalid);
+    }
+}
