@@ -1022,7 +1022,7 @@ impl Module {
             g.digest = None;
             return Err(Error::OperationActive);
         }
-        if let Some(out) = deliver(op.hashing.alg.len(), capacity) {
+        if let Some(out) = deliver(op.hashing.alg.output_len(), capacity) {
             return Ok(out);
         }
         let mut op = g.digest.take().ok_or(Error::OperationNotInitialized)?;

@@ -25,7 +25,7 @@ impl HashAlg {
         HashAlg::Sha512,
     ];
 
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             HashAlg::Sha1 => 20,
             HashAlg::Sha224 => 28,

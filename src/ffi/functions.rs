@@ -8,6 +8,20 @@ use crate::module::{CryptSide, Module, SignSide, pad};
 use cryptoki_sys::*;
 use std::ffi::c_void;
 
+/// A bad argument to a C_Sign/C_Decrypt/... call ends the active operation like any other
+/// error but CKR_BUFFER_TOO_SMALL (§5.2): decode, and cancel on failure.
+fn ending<T>(
+    m: &Module,
+    h: CK_SESSION_HANDLE,
+    op: CK_FLAGS,
+    decoded: crate::error::Result<T>,
+) -> crate::error::Result<T> {
+    if decoded.is_err() {
+        let _ = m.session_cancel(h, op);
+    }
+    decoded
+}
+
 // ---------------------------------------------------------------------------------------
 // General-purpose functions (§5.4)
 // ---------------------------------------------------------------------------------------
@@ -540,9 +554,9 @@ cryptoki_fn! {
     fn C_Encrypt(hSession: CK_SESSION_HANDLE, pData: *mut CK_BYTE, ulDataLen: CK_ULONG, pEncryptedData: *mut CK_BYTE, pulEncryptedDataLen: *mut CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's input buffer.
-        let data = unsafe { bytes(pData, ulDataLen) }?;
+        let data = ending(&m, hSession, CKF_ENCRYPT, unsafe { bytes(pData, ulDataLen) })?;
         // SAFETY: caller's output length.
-        let cap = unsafe { capacity(pEncryptedData, pulEncryptedDataLen) }?;
+        let cap = ending(&m, hSession, CKF_ENCRYPT, unsafe { capacity(pEncryptedData, pulEncryptedDataLen) })?;
         let out = m.crypt(CryptSide::Encrypt, hSession, Some(data), cap)?;
         // SAFETY: output buffer of `cap` bytes.
         unsafe { output(pEncryptedData, pulEncryptedDataLen, out) }
@@ -553,9 +567,9 @@ cryptoki_fn! {
     fn C_EncryptUpdate(hSession: CK_SESSION_HANDLE, pPart: *mut CK_BYTE, ulPartLen: CK_ULONG, pEncryptedPart: *mut CK_BYTE, pulEncryptedPartLen: *mut CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's input buffer.
-        let data = unsafe { bytes(pPart, ulPartLen) }?;
+        let data = ending(&m, hSession, CKF_ENCRYPT, unsafe { bytes(pPart, ulPartLen) })?;
         // SAFETY: caller's output length.
-        unsafe { capacity(pEncryptedPart, pulEncryptedPartLen) }?;
+        ending(&m, hSession, CKF_ENCRYPT, unsafe { capacity(pEncryptedPart, pulEncryptedPartLen) })?;
         let out = m.crypt_update(CryptSide::Encrypt, hSession, data)?;
         // SAFETY: output buffer (RSA updates produce nothing).
         unsafe { output(pEncryptedPart, pulEncryptedPartLen, out) }
@@ -566,7 +580,7 @@ cryptoki_fn! {
     fn C_EncryptFinal(hSession: CK_SESSION_HANDLE, pLastEncryptedPart: *mut CK_BYTE, pulLastEncryptedPartLen: *mut CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's output length.
-        let cap = unsafe { capacity(pLastEncryptedPart, pulLastEncryptedPartLen) }?;
+        let cap = ending(&m, hSession, CKF_ENCRYPT, unsafe { capacity(pLastEncryptedPart, pulLastEncryptedPartLen) })?;
         let out = m.crypt(CryptSide::Encrypt, hSession, None, cap)?;
         // SAFETY: output buffer of `cap` bytes.
         unsafe { output(pLastEncryptedPart, pulLastEncryptedPartLen, out) }
@@ -587,9 +601,9 @@ cryptoki_fn! {
     fn C_Decrypt(hSession: CK_SESSION_HANDLE, pEncryptedData: *mut CK_BYTE, ulEncryptedDataLen: CK_ULONG, pData: *mut CK_BYTE, pulDataLen: *mut CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's input buffer.
-        let data = unsafe { bytes(pEncryptedData, ulEncryptedDataLen) }?;
+        let data = ending(&m, hSession, CKF_DECRYPT, unsafe { bytes(pEncryptedData, ulEncryptedDataLen) })?;
         // SAFETY: caller's output length.
-        let cap = unsafe { capacity(pData, pulDataLen) }?;
+        let cap = ending(&m, hSession, CKF_DECRYPT, unsafe { capacity(pData, pulDataLen) })?;
         let out = m.crypt(CryptSide::Decrypt, hSession, Some(data), cap)?;
         // SAFETY: output buffer of `cap` bytes.
         unsafe { output(pData, pulDataLen, out) }
@@ -600,9 +614,9 @@ cryptoki_fn! {
     fn C_DecryptUpdate(hSession: CK_SESSION_HANDLE, pEncryptedPart: *mut CK_BYTE, ulEncryptedPartLen: CK_ULONG, pPart: *mut CK_BYTE, pulPartLen: *mut CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's input buffer.
-        let data = unsafe { bytes(pEncryptedPart, ulEncryptedPartLen) }?;
+        let data = ending(&m, hSession, CKF_DECRYPT, unsafe { bytes(pEncryptedPart, ulEncryptedPartLen) })?;
         // SAFETY: caller's output length.
-        unsafe { capacity(pPart, pulPartLen) }?;
+        ending(&m, hSession, CKF_DECRYPT, unsafe { capacity(pPart, pulPartLen) })?;
         let out = m.crypt_update(CryptSide::Decrypt, hSession, data)?;
         // SAFETY: output buffer (RSA updates produce nothing).
         unsafe { output(pPart, pulPartLen, out) }
@@ -613,7 +627,7 @@ cryptoki_fn! {
     fn C_DecryptFinal(hSession: CK_SESSION_HANDLE, pLastPart: *mut CK_BYTE, pulLastPartLen: *mut CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's output length.
-        let cap = unsafe { capacity(pLastPart, pulLastPartLen) }?;
+        let cap = ending(&m, hSession, CKF_DECRYPT, unsafe { capacity(pLastPart, pulLastPartLen) })?;
         let out = m.crypt(CryptSide::Decrypt, hSession, None, cap)?;
         // SAFETY: output buffer of `cap` bytes.
         unsafe { output(pLastPart, pulLastPartLen, out) }
@@ -638,9 +652,9 @@ cryptoki_fn! {
     fn C_Digest(hSession: CK_SESSION_HANDLE, pData: *mut CK_BYTE, ulDataLen: CK_ULONG, pDigest: *mut CK_BYTE, pulDigestLen: *mut CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's input buffer.
-        let data = unsafe { bytes(pData, ulDataLen) }?;
+        let data = ending(&m, hSession, CKF_DIGEST, unsafe { bytes(pData, ulDataLen) })?;
         // SAFETY: caller's output length.
-        let cap = unsafe { capacity(pDigest, pulDigestLen) }?;
+        let cap = ending(&m, hSession, CKF_DIGEST, unsafe { capacity(pDigest, pulDigestLen) })?;
         let out = m.digest(hSession, Some(data), cap)?;
         // SAFETY: output buffer of `cap` bytes.
         unsafe { output(pDigest, pulDigestLen, out) }
@@ -651,7 +665,7 @@ cryptoki_fn! {
     fn C_DigestUpdate(hSession: CK_SESSION_HANDLE, pPart: *mut CK_BYTE, ulPartLen: CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's input buffer.
-        let data = unsafe { bytes(pPart, ulPartLen) }?;
+        let data = ending(&m, hSession, CKF_DIGEST, unsafe { bytes(pPart, ulPartLen) })?;
         m.digest_update(hSession, data)?;
         Ok(CKR_OK)
     }
@@ -670,7 +684,7 @@ cryptoki_fn! {
     fn C_DigestFinal(hSession: CK_SESSION_HANDLE, pDigest: *mut CK_BYTE, pulDigestLen: *mut CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's output length.
-        let cap = unsafe { capacity(pDigest, pulDigestLen) }?;
+        let cap = ending(&m, hSession, CKF_DIGEST, unsafe { capacity(pDigest, pulDigestLen) })?;
         let out = m.digest(hSession, None, cap)?;
         // SAFETY: output buffer of `cap` bytes.
         unsafe { output(pDigest, pulDigestLen, out) }
@@ -696,9 +710,9 @@ cryptoki_fn! {
     fn C_Sign(hSession: CK_SESSION_HANDLE, pData: *mut CK_BYTE, ulDataLen: CK_ULONG, pSignature: *mut CK_BYTE, pulSignatureLen: *mut CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's input buffer.
-        let data = unsafe { bytes(pData, ulDataLen) }?;
+        let data = ending(&m, hSession, CKF_SIGN, unsafe { bytes(pData, ulDataLen) })?;
         // SAFETY: caller's output length.
-        let cap = unsafe { capacity(pSignature, pulSignatureLen) }?;
+        let cap = ending(&m, hSession, CKF_SIGN, unsafe { capacity(pSignature, pulSignatureLen) })?;
         let out = m.sign(hSession, data, cap)?;
         // SAFETY: output buffer of `cap` bytes.
         unsafe { output(pSignature, pulSignatureLen, out) }
@@ -709,7 +723,7 @@ cryptoki_fn! {
     fn C_SignUpdate(hSession: CK_SESSION_HANDLE, pPart: *mut CK_BYTE, ulPartLen: CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's input buffer.
-        let data = unsafe { bytes(pPart, ulPartLen) }?;
+        let data = ending(&m, hSession, CKF_SIGN, unsafe { bytes(pPart, ulPartLen) })?;
         m.sign_update(SignSide::Sign, hSession, data)?;
         Ok(CKR_OK)
     }
@@ -719,7 +733,7 @@ cryptoki_fn! {
     fn C_SignFinal(hSession: CK_SESSION_HANDLE, pSignature: *mut CK_BYTE, pulSignatureLen: *mut CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's output length.
-        let cap = unsafe { capacity(pSignature, pulSignatureLen) }?;
+        let cap = ending(&m, hSession, CKF_SIGN, unsafe { capacity(pSignature, pulSignatureLen) })?;
         let out = m.sign_final(hSession, cap)?;
         // SAFETY: output buffer of `cap` bytes.
         unsafe { output(pSignature, pulSignatureLen, out) }
@@ -740,9 +754,9 @@ cryptoki_fn! {
     fn C_Verify(hSession: CK_SESSION_HANDLE, pData: *mut CK_BYTE, ulDataLen: CK_ULONG, pSignature: *mut CK_BYTE, ulSignatureLen: CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's buffers.
-        let data = unsafe { bytes(pData, ulDataLen) }?;
+        let data = ending(&m, hSession, CKF_VERIFY, unsafe { bytes(pData, ulDataLen) })?;
         // SAFETY: caller's buffers.
-        let sig = unsafe { bytes(pSignature, ulSignatureLen) }?;
+        let sig = ending(&m, hSession, CKF_VERIFY, unsafe { bytes(pSignature, ulSignatureLen) })?;
         m.verify(hSession, data, sig)?;
         Ok(CKR_OK)
     }
@@ -752,7 +766,7 @@ cryptoki_fn! {
     fn C_VerifyUpdate(hSession: CK_SESSION_HANDLE, pPart: *mut CK_BYTE, ulPartLen: CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's input buffer.
-        let data = unsafe { bytes(pPart, ulPartLen) }?;
+        let data = ending(&m, hSession, CKF_VERIFY, unsafe { bytes(pPart, ulPartLen) })?;
         m.sign_update(SignSide::Verify, hSession, data)?;
         Ok(CKR_OK)
     }
@@ -762,7 +776,7 @@ cryptoki_fn! {
     fn C_VerifyFinal(hSession: CK_SESSION_HANDLE, pSignature: *mut CK_BYTE, ulSignatureLen: CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's buffer.
-        let sig = unsafe { bytes(pSignature, ulSignatureLen) }?;
+        let sig = ending(&m, hSession, CKF_VERIFY, unsafe { bytes(pSignature, ulSignatureLen) })?;
         m.verify_final(hSession, sig)?;
         Ok(CKR_OK)
     }

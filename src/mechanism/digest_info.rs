@@ -39,7 +39,7 @@ pub fn encode(h: HashAlg, digest: &[u8]) -> Vec<u8> {
 pub fn parse(data: &[u8]) -> Option<(HashAlg, &[u8])> {
     HashAlg::ALL.into_iter().find_map(|h| {
         let p = prefix(h);
-        (data.len() == p.len() + h.len() && data.starts_with(p)).then(|| (h, &data[p.len()..]))
+        (data.len() == p.len() + h.output_len() && data.starts_with(p)).then(|| (h, &data[p.len()..]))
     })
 }
 
@@ -56,7 +56,7 @@ mod tests {
         let rsa = Rsa::generate(1024).unwrap();
         let pkey = PKey::from_rsa(rsa.clone()).unwrap();
         for h in HashAlg::ALL {
-            let digest = vec![0xabu8; h.len()];
+            let digest = vec![0xabu8; h.output_len()];
             let mut ctx = openssl::pkey_ctx::PkeyCtx::new(&pkey).unwrap();
             ctx.sign_init().unwrap();
             ctx.set_rsa_padding(Padding::PKCS1).unwrap();

@@ -230,12 +230,12 @@ impl SignScheme {
                 mgf_hash,
                 salt_len,
             } => {
-                if input.len() != hash.len() {
+                if input.len() != hash.output_len() {
                     return Err(Error::DataLenRange);
                 }
                 // emLen >= hLen + sLen + 2 (RFC 8017 §9.1.1 step 3).
                 let em_len = (key.bits + 6) / 8;
-                if hash.len() + salt_len + 2 > em_len {
+                if hash.output_len() + salt_len + 2 > em_len {
                     return Err(Error::MechanismParamInvalid(format!(
                         "salt of {salt_len} bytes is too long for a {}-bit key",
                         key.bits
@@ -350,6 +350,15 @@ fn pss(m: &Mechanism, fixed_hash: Option<HashAlg>) -> Result<SignKind> {
     }
     let mgf_hash = hash_of_mgf(*mgf)
         .ok_or_else(|| Error::MechanismParamInvalid(format!("PSS mgf {mgf:#x}")))?;
+    // PKCS#11 would allow another MGF1 hash, but neither Key Vault nor CNG can sign that
+    // way: one rule for every slot kind.
+    if mgf_hash != hash {
+        return Err(Error::MechanismParamInvalid(format!(
+            "PSS MGF1 hash {} differs from hashAlg {}",
+            mgf_hash.name(),
+            hash.name()
+        )));
+    }
     let salt_len = usize::try_from(*salt_len)
         .map_err(|_| Error::MechanismParamInvalid("PSS salt length".into()))?;
     Ok(SignKind::RsaPss {
@@ -404,7 +413,7 @@ impl CryptScheme {
         match &self.0 {
             DecryptRequest::RsaPkcs1 => key.size_bytes.saturating_sub(11),
             DecryptRequest::RsaOaep { hash, .. } => {
-                key.size_bytes.saturating_sub(2 * hash.len() + 2)
+                key.size_bytes.saturating_sub(2 * hash.output_len() + 2)
             }
         }
     }

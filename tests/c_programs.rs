@@ -1,0 +1,90 @@
+//! C programs compiled with gcc that load the built library as Identify does (dlopen), and
+//! check fork() behaviour in a single-threaded process of their own.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::{FixtureStore, fixture_cert, module_path};
+
+fn compile(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let status = Command::new("gcc")
+        .args([
+            "-std=c99",
+            "-D_POSIX_C_SOURCE=200809L",
+            "-Wall",
+            "-Werror",
+            "-O1",
+        ])
+        .arg("-I")
+        .arg(root.join("include"))
+        .args(["-I", "/usr/include/p11-kit-1"])
+        .arg(root.join(format!("tests/c/{name}.c")))
+        .arg("-o")
+        .arg(&out)
+        .arg("-ldl")
+        .status()
+        .expect("gcc must be installed (Debian package gcc)");
+    assert!(
+        status.success(),
+        "compiling tests/c/{name}.c (needs libp11-kit-dev for pkcs11.h)"
+    );
+    out
+}
+
+#[test]
+fn dlopen_finds_the_key_and_signs() {
+    let exe = compile("dlopen_sign");
+    let store = FixtureStore::new("fixtures", "");
+    let sig_path = store.dir.path().join("sig.bin");
+    let message = "<saml:Assertion>signed the way Identify signs</saml:Assertion>";
+    let out = Command::new(&exe)
+        .arg(module_path())
+        .arg("rsa2048")
+        .arg(message)
+        .arg(&sig_path)
+        .env("IDENTIFY_PKCS11_CONFIG", &store.config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "backend key id: {}",
+            store.store.join("rsa2048.key.pem").display()
+        )),
+        "{stdout}"
+    );
+    let sig = std::fs::read(&sig_path).unwrap();
+    let key = fixture_cert("rsa2048").public_key().unwrap();
+    let mut v = openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
+    v.update(message.as_bytes()).unwrap();
+    assert!(
+        v.verify(&sig).unwrap(),
+        "signature from the C program does not verify with OpenSSL"
+    );
+}
+
+#[test]
+fn forked_child_must_initialize_again() {
+    let exe = compile("fork");
+    let store = FixtureStore::new("fixtures", "");
+    let out = Command::new(&exe)
+        .arg(module_path())
+        .arg("rsa2048")
+        .env("IDENTIFY_PKCS11_CONFIG", &store.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
