@@ -595,7 +595,13 @@ fn null_pointers_and_huge_lengths() {
         assert_eq!(C_SignInit(s, &mut m2, key), CKR_OK);
         let mut len: CK_ULONG = 0;
         assert_eq!(
-            C_Sign(s, std::ptr::dangling_mut(), CK_ULONG::MAX, null_mut(), &mut len),
+            C_Sign(
+                s,
+                std::ptr::dangling_mut(),
+                CK_ULONG::MAX,
+                null_mut(),
+                &mut len
+            ),
             CKR_ARGUMENTS_BAD
         );
         // OAEP with a wrong parameter size is a parameter error.

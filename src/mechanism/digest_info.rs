@@ -39,7 +39,8 @@ pub fn encode(h: HashAlg, digest: &[u8]) -> Vec<u8> {
 pub fn parse(data: &[u8]) -> Option<(HashAlg, &[u8])> {
     HashAlg::ALL.into_iter().find_map(|h| {
         let p = prefix(h);
-        (data.len() == p.len() + h.output_len() && data.starts_with(p)).then(|| (h, &data[p.len()..]))
+        (data.len() == p.len() + h.output_len() && data.starts_with(p))
+            .then(|| (h, &data[p.len()..]))
     })
 }
 
