@@ -60,6 +60,24 @@ pub enum CryptSide {
     Decrypt,
 }
 
+impl SignSide {
+    fn operation(self, s: &mut session::Session) -> &mut Option<SignOp> {
+        match self {
+            SignSide::Sign => &mut s.sign,
+            SignSide::Verify => &mut s.verify,
+        }
+    }
+}
+
+impl CryptSide {
+    fn operation(self, s: &mut session::Session) -> &mut Option<CryptOp> {
+        match self {
+            CryptSide::Encrypt => &mut s.encrypt,
+            CryptSide::Decrypt => &mut s.decrypt,
+        }
+    }
+}
+
 pub struct Module {
     pub pid: u32,
     pub config: Config,
@@ -633,57 +651,92 @@ impl Module {
         m: Option<&Mechanism>,
         key: CK_OBJECT_HANDLE,
     ) -> Result<()> {
+        self.start_operation(
+            h,
+            m,
+            |s| side.operation(s),
+            |slot, m| {
+                let scheme = SignScheme::from_mechanism(m)?;
+                // Verification with the private key's handle is accepted: it carries the
+                // public key too.
+                let (private_flag, public_flag) = match side {
+                    SignSide::Sign => (CKA_SIGN, None),
+                    SignSide::Verify => (CKA_SIGN, Some(CKA_VERIFY)),
+                };
+                let key =
+                    self.operation_key(slot, key, private_flag, public_flag, scheme.key_kind())?;
+                let hashing = scheme.prehash.map(Hashing::new).transpose()?;
+                Ok(SignOp {
+                    key,
+                    scheme,
+                    hashing,
+                    multi_part: false,
+                })
+            },
+        )
+    }
+
+    /// The common part of every *Init: a NULL mechanism cancels; an active operation of
+    /// the kind is `CKR_OPERATION_ACTIVE`; the new operation is built with no session lock
+    /// held and installed if the slot is still free.
+    fn start_operation<T>(
+        &self,
+        h: CK_SESSION_HANDLE,
+        m: Option<&Mechanism>,
+        select: impl Fn(&mut session::Session) -> &mut Option<T>,
+        build: impl FnOnce(usize, &Mechanism) -> Result<T>,
+    ) -> Result<()> {
         let s = self.session(h)?;
         let slot = {
             let mut g = session::lock(&s)?;
-            let op = match side {
-                SignSide::Sign => &mut g.sign,
-                SignSide::Verify => &mut g.verify,
-            };
-            let Some(m) = m else {
+            let slot = g.slot;
+            let op = select(&mut g);
+            if m.is_none() {
                 // v3.0: a NULL mechanism cancels the active operation.
                 *op = None;
                 return Ok(());
-            };
+            }
             if op.is_some() {
                 return Err(Error::OperationActive);
             }
-            let _ = m;
-            g.slot
+            slot
         };
         let m = m.ok_or(Error::ArgumentsBad("mechanism"))?;
-        let scheme = SignScheme::from_mechanism(m)?;
+        let new = build(slot, m)?;
+        let mut g = session::lock(&s)?;
+        let op = select(&mut g);
+        if op.is_some() {
+            return Err(Error::OperationActive);
+        }
+        *op = Some(new);
+        Ok(())
+    }
+
+    /// The key object for an operation: a private key permitted `private_flag`, or (when
+    /// `public_flag` is given) a public key permitted that, of the algorithm the mechanism
+    /// needs.
+    fn operation_key(
+        &self,
+        slot: usize,
+        key: CK_OBJECT_HANDLE,
+        private_flag: CK_ATTRIBUTE_TYPE,
+        public_flag: Option<CK_ATTRIBUTE_TYPE>,
+        kind: KeyKind,
+    ) -> Result<Arc<Object>> {
         let obj = self.session_object(slot, key).map_err(key_handle)?;
         let material = obj.key().map_err(key_handle)?;
-        let permitted = match (side, obj.kind) {
-            (SignSide::Sign, ObjectKind::PrivateKey) => obj.flag(CKA_SIGN),
-            (SignSide::Verify, ObjectKind::PublicKey) => obj.flag(CKA_VERIFY),
-            (SignSide::Verify, ObjectKind::PrivateKey) => obj.flag(CKA_SIGN),
+        let permitted = match (obj.kind, public_flag) {
+            (ObjectKind::PrivateKey, _) => obj.flag(private_flag),
+            (ObjectKind::PublicKey, Some(f)) => obj.flag(f),
             _ => false,
         };
         if !permitted {
             return Err(Error::KeyFunctionNotPermitted);
         }
-        if material.public.kind != scheme.key_kind() {
+        if material.public.kind != kind {
             return Err(Error::KeyTypeInconsistent);
         }
-        let hashing = scheme.prehash.map(Hashing::new).transpose()?;
-        let op = SignOp {
-            key: obj,
-            scheme,
-            hashing,
-            multi_part: false,
-        };
-        let mut g = session::lock(&s)?;
-        let slot_ref = match side {
-            SignSide::Sign => &mut g.sign,
-            SignSide::Verify => &mut g.verify,
-        };
-        if slot_ref.is_some() {
-            return Err(Error::OperationActive);
-        }
-        *slot_ref = Some(op);
-        Ok(())
+        Ok(obj)
     }
 
     /// Takes the sign/verify operation out of the session (ending it) unless `keep`
@@ -696,10 +749,7 @@ impl Module {
     ) -> Result<std::result::Result<SignOp, Output>> {
         let s = self.session(h)?;
         let mut g = session::lock(&s)?;
-        let slot_ref = match side {
-            SignSide::Sign => &mut g.sign,
-            SignSide::Verify => &mut g.verify,
-        };
+        let slot_ref = side.operation(&mut g);
         let op = slot_ref.as_ref().ok_or(Error::OperationNotInitialized)?;
         match check(op) {
             Ok(Some(out)) => Ok(Err(out)),
@@ -757,10 +807,7 @@ impl Module {
     pub fn sign_update(&self, side: SignSide, h: CK_SESSION_HANDLE, data: &[u8]) -> Result<()> {
         let s = self.session(h)?;
         let mut g = session::lock(&s)?;
-        let slot_ref = match side {
-            SignSide::Sign => &mut g.sign,
-            SignSide::Verify => &mut g.verify,
-        };
+        let slot_ref = side.operation(&mut g);
         let op = slot_ref.as_mut().ok_or(Error::OperationNotInitialized)?;
         let result = match op.hashing.as_mut() {
             // Single-part mechanisms (CKM_RSA_PKCS, CKM_ECDSA, CKM_RSA_PKCS_PSS).
@@ -833,55 +880,26 @@ impl Module {
         m: Option<&Mechanism>,
         key: CK_OBJECT_HANDLE,
     ) -> Result<()> {
-        let s = self.session(h)?;
-        let slot = {
-            let mut g = session::lock(&s)?;
-            let op = match side {
-                CryptSide::Encrypt => &mut g.encrypt,
-                CryptSide::Decrypt => &mut g.decrypt,
-            };
-            if m.is_none() {
-                *op = None;
-                return Ok(());
-            }
-            if op.is_some() {
-                return Err(Error::OperationActive);
-            }
-            g.slot
-        };
-        let m = m.ok_or(Error::ArgumentsBad("mechanism"))?;
-        let scheme = CryptScheme::from_mechanism(m)?;
-        let obj = self.session_object(slot, key).map_err(key_handle)?;
-        let material = obj.key().map_err(key_handle)?;
-        let permitted = match (side, obj.kind) {
-            (CryptSide::Decrypt, ObjectKind::PrivateKey) => obj.flag(CKA_DECRYPT),
-            (CryptSide::Encrypt, ObjectKind::PublicKey) => obj.flag(CKA_ENCRYPT),
-            (CryptSide::Encrypt, ObjectKind::PrivateKey) => obj.flag(CKA_DECRYPT),
-            _ => false,
-        };
-        if !permitted {
-            return Err(Error::KeyFunctionNotPermitted);
-        }
-        if material.public.kind != KeyKind::Rsa {
-            return Err(Error::KeyTypeInconsistent);
-        }
-        let op = CryptOp {
-            key: obj,
-            scheme,
-            buffer: Vec::new(),
-            multi_part: false,
-            pending: None,
-        };
-        let mut g = session::lock(&s)?;
-        let slot_ref = match side {
-            CryptSide::Encrypt => &mut g.encrypt,
-            CryptSide::Decrypt => &mut g.decrypt,
-        };
-        if slot_ref.is_some() {
-            return Err(Error::OperationActive);
-        }
-        *slot_ref = Some(op);
-        Ok(())
+        self.start_operation(
+            h,
+            m,
+            |s| side.operation(s),
+            |slot, m| {
+                let scheme = CryptScheme::from_mechanism(m)?;
+                let public_flag = match side {
+                    CryptSide::Encrypt => Some(CKA_ENCRYPT),
+                    CryptSide::Decrypt => None,
+                };
+                let key = self.operation_key(slot, key, CKA_DECRYPT, public_flag, KeyKind::Rsa)?;
+                Ok(CryptOp {
+                    key,
+                    scheme,
+                    buffer: Vec::new(),
+                    multi_part: false,
+                    pending: None,
+                })
+            },
+        )
     }
 
     pub fn crypt_update(
@@ -892,10 +910,7 @@ impl Module {
     ) -> Result<Output> {
         let s = self.session(h)?;
         let mut g = session::lock(&s)?;
-        let slot_ref = match side {
-            CryptSide::Encrypt => &mut g.encrypt,
-            CryptSide::Decrypt => &mut g.decrypt,
-        };
+        let slot_ref = side.operation(&mut g);
         let op = slot_ref.as_mut().ok_or(Error::OperationNotInitialized)?;
         // RSA is single-block: updates collect input, C_*Final processes it.
         let limit = op.key.key()?.public.size_bytes;
@@ -922,10 +937,7 @@ impl Module {
         let s = self.session(h)?;
         let op = {
             let mut g = session::lock(&s)?;
-            let slot_ref = match side {
-                CryptSide::Encrypt => &mut g.encrypt,
-                CryptSide::Decrypt => &mut g.decrypt,
-            };
+            let slot_ref = side.operation(&mut g);
             let op = slot_ref.as_mut().ok_or(Error::OperationNotInitialized)?;
             let checked = (|| {
                 if input.is_some() && op.multi_part {
@@ -995,17 +1007,17 @@ impl Module {
     // ----- digest (§5.12) -----
 
     pub fn digest_init(&self, h: CK_SESSION_HANDLE, m: &Mechanism) -> Result<()> {
-        let s = self.session(h)?;
-        let mut g = session::lock(&s)?;
-        if g.digest.is_some() {
-            return Err(Error::OperationActive);
-        }
-        let alg = mechanism::digest_hash(m)?;
-        g.digest = Some(DigestOp {
-            hashing: Hashing::new(alg)?,
-            multi_part: false,
-        });
-        Ok(())
+        self.start_operation(
+            h,
+            Some(m),
+            |s| &mut s.digest,
+            |_, m| {
+                Ok(DigestOp {
+                    hashing: Hashing::new(mechanism::digest_hash(m)?)?,
+                    multi_part: false,
+                })
+            },
+        )
     }
 
     /// C_Digest (`data: Some`) and C_DigestFinal (`None`).

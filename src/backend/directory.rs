@@ -19,7 +19,7 @@ use super::{
     ObjectUpdate, SignRequest,
 };
 use crate::error::{Error, Result};
-use crate::mechanism::digest_info;
+use crate::mechanism::{digest_info, md};
 use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::ecdsa::EcdsaSig;
@@ -375,11 +375,8 @@ impl Backend for DirectoryBackend {
                 let mut ctx = PkeyCtx::new(&pkey)?;
                 ctx.sign_init()?;
                 ctx.set_rsa_padding(Padding::PKCS1_PSS)?;
-                ctx.set_signature_md(
-                    openssl::md::Md::from_nid(hash.md().type_())
-                        .ok_or_else(|| Error::Internal("digest without EVP_MD".into()))?,
-                )?;
-                ctx.set_rsa_mgf1_md(md_of(*mgf_hash)?)?;
+                ctx.set_signature_md(md(*hash))?;
+                ctx.set_rsa_mgf1_md(md(*mgf_hash))?;
                 ctx.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::custom(salt))?;
                 let mut out = Vec::new();
                 ctx.sign_to_vec(data, &mut out)
@@ -418,8 +415,8 @@ impl Backend for DirectoryBackend {
                 label,
             } => {
                 ctx.set_rsa_padding(Padding::PKCS1_OAEP)?;
-                ctx.set_rsa_oaep_md(md_of(*hash)?)?;
-                ctx.set_rsa_mgf1_md(md_of(*mgf_hash)?)?;
+                ctx.set_rsa_oaep_md(md(*hash))?;
+                ctx.set_rsa_mgf1_md(md(*mgf_hash))?;
                 if !label.is_empty() {
                     ctx.set_rsa_oaep_label(label)?;
                 }
@@ -604,17 +601,6 @@ fn check_key_type(pkey: &PKey<Private>) -> Result<()> {
             "unsupported key type {other:?} (RSA and EC are)"
         ))),
     }
-}
-
-fn md_of(h: super::HashAlg) -> Result<&'static openssl::md::MdRef> {
-    use super::HashAlg::*;
-    Ok(match h {
-        Sha1 => openssl::md::Md::sha1(),
-        Sha224 => openssl::md::Md::sha224(),
-        Sha256 => openssl::md::Md::sha256(),
-        Sha384 => openssl::md::Md::sha384(),
-        Sha512 => openssl::md::Md::sha512(),
-    })
 }
 
 /// basicConstraints cA=TRUE: the certificate is an authority (CKA_CERTIFICATE_CATEGORY 2).
