@@ -230,9 +230,14 @@ pub fn load_file(path: &Path) -> Result<Config> {
 /// Parses and validates configuration text.
 pub fn parse(text: &str, source: Source) -> Result<Config> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        // The line number and the line itself, so that the message names the key.
         let line = e
             .span()
-            .map(|s| format!("line {}: ", line_of(text, s.start)))
+            .map(|s| {
+                let n = line_of(text, s.start);
+                let content = text.lines().nth(n - 1).unwrap_or("").trim();
+                format!("line {n} (`{content}`): ")
+            })
             .unwrap_or_default();
         Error::Config(format!("{source}: {line}{}", e.message().trim_end()))
     })?;
@@ -410,8 +415,18 @@ mod tests {
             dir.path()
         );
         let m = err(&text);
-        assert!(m.starts_with("/etc/x.toml: line 5: "), "{m}");
+        assert!(m.starts_with("/etc/x.toml: line 5 (`colour = 1`): "), "{m}");
         assert!(m.contains("colour") && m.contains("pin_hash"), "{m}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = err(&format!(
+            "[[slot]]\nlabel = \"a\"\nkind = \"cert-store\"\npath = {:?}\nwritable = \"yes\"\n",
+            dir.path()
+        ));
+        assert!(m.contains("line 5 (`writable = \"yes\"`)") && m.contains("boolean"), "{m}");
     }
 
     #[test]
