@@ -277,7 +277,14 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
                         "a `cert-store` slot needs `path = \"DIR\"`, the directory of PKCS#12 and PEM files".into(),
                     ));
                 };
-                let dir = path.get_ref().clone();
+                // A relative path is relative to the configuration file, not to whatever
+                // directory the application happens to be in.
+                let dir = match &source {
+                    Source::File(f) if path.get_ref().is_relative() => {
+                        f.parent().unwrap_or(Path::new(".")).join(path.get_ref())
+                    }
+                    _ => path.get_ref().clone(),
+                };
                 if !dir.is_dir() {
                     return Err(at(
                         path.span(),
@@ -311,13 +318,11 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
             }
         };
         if let Some(h) = &s.pin_hash {
-            argon2::PasswordHash::new(h.get_ref()).map_err(|e| {
+            check_pin_hash(h.get_ref()).map_err(|m| {
                 at(
                     h.span(),
                     "pin_hash",
-                    format!(
-                        "not a PHC hash string ({e}); make one with `identify-pkcs11 pin-hash`"
-                    ),
+                    format!("{m}; make one with `identify-pkcs11 pin-hash`"),
                 )
             })?;
         }
@@ -386,14 +391,35 @@ pub fn hash_pin(pin: &[u8]) -> Result<String> {
         .map_err(|e| Error::Internal(format!("argon2: {e}")))
 }
 
-/// Checks a PIN against a PHC string.
+/// Accepts only argon2 PHC strings whose parameters argon2 can use, so that a hash that
+/// could never match fails C_Initialize instead of every C_Login.
+fn check_pin_hash(phc: &str) -> std::result::Result<(), String> {
+    let parsed =
+        argon2::PasswordHash::new(phc).map_err(|e| format!("not a PHC hash string ({e})"))?;
+    argon2::Algorithm::try_from(parsed.algorithm).map_err(|_| {
+        format!(
+            "algorithm `{}` is not argon2id, argon2i or argon2d",
+            parsed.algorithm
+        )
+    })?;
+    argon2::Params::try_from(&parsed).map_err(|e| format!("argon2 parameters: {e}"))?;
+    if parsed.hash.is_none() || parsed.salt.is_none() {
+        return Err("the hash or the salt is missing".into());
+    }
+    Ok(())
+}
+
+/// Checks a PIN against a PHC string: `Ok(false)` for a wrong PIN only; anything else
+/// that goes wrong is an error, not a wrong PIN.
 pub fn verify_pin(pin: &[u8], phc: &str) -> Result<bool> {
-    use argon2::password_hash::PasswordVerifier;
+    use argon2::password_hash::{Error as PhcError, PasswordVerifier};
     let parsed =
         argon2::PasswordHash::new(phc).map_err(|e| Error::Config(format!("pin_hash: {e}")))?;
-    Ok(argon2::Argon2::default()
-        .verify_password(pin, &parsed)
-        .is_ok())
+    match argon2::Argon2::default().verify_password(pin, &parsed) {
+        Ok(()) => Ok(true),
+        Err(PhcError::Password) => Ok(false),
+        Err(e) => Err(Error::Internal(format!("checking the PIN: {e}"))),
+    }
 }
 
 #[cfg(test)]
@@ -426,7 +452,10 @@ mod tests {
             "[[slot]]\nlabel = \"a\"\nkind = \"cert-store\"\npath = {:?}\nwritable = \"yes\"\n",
             dir.path()
         ));
-        assert!(m.contains("line 5 (`writable = \"yes\"`)") && m.contains("boolean"), "{m}");
+        assert!(
+            m.contains("line 5 (`writable = \"yes\"`)") && m.contains("boolean"),
+            "{m}"
+        );
     }
 
     #[test]
@@ -474,6 +503,27 @@ mod tests {
             dir.path()
         ));
         assert!(m.contains("pin_hash") && m.contains("pin-hash"), "{m}");
+        // A valid PHC string of another algorithm could never match: refused at load.
+        let scrypt = "$scrypt$ln=16,r=8,p=1$aM15713r3Xsvxbi31lqr1Q$nFNh2CVHVjNldFVKDHDlm4CbdRSCdEBsjjJxD+iCs5E";
+        let m = err(&format!(
+            "[[slot]]\nlabel = \"a\"\nkind = \"cert-store\"\npath = {:?}\npin_hash = {scrypt:?}\n",
+            dir.path()
+        ));
+        assert!(m.contains("line 5") && m.contains("not argon2"), "{m}");
+    }
+
+    #[test]
+    fn relative_store_path_is_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("store")).unwrap();
+        let c = parse(
+            "[[slot]]\nlabel = \"a\"\nkind = \"cert-store\"\npath = \"store\"\n",
+            Source::File(dir.path().join("config.toml")),
+        )
+        .unwrap();
+        match &c.slots[0].store {
+            StoreConfig::Directory { path, .. } => assert_eq!(path, &dir.path().join("store")),
+        }
     }
 
     #[test]

@@ -16,7 +16,6 @@ use crate::object::{KeyObject, Object, ObjectCache, ObjectKind};
 use crate::session::{self, CryptOp, DigestOp, FindOp, SessionTable, SignOp};
 use cryptoki_sys::*;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// A template as decoded by `ffi/`: attribute types with their value bytes.
@@ -44,7 +43,6 @@ fn deliver(len: usize, capacity: Option<usize>) -> Option<Output> {
 pub struct Slot {
     pub config: SlotConfig,
     pub backend: Arc<dyn Backend>,
-    logged_in: AtomicBool,
 }
 
 /// Which operation an *Init/Update/Final call addresses.
@@ -112,7 +110,6 @@ impl Module {
             slots.push(Slot {
                 config: sc.clone(),
                 backend,
-                logged_in: AtomicBool::new(false),
             });
         }
         let objects = ObjectCache::new(
@@ -238,9 +235,7 @@ impl Module {
     }
 
     fn logged_in(&self, slot: usize) -> bool {
-        self.slots
-            .get(slot)
-            .is_some_and(|s| s.logged_in.load(Ordering::Acquire))
+        self.sessions.is_logged_in(slot)
     }
 
     pub fn open_session(&self, id: CK_SLOT_ID, flags: CK_FLAGS) -> Result<CK_SESSION_HANDLE> {
@@ -253,23 +248,13 @@ impl Module {
 
     pub fn close_session(&self, h: CK_SESSION_HANDLE) -> Result<()> {
         let slot = self.sessions.close(h)?;
-        self.objects.close_session(slot, h)?;
-        self.logout_if_no_sessions(slot)
+        self.objects.close_session(slot, h)
     }
 
     pub fn close_all_sessions(&self, id: CK_SLOT_ID) -> Result<()> {
         let (index, _) = self.slot(id)?;
         for h in self.sessions.close_all(index)? {
             self.objects.close_session(index, h)?;
-        }
-        self.logout_if_no_sessions(index)
-    }
-
-    fn logout_if_no_sessions(&self, slot: usize) -> Result<()> {
-        if self.sessions.count(slot)?.0 == 0
-            && let Some(s) = self.slots.get(slot)
-        {
-            s.logged_in.store(false, Ordering::Release);
         }
         Ok(())
     }
@@ -306,26 +291,18 @@ impl Module {
             return Err(Error::PinLenRange);
         }
         let s = self.slots.get(slot).ok_or(Error::SlotIdInvalid)?;
-        if s.logged_in.load(Ordering::Acquire) {
-            return Err(Error::UserAlreadyLoggedIn);
-        }
-        if let Some(hash) = &s.config.pin_hash
-            && !crate::config::verify_pin(pin, hash)?
-        {
-            tracing::warn!(slot = %s.config.label, "C_Login: wrong PIN");
-            return Err(Error::PinIncorrect);
-        }
-        s.logged_in.store(true, Ordering::Release);
-        Ok(())
+        self.sessions.login(slot, || match &s.config.pin_hash {
+            Some(hash) if !crate::config::verify_pin(pin, hash)? => {
+                tracing::warn!(slot = %s.config.label, "C_Login: wrong PIN");
+                Err(Error::PinIncorrect)
+            }
+            _ => Ok(()),
+        })
     }
 
     pub fn logout(&self, h: CK_SESSION_HANDLE) -> Result<()> {
         let slot = session::lock(&self.session(h)?)?.slot;
-        let s = self.slots.get(slot).ok_or(Error::SlotIdInvalid)?;
-        if !s.logged_in.swap(false, Ordering::AcqRel) {
-            return Err(Error::UserNotLoggedIn);
-        }
-        Ok(())
+        self.sessions.logout(slot)
     }
 
     // ----- objects (§5.7) -----
@@ -631,7 +608,15 @@ impl Module {
         let slot = self.writable_session(h, true)?;
         let backend = self.objects.backend(slot)?;
         let name = label.clone().unwrap_or_else(|| "key".into());
-        let record = backend.generate_key(&name, &spec, &ObjectUpdate { label, id })?;
+        // Uses the template refuses are kept; those it asks for are what the key can do.
+        let usage = KeyUsage {
+            sign: kt.bool(CKA_SIGN)?.unwrap_or(true),
+            decrypt: kt.bool(CKA_DECRYPT)?.unwrap_or(true),
+            unwrap: false,
+        };
+        // CKA_UNWRAP is asked for by default by some clients; this module offers no
+        // C_UnwrapKey, so the key reads CKA_UNWRAP false whatever the template says.
+        let record = backend.generate_key(&name, &spec, &ObjectUpdate { label, id }, usage)?;
         self.objects.refresh(slot, true)?;
         let public = self
             .objects
@@ -665,6 +650,7 @@ impl Module {
                 };
                 let key =
                     self.operation_key(slot, key, private_flag, public_flag, scheme.key_kind())?;
+                scheme.check_key(&key.key()?.public)?;
                 let hashing = scheme.prehash.map(Hashing::new).transpose()?;
                 Ok(SignOp {
                     key,
@@ -1006,10 +992,10 @@ impl Module {
 
     // ----- digest (§5.12) -----
 
-    pub fn digest_init(&self, h: CK_SESSION_HANDLE, m: &Mechanism) -> Result<()> {
+    pub fn digest_init(&self, h: CK_SESSION_HANDLE, m: Option<&Mechanism>) -> Result<()> {
         self.start_operation(
             h,
-            Some(m),
+            m,
             |s| &mut s.digest,
             |_, m| {
                 Ok(DigestOp {

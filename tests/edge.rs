@@ -211,6 +211,64 @@ fn initialize_and_finalize_rules() {
 }
 
 #[test]
+fn handles_are_not_reused_across_reinitialization() {
+    let (first_session, first_object) = {
+        let m = load("");
+        let s = open(m.slot, false);
+        (s, find(s, CKO_PRIVATE_KEY, "rsa2048")[0])
+    };
+    // Another application in the process kept those handles over a C_Finalize and
+    // C_Initialize: they must not name new sessions or objects.
+    let m = load("");
+    let s = open(m.slot, false);
+    assert_ne!(s, first_session);
+    let key = find(s, CKO_PRIVATE_KEY, "rsa2048")[0];
+    assert_ne!(key, first_object);
+    let mut info: CK_SESSION_INFO = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    assert_eq!(
+        unsafe { C_GetSessionInfo(first_session, &mut info) },
+        CKR_SESSION_HANDLE_INVALID
+    );
+    assert_eq!(
+        sign_init(s, CKM_SHA256_RSA_PKCS, first_object),
+        CKR_KEY_HANDLE_INVALID
+    );
+}
+
+#[test]
+fn digest_two_calls_and_cancel() {
+    let m = load("");
+    let s = open(m.slot, false);
+    let mut mech = mech(CKM_SHA256);
+    // SAFETY (whole block): valid buffers and lengths.
+    unsafe {
+        assert_eq!(C_DigestInit(s, &mut mech), CKR_OK);
+        assert_eq!(C_DigestInit(s, &mut mech), CKR_OPERATION_ACTIVE);
+        // NULL mechanism cancels.
+        assert_eq!(C_DigestInit(s, null_mut()), CKR_OK);
+        let mut len: CK_ULONG = 0;
+        assert_eq!(
+            C_DigestFinal(s, null_mut(), &mut len),
+            CKR_OPERATION_NOT_INITIALIZED
+        );
+        assert_eq!(C_DigestInit(s, &mut mech), CKR_OK);
+        assert_eq!(C_DigestUpdate(s, b"ab".as_ptr() as *mut _, 2), CKR_OK);
+        assert_eq!(C_DigestUpdate(s, b"c".as_ptr() as *mut _, 1), CKR_OK);
+        let mut out = [0u8; 4];
+        let mut len: CK_ULONG = 4;
+        assert_eq!(
+            C_DigestFinal(s, out.as_mut_ptr(), &mut len),
+            CKR_BUFFER_TOO_SMALL
+        );
+        assert_eq!(len, 32);
+        let mut out = [0u8; 32];
+        assert_eq!(C_DigestFinal(s, out.as_mut_ptr(), &mut len), CKR_OK);
+        assert_eq!(out.as_slice(), openssl::sha::sha256(b"abc").as_slice());
+    }
+}
+
+#[test]
 fn interfaces_and_function_tables() {
     // SAFETY (whole test): valid pointers or deliberate NULLs.
     unsafe {

@@ -63,6 +63,11 @@ struct Meta {
     /// The key was generated through this module.
     #[serde(default)]
     local: bool,
+    /// Uses refused in the generation template (CKA_SIGN / CKA_DECRYPT false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sign: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    decrypt: Option<bool>,
 }
 
 impl Meta {
@@ -95,6 +100,9 @@ pub struct DirectoryBackend {
     /// Private keys loaded at the last listing, by stable id, so that signing does not
     /// parse files. A `PKey` clone only takes a reference.
     keys: Mutex<HashMap<String, PKey<Private>>>,
+    /// Serializes this process's writes to the directory (file I/O only, never network):
+    /// picking a free name and writing it, and read-modify-write of metadata.
+    writes: Mutex<()>,
 }
 
 impl DirectoryBackend {
@@ -102,7 +110,15 @@ impl DirectoryBackend {
         DirectoryBackend {
             config,
             keys: Mutex::new(HashMap::new()),
+            writes: Mutex::new(()),
         }
+    }
+
+    fn write_guard(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        self.require_writable()?;
+        self.writes
+            .lock()
+            .map_err(|_| Error::Internal("directory write lock poisoned".into()))
     }
 
     fn dir(&self) -> &Path {
@@ -214,7 +230,11 @@ impl DirectoryBackend {
                 label: meta.key_label.clone(),
                 id: key_id.clone(),
                 spki_der: spki_der.clone(),
-                usage: KeyUsage::ALL,
+                usage: KeyUsage {
+                    sign: meta.sign.unwrap_or(true),
+                    decrypt: meta.decrypt.unwrap_or(true),
+                    unwrap: false,
+                },
                 local: meta.local,
                 backend_key_id: path.display().to_string(),
             });
@@ -250,25 +270,29 @@ impl DirectoryBackend {
         Ok(())
     }
 
+    /// The private key of a listed key version. The map is only a cache: a key missing
+    /// from it (a listing raced with a write) is loaded from its file and checked to be the
+    /// same key.
     fn private_key(&self, key: &KeyRecord) -> Result<PKey<Private>> {
-        let keys = self
-            .keys
-            .lock()
-            .map_err(|_| Error::Internal("directory key map poisoned".into()))?;
-        keys.get(&key.stable_id)
-            .cloned()
-            .ok_or_else(|| Error::ObjectGone(format!("{} is no longer in the directory", key.name)))
-    }
-
-    /// The stem of a stable id (`key:<stem>:..` / `cert:<stem>:..`).
-    fn stem_of(stable_id: &str) -> Result<&str> {
-        let mut parts = stable_id.splitn(3, ':');
-        match (parts.next(), parts.next()) {
-            (Some("key" | "cert"), Some(stem)) if !stem.is_empty() => Ok(stem),
-            _ => Err(Error::Internal(format!(
-                "not a directory object id: {stable_id}"
-            ))),
+        let lock_err = |_| Error::Internal("directory key map poisoned".into());
+        if let Some(k) = self.keys.lock().map_err(lock_err)?.get(&key.stable_id) {
+            return Ok(k.clone());
         }
+        let gone = || Error::ObjectGone(format!("{} is no longer in the directory", key.name));
+        let ObjectId::Key { stem, .. } = ObjectId::parse(&key.stable_id)? else {
+            return Err(gone());
+        };
+        let entries = self.entries()?;
+        let entry = entries.get(stem).ok_or_else(gone)?;
+        let mut listing = Listing::default();
+        let mut keys = HashMap::new();
+        self.load_entry(stem, entry, &mut listing, &mut keys)?;
+        let k = keys.remove(&key.stable_id).ok_or_else(gone)?;
+        self.keys
+            .lock()
+            .map_err(lock_err)?
+            .insert(key.stable_id.clone(), k.clone());
+        Ok(k)
     }
 
     fn path(&self, stem: &str, suffix: &str) -> PathBuf {
@@ -429,8 +453,13 @@ impl Backend for DirectoryBackend {
         Ok(out)
     }
 
-    fn generate_key(&self, name: &str, spec: &KeySpec, update: &ObjectUpdate) -> Result<KeyRecord> {
-        self.require_writable()?;
+    fn generate_key(
+        &self,
+        name: &str,
+        spec: &KeySpec,
+        update: &ObjectUpdate,
+        usage: KeyUsage,
+    ) -> Result<KeyRecord> {
         let pkey = match spec {
             KeySpec::Rsa {
                 bits,
@@ -444,13 +473,27 @@ impl Backend for DirectoryBackend {
                 PKey::from_ec_key(EcKey::generate(&group)?)?
             }
         };
-        let stem = self.free_stem(name);
         let pem = pkey.private_key_to_pem_pkcs8()?;
+        let _writing = self.write_guard()?;
+        // Another process may take the same name between the check and the write: the
+        // key file is created exclusively, and a taken name moves on to the next.
+        let mut stem = self.free_stem(name);
+        for _ in 0..16 {
+            match write_private_file_new(&self.path(&stem, KEY_SUFFIX), &pem) {
+                Ok(()) => break,
+                Err(WriteError::Exists) => stem = self.free_stem(&format!("{stem}-")),
+                Err(WriteError::Other(e)) => return Err(e),
+            }
+        }
+        if !self.path(&stem, KEY_SUFFIX).exists() {
+            return Err(Error::Backend(format!("no free file name for key {name}")));
+        }
         self.update_meta(&stem, |m| {
             m.apply(update, false);
             m.local = true;
+            m.sign = (!usage.sign).then_some(false);
+            m.decrypt = (!usage.decrypt).then_some(false);
         })?;
-        write_private_file(&self.path(&stem, KEY_SUFFIX), &pem)?;
         let mut listing = Listing::default();
         let mut keys = HashMap::new();
         let entry = Entry {
@@ -475,43 +518,48 @@ impl Backend for DirectoryBackend {
         key: Option<&KeyRecord>,
         update: &ObjectUpdate,
     ) -> Result<CertRecord> {
-        self.require_writable()?;
         let cert = X509::from_der(der).map_err(|e| {
             Error::AttributeValueInvalid(format!("CKA_VALUE is not a DER X.509 certificate: {e}"))
         })?;
-        // A key kept in a PKCS#12 file is left untouched; its new certificate then stands
-        // alone (paired by CKA_ID all the same).
+        let _writing = self.write_guard()?;
+        // Beside its key when the key is a PEM file without a certificate yet; otherwise a
+        // file of its own (paired by CKA_ID all the same). No existing certificate is ever
+        // replaced: creating one object must not destroy another.
         let stem = match key {
-            Some(k) if self.path(&k.name, KEY_SUFFIX).exists() => k.name.clone(),
-            _ => self.free_stem(update.label.as_deref().unwrap_or("certificate")),
+            Some(k)
+                if self.path(&k.name, KEY_SUFFIX).exists()
+                    && !self.path(&k.name, CERT_SUFFIX).exists() =>
+            {
+                k.name.clone()
+            }
+            Some(k) => self.free_stem(update.label.as_deref().unwrap_or(&k.name)),
+            None => self.free_stem(update.label.as_deref().unwrap_or("certificate")),
         };
         let path = self.path(&stem, CERT_SUFFIX);
-        // Keep the chain certificates of an existing file; the new certificate leads.
-        let mut certs = vec![cert.clone()];
-        if path.exists() {
-            let pem =
-                fs::read(&path).map_err(|e| Error::backend(&path.display().to_string(), e))?;
-            let old = X509::stack_from_pem(&pem).unwrap_or_default();
-            certs.extend(old.into_iter().skip(1));
-        }
-        let mut pem = Vec::new();
-        for c in &certs {
-            pem.extend(c.to_pem()?);
+        match write_private_file_new(&path, &cert.to_pem()?) {
+            Ok(()) => {}
+            Err(WriteError::Exists) => {
+                return Err(Error::Backend(format!(
+                    "{} appeared meanwhile; retry",
+                    path.display()
+                )));
+            }
+            Err(WriteError::Other(e)) => return Err(e),
         }
         self.update_meta(&stem, |m| m.apply(update, true))?;
-        write_private_file(&path, &pem)?;
-        let record = self
-            .list()?
+        let id = format!("cert:{stem}:0:{}", short_hash(der));
+        self.list()?
             .certificates
             .into_iter()
-            .find(|c| c.stable_id.starts_with(&format!("cert:{stem}:0:")))
-            .ok_or_else(|| Error::Internal("stored certificate not listed".into()))?;
-        Ok(record)
+            .find(|c| c.stable_id == id)
+            .ok_or_else(|| Error::Internal("stored certificate not listed".into()))
     }
 
     fn delete_key(&self, stable_id: &str) -> Result<()> {
-        self.require_writable()?;
-        let stem = Self::stem_of(stable_id)?;
+        let _writing = self.write_guard()?;
+        let ObjectId::Key { stem, .. } = ObjectId::parse(stable_id)? else {
+            return Err(Error::Internal(format!("not a key id: {stable_id}")));
+        };
         let key_path = self.path(stem, KEY_SUFFIX);
         if key_path.exists() {
             remove_if_present(&key_path)?;
@@ -524,6 +572,8 @@ impl Backend for DirectoryBackend {
             m.key_label = None;
             m.key_id = None;
             m.local = false;
+            m.sign = None;
+            m.decrypt = None;
         })?;
         if let Ok(mut keys) = self.keys.lock() {
             keys.remove(stable_id);
@@ -532,34 +582,37 @@ impl Backend for DirectoryBackend {
     }
 
     fn delete_certificate(&self, stable_id: &str) -> Result<()> {
-        self.require_writable()?;
-        let stem = Self::stem_of(stable_id)?;
-        let path = self.path(stem, CERT_SUFFIX);
-        if !path.exists() {
-            return Err(Error::ActionProhibited(format!(
-                "certificate {stable_id} is inside a PKCS#12 file; remove the file instead"
+        let _writing = self.write_guard()?;
+        let ObjectId::Cert { stem, hash, .. } = ObjectId::parse(stable_id)? else {
+            return Err(Error::Internal(format!(
+                "not a certificate id: {stable_id}"
             )));
-        }
-        let pem = fs::read(&path).map_err(|e| Error::backend(&path.display().to_string(), e))?;
-        let wanted: usize = stable_id
-            .split(':')
-            .nth(2)
-            .and_then(|i| i.parse().ok())
-            .ok_or_else(|| Error::Internal(format!("bad certificate id {stable_id}")))?;
+        };
         if P12_SUFFIXES.iter().any(|s| self.path(stem, s).exists()) {
-            // Indices count the PKCS#12 certificates first; editing the PEM file by index
-            // would remove the wrong one.
             return Err(Error::ActionProhibited(format!(
-                "certificate {stable_id} belongs to a PKCS#12 entry"
+                "certificate {stable_id} belongs to a PKCS#12 file; remove the file instead"
             )));
         }
-        let certs = X509::stack_from_pem(&pem).unwrap_or_default();
-        let keep: Vec<&X509> = certs
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != wanted)
-            .map(|(_, c)| c)
-            .collect();
+        let path = self.path(stem, CERT_SUFFIX);
+        let pem = fs::read(&path).map_err(|e| Error::backend(&path.display().to_string(), e))?;
+        let certs = X509::stack_from_pem(&pem)
+            .map_err(|e| Error::backend(&format!("{}: not PEM certificates", path.display()), e))?;
+        // By content, not position: the file may have changed since it was listed.
+        let mut keep = Vec::new();
+        let mut found = false;
+        for c in certs {
+            if !found && short_hash(&c.to_der()?) == hash {
+                found = true;
+            } else {
+                keep.push(c);
+            }
+        }
+        if !found {
+            return Err(Error::ObjectGone(format!(
+                "certificate {stable_id} is no longer in {}",
+                path.display()
+            )));
+        }
         if keep.is_empty() {
             remove_if_present(&path)?;
             self.update_meta(stem, |m| {
@@ -577,10 +630,47 @@ impl Backend for DirectoryBackend {
     }
 
     fn update(&self, stable_id: &str, update: &ObjectUpdate) -> Result<()> {
-        self.require_writable()?;
-        let stem = Self::stem_of(stable_id)?;
-        let certificate = stable_id.starts_with("cert:");
-        self.update_meta(stem, |m| m.apply(update, certificate))
+        let _writing = self.write_guard()?;
+        match ObjectId::parse(stable_id)? {
+            ObjectId::Key { stem, .. } => self.update_meta(stem, |m| m.apply(update, false)),
+            ObjectId::Cert { stem, index: 0, .. } => {
+                self.update_meta(stem, |m| m.apply(update, true))
+            }
+            ObjectId::Cert { .. } => Err(Error::ActionProhibited(
+                "labels and ids of chain certificates are fixed; change the entry's certificate"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// The parts of a stable object id: `key:<stem>:<hash>` or `cert:<stem>:<index>:<hash>`.
+/// Stems may contain `:`, so the id is split from the right.
+#[derive(Debug, PartialEq, Eq)]
+enum ObjectId<'a> {
+    Key {
+        stem: &'a str,
+        hash: &'a str,
+    },
+    Cert {
+        stem: &'a str,
+        index: usize,
+        hash: &'a str,
+    },
+}
+
+impl<'a> ObjectId<'a> {
+    fn parse(id: &'a str) -> Result<ObjectId<'a>> {
+        let bad = || Error::Internal(format!("not a directory object id: {id}"));
+        if let Some(rest) = id.strip_prefix("key:") {
+            let (stem, hash) = rest.rsplit_once(':').ok_or_else(bad)?;
+            return Ok(ObjectId::Key { stem, hash });
+        }
+        let rest = id.strip_prefix("cert:").ok_or_else(bad)?;
+        let (rest, hash) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let (stem, index) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let index = index.parse().map_err(|_| bad())?;
+        Ok(ObjectId::Cert { stem, index, hash })
     }
 }
 
@@ -628,6 +718,14 @@ const BASIC_CONSTRAINTS: x509_cert::der::asn1::ObjectIdentifier =
 
 /// Writes a file only its owner can read, atomically (temporary file + rename).
 pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
+    temp_file_with(path, contents)?
+        .persist(path)
+        .map_err(|e| Error::backend(&format!("writing {}", path.display()), e.error))?;
+    Ok(())
+}
+
+/// A temporary file beside `path`, mode 0600, holding `contents` on disk.
+fn temp_file_with(path: &Path, contents: &[u8]) -> Result<tempfile::NamedTempFile> {
     let dir = path
         .parent()
         .ok_or_else(|| Error::Internal(format!("{} has no parent", path.display())))?;
@@ -645,9 +743,25 @@ pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
     tmp.write_all(contents)
         .and_then(|_| tmp.as_file().sync_all())
         .map_err(|e| Error::backend(&format!("writing {}", path.display()), e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::backend(&format!("writing {}", path.display()), e.error))?;
-    Ok(())
+    Ok(tmp)
+}
+
+enum WriteError {
+    Exists,
+    Other(Error),
+}
+
+/// Like [`write_private_file`], but fails with `Exists` instead of replacing a file.
+fn write_private_file_new(path: &Path, contents: &[u8]) -> std::result::Result<(), WriteError> {
+    let tmp = temp_file_with(path, contents).map_err(WriteError::Other)?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Err(WriteError::Exists),
+        Err(e) => Err(WriteError::Other(Error::backend(
+            &format!("writing {}", path.display()),
+            e.error,
+        ))),
+    }
 }
 
 fn remove_if_present(path: &Path) -> Result<()> {
@@ -717,6 +831,7 @@ mod tests {
                     label: Some("my key/1".into()),
                     id: Some(vec![1, 2]),
                 },
+                KeyUsage::ALL,
             )
             .unwrap();
         assert_eq!(rec.name, "my_key_1");
@@ -766,7 +881,12 @@ mod tests {
             writable: false,
         });
         let e = b
-            .generate_key("k", &KeySpec::Ec(Curve::P256), &ObjectUpdate::default())
+            .generate_key(
+                "k",
+                &KeySpec::Ec(Curve::P256),
+                &ObjectUpdate::default(),
+                KeyUsage::ALL,
+            )
             .unwrap_err();
         assert_eq!(e, Error::TokenWriteProtected);
     }
@@ -781,11 +901,205 @@ mod tests {
         )
         .unwrap();
         let b = backend(dir.path());
-        b.generate_key("good", &KeySpec::Ec(Curve::P384), &ObjectUpdate::default())
-            .unwrap();
+        b.generate_key(
+            "good",
+            &KeySpec::Ec(Curve::P384),
+            &ObjectUpdate::default(),
+            KeyUsage::ALL,
+        )
+        .unwrap();
         let listing = b.list().unwrap();
         assert_eq!(listing.keys.len(), 1);
         assert_eq!(listing.keys[0].name, "good");
+    }
+
+    fn self_signed(key: &PKey<Private>, cn: &str) -> Vec<u8> {
+        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", cn).unwrap();
+        let name = name.build();
+        let mut b = openssl::x509::X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(key).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap())
+            .unwrap();
+        b.sign(key, openssl::hash::MessageDigest::sha256()).unwrap();
+        b.build().to_der().unwrap()
+    }
+
+    #[test]
+    fn concurrent_generation_with_one_label_loses_no_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = std::sync::Arc::new(backend(dir.path()));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || {
+                    (0..5)
+                        .map(|_| {
+                            b.generate_key(
+                                "same",
+                                &KeySpec::Ec(Curve::P256),
+                                &ObjectUpdate::default(),
+                                KeyUsage::ALL,
+                            )
+                            .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let made: Vec<KeyRecord> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let listed = b.list().unwrap().keys;
+        assert_eq!(listed.len(), 20);
+        for k in made {
+            assert!(listed.contains(&k), "{} was overwritten", k.name);
+        }
+    }
+
+    #[test]
+    fn a_second_certificate_never_replaces_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(dir.path());
+        let rec = b
+            .generate_key(
+                "k",
+                &KeySpec::Ec(Curve::P256),
+                &ObjectUpdate::default(),
+                KeyUsage::ALL,
+            )
+            .unwrap();
+        let pkey = b.private_key(&rec).unwrap();
+        let first = b
+            .store_certificate(
+                &self_signed(&pkey, "one"),
+                Some(&rec),
+                &ObjectUpdate::default(),
+            )
+            .unwrap();
+        let second = b
+            .store_certificate(
+                &self_signed(&pkey, "two"),
+                Some(&rec),
+                &ObjectUpdate::default(),
+            )
+            .unwrap();
+        let certs = b.list().unwrap().certificates;
+        assert_eq!(certs.len(), 2);
+        assert!(certs.contains(&first) && certs.contains(&second));
+        // Deleting one by id removes that one only.
+        b.delete_certificate(&first.stable_id).unwrap();
+        assert_eq!(b.list().unwrap().certificates, vec![second]);
+    }
+
+    #[test]
+    fn colons_in_file_names_do_not_confuse_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(dir.path());
+        let a = b
+            .generate_key(
+                "a",
+                &KeySpec::Ec(Curve::P256),
+                &ObjectUpdate::default(),
+                KeyUsage::ALL,
+            )
+            .unwrap();
+        // A file placed by hand, named with a colon.
+        let other = PKey::from_ec_key(
+            EcKey::generate(&EcGroup::from_curve_name(Curve::P256.nid()).unwrap()).unwrap(),
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("a:b.key.pem"),
+            other.private_key_to_pem_pkcs8().unwrap(),
+        )
+        .unwrap();
+        let listed = b.list().unwrap().keys;
+        let colon = listed.iter().find(|k| k.name == "a:b").unwrap().clone();
+        assert_eq!(
+            ObjectId::parse(&colon.stable_id).unwrap(),
+            ObjectId::Key {
+                stem: "a:b",
+                hash: &colon.stable_id["key:a:b:".len()..]
+            }
+        );
+        b.delete_key(&colon.stable_id).unwrap();
+        let left = b.list().unwrap().keys;
+        assert_eq!(left, vec![a], "deleting a:b must not touch a");
+    }
+
+    #[test]
+    fn chain_certificates_cannot_be_relabelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(dir.path());
+        let k1 = PKey::from_ec_key(
+            EcKey::generate(&EcGroup::from_curve_name(Curve::P256.nid()).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let k2 = PKey::from_ec_key(
+            EcKey::generate(&EcGroup::from_curve_name(Curve::P256.nid()).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let mut pem = X509::from_der(&self_signed(&k1, "leaf"))
+            .unwrap()
+            .to_pem()
+            .unwrap();
+        pem.extend(
+            X509::from_der(&self_signed(&k2, "ca"))
+                .unwrap()
+                .to_pem()
+                .unwrap(),
+        );
+        fs::write(dir.path().join("c.crt.pem"), pem).unwrap();
+        let certs = b.list().unwrap().certificates;
+        let chain = certs.iter().find(|c| c.label == "c/chain1").unwrap();
+        let relabel = ObjectUpdate {
+            label: Some("NEW".into()),
+            id: None,
+        };
+        assert!(matches!(
+            b.update(&chain.stable_id, &relabel),
+            Err(Error::ActionProhibited(_))
+        ));
+        b.update(&certs[0].stable_id, &relabel).unwrap();
+        let labels: Vec<String> = b
+            .list()
+            .unwrap()
+            .certificates
+            .into_iter()
+            .map(|c| c.label)
+            .collect();
+        assert_eq!(labels, vec!["NEW".to_string(), "c/chain1".to_string()]);
+    }
+
+    #[test]
+    fn refused_uses_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(dir.path());
+        let usage = KeyUsage {
+            sign: true,
+            decrypt: false,
+            unwrap: false,
+        };
+        let rec = b
+            .generate_key(
+                "s",
+                &KeySpec::Rsa {
+                    bits: 2048,
+                    public_exponent: vec![1, 0, 1],
+                },
+                &ObjectUpdate::default(),
+                usage,
+            )
+            .unwrap();
+        assert_eq!(rec.usage, usage);
+        assert_eq!(b.list().unwrap().keys[0].usage, usage);
     }
 
     #[test]

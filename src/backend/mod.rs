@@ -206,8 +206,14 @@ pub trait Backend: Send + Sync {
     /// Decrypt with a key version.
     fn decrypt(&self, key: &KeyRecord, request: &DecryptRequest, data: &[u8]) -> Result<Vec<u8>>;
     /// Create a key named `name` (unique in the store after the call; the store may adjust
-    /// it) carrying `label`/`id` overrides; returns its record.
-    fn generate_key(&self, name: &str, spec: &KeySpec, update: &ObjectUpdate) -> Result<KeyRecord>;
+    /// it) carrying `label`/`id` overrides and the permitted uses; returns its record.
+    fn generate_key(
+        &self,
+        name: &str,
+        spec: &KeySpec,
+        update: &ObjectUpdate,
+        usage: KeyUsage,
+    ) -> Result<KeyRecord>;
     /// Store a certificate; `key` is the key whose public key it carries, when there is one.
     fn store_certificate(
         &self,

@@ -642,8 +642,9 @@ cryptoki_fn! {
     fn C_DigestInit(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM) {
         let m = module()?;
         // SAFETY: caller's mechanism.
-        let mech = unsafe { args::mechanism(pMechanism) }?.ok_or(Error::ArgumentsBad("pMechanism"))?;
-        m.digest_init(hSession, &mech)?;
+        let mech = unsafe { args::mechanism(pMechanism) }?;
+        // A NULL mechanism cancels the active digest (v3.0), as for the other *Init.
+        m.digest_init(hSession, mech.as_ref())?;
         Ok(CKR_OK)
     }
 }

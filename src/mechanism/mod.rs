@@ -61,9 +61,14 @@ const SIGN: CK_FLAGS = CKF_HW | CKF_SIGN | CKF_VERIFY;
 
 /// The advertised mechanisms, in C_GetMechanismList order.
 pub const TABLE: &[(CK_MECHANISM_TYPE, MechanismInfo)] = &[
+    // Key generation makes 2048, 3072 and 4096 bits; existing keys from 1024 bits are used.
     (
         CKM_RSA_PKCS_KEY_PAIR_GEN,
-        rsa(CKF_HW | CKF_GENERATE_KEY_PAIR),
+        MechanismInfo {
+            min_key_size: 2048,
+            max_key_size: 4096,
+            flags: CKF_HW | CKF_GENERATE_KEY_PAIR,
+        },
     ),
     (CKM_RSA_PKCS, rsa(SIGN | CKF_ENCRYPT | CKF_DECRYPT)),
     (CKM_SHA1_RSA_PKCS, rsa(SIGN)),
@@ -204,6 +209,26 @@ impl SignScheme {
         }
     }
 
+    /// Checks the parameters against the key (at *Init, so that C_Sign does not fail
+    /// with a parameter error): the PSS salt must fit, emLen >= hLen + sLen + 2
+    /// (RFC 8017 §9.1.1 step 3).
+    pub fn check_key(&self, key: &PublicInfo) -> Result<()> {
+        if let SignKind::RsaPss { hash, salt_len, .. } = &self.kind {
+            let em_len = key.bits.saturating_sub(1).div_ceil(8);
+            let needed = hash
+                .output_len()
+                .checked_add(*salt_len)
+                .and_then(|n| n.checked_add(2));
+            if needed.is_none_or(|n| n > em_len) {
+                return Err(Error::MechanismParamInvalid(format!(
+                    "PSS salt of {salt_len} bytes is too long for a {}-bit key",
+                    key.bits
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether C_SignUpdate/C_VerifyUpdate are allowed (only with hashing here).
     pub fn multi_part(&self) -> bool {
         self.prehash.is_some()
@@ -233,14 +258,7 @@ impl SignScheme {
                 if input.len() != hash.output_len() {
                     return Err(Error::DataLenRange);
                 }
-                // emLen >= hLen + sLen + 2 (RFC 8017 §9.1.1 step 3).
-                let em_len = (key.bits + 6) / 8;
-                if hash.output_len() + salt_len + 2 > em_len {
-                    return Err(Error::MechanismParamInvalid(format!(
-                        "salt of {salt_len} bytes is too long for a {}-bit key",
-                        key.bits
-                    )));
-                }
+                self.check_key(key)?;
                 Ok((
                     SignRequest::RsaPss {
                         hash: *hash,

@@ -95,8 +95,11 @@ struct Handles {
     slot_of: HashMap<CK_OBJECT_HANDLE, usize>,
 }
 
+/// Object handles come from one counter for the life of the process (as session handles
+/// do): a handle is never reused, not even across C_Finalize and C_Initialize.
+static NEXT_OBJECT: AtomicU64 = AtomicU64::new(1);
+
 pub struct ObjectCache {
-    next: AtomicU64,
     handles: Mutex<Handles>,
     slots: Vec<SlotObjects>,
 }
@@ -114,6 +117,8 @@ type QueryKey = (Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>, bool);
 #[derive(Default)]
 struct SlotState {
     loaded_at: Option<Instant>,
+    /// Moves on when a listing is applied or a write is noted (see `refresh`).
+    epoch: u64,
     /// Bumped on every change of the object set; query cache entries carry it.
     generation: u64,
     objects: BTreeMap<CK_OBJECT_HANDLE, Arc<Object>>,
@@ -130,7 +135,6 @@ fn lock_err<T>(_: T) -> Error {
 impl ObjectCache {
     pub fn new(slots: Vec<(Arc<dyn Backend>, Duration, bool)>) -> ObjectCache {
         ObjectCache {
-            next: AtomicU64::new(1),
             handles: Mutex::new(Handles::default()),
             slots: slots
                 .into_iter()
@@ -164,7 +168,7 @@ impl ObjectCache {
     }
 
     fn fresh_handle(&self) -> Result<CK_OBJECT_HANDLE> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = NEXT_OBJECT.fetch_add(1, Ordering::Relaxed);
         CK_OBJECT_HANDLE::try_from(n)
             .ok()
             .filter(|h| *h != CK_INVALID_HANDLE && *h != CK_UNAVAILABLE_INFORMATION)
@@ -175,17 +179,24 @@ impl ObjectCache {
     /// without holding the cache lock; a failed read keeps serving what was listed before.
     pub fn refresh(&self, slot: usize, force: bool) -> Result<()> {
         let so = self.slot(slot)?;
-        {
-            let state = so.state.read().map_err(lock_err)?;
+        // `force` follows a write through this module: it supersedes every listing that
+        // started before (they may predate the write), by moving the epoch on. A listing
+        // is applied only if no other was applied, and no write noted, since it started.
+        let started = {
+            let mut state = so.state.write().map_err(lock_err)?;
             if !force && state.loaded_at.is_some_and(|t| t.elapsed() < so.ttl) {
                 return Ok(());
             }
-        }
+            if force {
+                state.epoch += 1;
+            }
+            state.epoch
+        };
         let listing = match so.backend.list() {
             Ok(l) => l,
             Err(e) => {
                 let loaded = so.state.read().map_err(lock_err)?.loaded_at.is_some();
-                if loaded {
+                if loaded && !force {
                     tracing::warn!(slot, error = %e, "store listing failed; serving the objects listed before");
                     return Ok(());
                 }
@@ -194,6 +205,10 @@ impl ObjectCache {
         };
         let built = self.build(slot, so, &listing)?;
         let mut state = so.state.write().map_err(lock_err)?;
+        if state.epoch != started {
+            // A newer listing or write won; this one may be stale.
+            return Ok(());
+        }
         let sessions: Vec<(CK_OBJECT_HANDLE, Arc<Object>)> = state
             .objects
             .iter()
@@ -203,6 +218,7 @@ impl ObjectCache {
         state.objects = built;
         state.objects.extend(sessions);
         state.loaded_at = Some(Instant::now());
+        state.epoch += 1;
         state.generation += 1;
         state.queries.clear();
         Ok(())
@@ -509,7 +525,7 @@ fn cert_spki(der: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::backend::directory::{DirectoryBackend, DirectoryConfig};
-    use crate::backend::{Curve, KeySpec, ObjectUpdate};
+    use crate::backend::{CertRecord, Curve, KeySpec, KeyUsage, ObjectUpdate};
 
     fn cache(dir: &std::path::Path, login_required: bool) -> (ObjectCache, Arc<DirectoryBackend>) {
         let b = Arc::new(DirectoryBackend::new(DirectoryConfig {
@@ -530,7 +546,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (c, b) = cache(dir.path(), false);
         let k = b
-            .generate_key("a", &KeySpec::Ec(Curve::P256), &ObjectUpdate::default())
+            .generate_key(
+                "a",
+                &KeySpec::Ec(Curve::P256),
+                &ObjectUpdate::default(),
+                KeyUsage::ALL,
+            )
             .unwrap();
         let first = c.find(0, &[], true).unwrap();
         assert_eq!(first.len(), 2);
@@ -542,8 +563,13 @@ mod tests {
         for h in &first {
             assert_eq!(c.get(*h, |_| true).unwrap_err(), Error::ObjectHandleInvalid);
         }
-        b.generate_key("b", &KeySpec::Ec(Curve::P256), &ObjectUpdate::default())
-            .unwrap();
+        b.generate_key(
+            "b",
+            &KeySpec::Ec(Curve::P256),
+            &ObjectUpdate::default(),
+            KeyUsage::ALL,
+        )
+        .unwrap();
         c.refresh(0, true).unwrap();
         let second = c.find(0, &[], true).unwrap();
         assert!(
@@ -553,12 +579,128 @@ mod tests {
         assert!(second.iter().all(|h| *h != CK_INVALID_HANDLE));
     }
 
+    /// A store whose listing can be held after it has read the directory, to let a write
+    /// and a forced refresh overtake it.
+    struct HeldListing {
+        inner: DirectoryBackend,
+        hold: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    }
+
+    impl Backend for HeldListing {
+        fn kind(&self) -> &'static str {
+            "held"
+        }
+        fn writable(&self) -> bool {
+            true
+        }
+        fn list(&self) -> Result<Listing> {
+            let listing = self.inner.list();
+            let held = self.hold.lock().unwrap().take();
+            if let Some(rx) = held {
+                rx.recv().unwrap();
+            }
+            listing
+        }
+        fn sign(
+            &self,
+            k: &KeyRecord,
+            r: &crate::backend::SignRequest,
+            d: &[u8],
+        ) -> Result<Vec<u8>> {
+            self.inner.sign(k, r, d)
+        }
+        fn decrypt(
+            &self,
+            k: &KeyRecord,
+            r: &crate::backend::DecryptRequest,
+            d: &[u8],
+        ) -> Result<Vec<u8>> {
+            self.inner.decrypt(k, r, d)
+        }
+        fn generate_key(
+            &self,
+            n: &str,
+            s: &KeySpec,
+            u: &ObjectUpdate,
+            g: KeyUsage,
+        ) -> Result<KeyRecord> {
+            self.inner.generate_key(n, s, u, g)
+        }
+        fn store_certificate(
+            &self,
+            d: &[u8],
+            k: Option<&KeyRecord>,
+            u: &ObjectUpdate,
+        ) -> Result<CertRecord> {
+            self.inner.store_certificate(d, k, u)
+        }
+        fn delete_key(&self, id: &str) -> Result<()> {
+            self.inner.delete_key(id)
+        }
+        fn delete_certificate(&self, id: &str) -> Result<()> {
+            self.inner.delete_certificate(id)
+        }
+        fn update(&self, id: &str, u: &ObjectUpdate) -> Result<()> {
+            self.inner.update(id, u)
+        }
+    }
+
+    #[test]
+    fn a_stale_listing_never_overwrites_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let b = Arc::new(HeldListing {
+            inner: DirectoryBackend::new(DirectoryConfig {
+                path: dir.path().to_owned(),
+                pkcs12_password: None,
+                writable: true,
+            }),
+            hold: Mutex::new(Some(rx)),
+        });
+        let c = Arc::new(ObjectCache::new(vec![(
+            b.clone() as Arc<dyn Backend>,
+            Duration::from_secs(60),
+            false,
+        )]));
+        // A timed refresh reads the (empty) directory and is held.
+        let stale = {
+            let c = c.clone();
+            std::thread::spawn(move || c.refresh(0, false))
+        };
+        while b.hold.lock().unwrap().is_some() {
+            std::thread::yield_now();
+        }
+        // Meanwhile a key is generated and its forced refresh applies.
+        b.generate_key(
+            "new",
+            &KeySpec::Ec(Curve::P256),
+            &ObjectUpdate::default(),
+            KeyUsage::ALL,
+        )
+        .unwrap();
+        c.refresh(0, true).unwrap();
+        assert_eq!(c.find(0, &[], true).unwrap().len(), 2);
+        // The held listing (without the key) finishes last and must be dropped.
+        tx.send(()).unwrap();
+        stale.join().unwrap().unwrap();
+        assert_eq!(
+            c.find(0, &[], true).unwrap().len(),
+            2,
+            "the stale listing hid the new key"
+        );
+    }
+
     #[test]
     fn private_objects_need_login_when_the_slot_has_a_pin() {
         let dir = tempfile::tempdir().unwrap();
         let (c, b) = cache(dir.path(), true);
-        b.generate_key("a", &KeySpec::Ec(Curve::P256), &ObjectUpdate::default())
-            .unwrap();
+        b.generate_key(
+            "a",
+            &KeySpec::Ec(Curve::P256),
+            &ObjectUpdate::default(),
+            KeyUsage::ALL,
+        )
+        .unwrap();
         let public_only = c.find(0, &[], false).unwrap();
         let all = c.find(0, &[], true).unwrap();
         assert_eq!((public_only.len(), all.len()), (1, 2));
@@ -574,8 +716,13 @@ mod tests {
     fn templates_match_and_queries_are_cached_until_a_change() {
         let dir = tempfile::tempdir().unwrap();
         let (c, b) = cache(dir.path(), false);
-        b.generate_key("a", &KeySpec::Ec(Curve::P256), &ObjectUpdate::default())
-            .unwrap();
+        b.generate_key(
+            "a",
+            &KeySpec::Ec(Curve::P256),
+            &ObjectUpdate::default(),
+            KeyUsage::ALL,
+        )
+        .unwrap();
         let t = vec![
             (CKA_CLASS, attributes::ulong(CKO_PRIVATE_KEY)),
             (CKA_LABEL, b"a".to_vec()),

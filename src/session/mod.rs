@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::mechanism::{CryptScheme, Hashing, SignScheme};
 use crate::object::Object;
 use cryptoki_sys::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -54,18 +54,22 @@ pub struct Session {
     pub digest: Option<DigestOp>,
 }
 
-pub struct SessionTable {
-    next: AtomicU64,
-    sessions: Mutex<HashMap<CK_SESSION_HANDLE, Arc<Mutex<Session>>>>,
+/// Session handles come from one counter for the life of the process, so that a handle
+/// kept by one application across another's C_Finalize/C_Initialize never names a new
+/// session.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// The sessions and the login state, under one lock: closing the last session of a slot
+/// and logging out happen together, so a concurrent C_Login is never undone.
+#[derive(Default)]
+struct Table {
+    sessions: HashMap<CK_SESSION_HANDLE, Arc<Mutex<Session>>>,
+    logged_in: HashSet<usize>,
 }
 
-impl Default for SessionTable {
-    fn default() -> Self {
-        SessionTable {
-            next: AtomicU64::new(1),
-            sessions: Mutex::new(HashMap::new()),
-        }
-    }
+#[derive(Default)]
+pub struct SessionTable {
+    table: Mutex<Table>,
 }
 
 fn poisoned<T>(_: T) -> Error {
@@ -74,7 +78,7 @@ fn poisoned<T>(_: T) -> Error {
 
 impl SessionTable {
     pub fn open(&self, slot: usize, read_write: bool) -> Result<CK_SESSION_HANDLE> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let handle = CK_SESSION_HANDLE::try_from(n)
             .ok()
             .filter(|h| *h != CK_INVALID_HANDLE)
@@ -90,54 +94,97 @@ impl SessionTable {
             decrypt: None,
             digest: None,
         };
-        self.sessions
+        self.table
             .lock()
             .map_err(poisoned)?
+            .sessions
             .insert(handle, Arc::new(Mutex::new(session)));
         Ok(handle)
     }
 
     pub fn get(&self, handle: CK_SESSION_HANDLE) -> Result<Arc<Mutex<Session>>> {
-        self.sessions
+        self.table
             .lock()
             .map_err(poisoned)?
+            .sessions
             .get(&handle)
             .cloned()
             .ok_or(Error::SessionHandleInvalid)
     }
 
-    /// Removes a session; returns its slot.
+    /// Removes a session; returns its slot. The last session of a slot logs it out.
     pub fn close(&self, handle: CK_SESSION_HANDLE) -> Result<usize> {
-        let s = self
+        let mut t = self.table.lock().map_err(poisoned)?;
+        let s = t
             .sessions
-            .lock()
-            .map_err(poisoned)?
             .remove(&handle)
             .ok_or(Error::SessionHandleInvalid)?;
         let slot = lock(&s)?.slot;
+        t.logout_if_unused(slot)?;
         Ok(slot)
     }
 
-    /// Removes every session of a slot; returns their handles.
+    /// Removes every session of a slot and logs it out; returns their handles.
     pub fn close_all(&self, slot: usize) -> Result<Vec<CK_SESSION_HANDLE>> {
-        let mut map = self.sessions.lock().map_err(poisoned)?;
+        let mut t = self.table.lock().map_err(poisoned)?;
         let mut closed = Vec::new();
-        map.retain(|h, s| {
+        t.sessions.retain(|h, s| {
             let keep = s.lock().map(|s| s.slot != slot).unwrap_or(false);
             if !keep {
                 closed.push(*h);
             }
             keep
         });
+        t.logout_if_unused(slot)?;
         Ok(closed)
     }
 
     /// Sessions open on a slot: (all, read-write).
     pub fn count(&self, slot: usize) -> Result<(usize, usize)> {
-        let map = self.sessions.lock().map_err(poisoned)?;
+        let t = self.table.lock().map_err(poisoned)?;
+        t.count(slot)
+    }
+
+    pub fn is_logged_in(&self, slot: usize) -> bool {
+        self.table
+            .lock()
+            .map(|t| t.logged_in.contains(&slot))
+            .unwrap_or(false)
+    }
+
+    /// Marks the slot logged in; `CKR_USER_ALREADY_LOGGED_IN` if it was. `check` (the PIN
+    /// verification) runs first, outside the lock.
+    pub fn login(&self, slot: usize, check: impl FnOnce() -> Result<()>) -> Result<()> {
+        if self.is_logged_in(slot) {
+            return Err(Error::UserAlreadyLoggedIn);
+        }
+        check()?;
+        let mut t = self.table.lock().map_err(poisoned)?;
+        // A session of the slot must still exist (it may have been closed meanwhile).
+        if t.count(slot)?.0 == 0 {
+            return Err(Error::SessionHandleInvalid);
+        }
+        if !t.logged_in.insert(slot) {
+            return Err(Error::UserAlreadyLoggedIn);
+        }
+        Ok(())
+    }
+
+    pub fn logout(&self, slot: usize) -> Result<()> {
+        let mut t = self.table.lock().map_err(poisoned)?;
+        if t.logged_in.remove(&slot) {
+            Ok(())
+        } else {
+            Err(Error::UserNotLoggedIn)
+        }
+    }
+}
+
+impl Table {
+    fn count(&self, slot: usize) -> Result<(usize, usize)> {
         let mut all = 0;
         let mut rw = 0;
-        for s in map.values() {
+        for s in self.sessions.values() {
             let s = lock(s)?;
             if s.slot == slot {
                 all += 1;
@@ -145,6 +192,13 @@ impl SessionTable {
             }
         }
         Ok((all, rw))
+    }
+
+    fn logout_if_unused(&mut self, slot: usize) -> Result<()> {
+        if self.count(slot)?.0 == 0 {
+            self.logged_in.remove(&slot);
+        }
+        Ok(())
     }
 }
 
