@@ -9,6 +9,7 @@
 
 use crate::error::{Error, Result};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The environment variable naming the configuration file.
@@ -106,6 +107,67 @@ struct RawSlot {
     pkcs12_password_file: Option<toml::Spanned<PathBuf>>,
     #[serde(default)]
     refresh_seconds: Option<toml::Spanned<u64>>,
+    // --- key-vault / managed-hsm ---
+    #[serde(default)]
+    vault: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    ca_file: Option<toml::Spanned<PathBuf>>,
+    #[serde(default)]
+    credential: Option<toml::Spanned<RawCredential>>,
+    #[serde(default)]
+    key_names: Option<Vec<String>>,
+    #[serde(default)]
+    tags: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    hsm_keys: Option<bool>,
+    #[serde(default)]
+    allow_destroy: Option<bool>,
+    #[serde(default)]
+    deadline_seconds: Option<toml::Spanned<u64>>,
+    #[serde(default)]
+    max_retries: Option<toml::Spanned<u32>>,
+    #[serde(default)]
+    rate_budget: Option<toml::Spanned<f64>>,
+    #[serde(default)]
+    certificates_dir: Option<toml::Spanned<PathBuf>>,
+}
+
+/// `[slot.credential]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    #[serde(rename = "type")]
+    kind: CredentialKind,
+    #[serde(default)]
+    tenant_id: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    object_id: Option<String>,
+    #[serde(default)]
+    resource_id: Option<String>,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    certificate_file: Option<PathBuf>,
+    #[serde(default)]
+    certificate_password_file: Option<PathBuf>,
+    #[serde(default)]
+    token_file: Option<PathBuf>,
+    #[serde(default)]
+    authority_host: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialKind {
+    ManagedIdentity,
+    ClientSecret,
+    ClientCertificate,
+    WorkloadIdentity,
+    AzureCli,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,11 +200,79 @@ pub enum StoreConfig {
         /// Created on first use (the embedded default) rather than required to exist.
         create: bool,
     },
+    /// An Azure Key Vault (`key-vault`) or Managed HSM (`managed-hsm`).
+    Azure(Box<AzureConfig>),
+}
+
+/// A key-vault or managed-hsm slot.
+#[derive(Clone)]
+pub struct AzureConfig {
+    /// `https://NAME.vault.azure.net` or `https://NAME.managedhsm.azure.net`.
+    pub url: String,
+    pub managed_hsm: bool,
+    /// Extra trust anchors (PEM) beside the system's.
+    pub ca_pem: Option<Vec<u8>>,
+    pub credential: Credential,
+    /// Only these key names, when given.
+    pub key_names: Option<Vec<String>>,
+    /// Only keys carrying all these tags.
+    pub tags: BTreeMap<String, String>,
+    /// New keys are HSM-protected (RSA-HSM, EC-HSM); always so on a Managed HSM.
+    pub hsm_keys: bool,
+    /// C_DestroyObject deletes keys in the vault (off unless configured).
+    pub allow_destroy: bool,
+    /// Upper bound of one PKCS#11 call's time with the service, retries included.
+    pub deadline_seconds: u64,
+    pub max_retries: u32,
+    /// Fraction of the published per-vault limits this module allows itself.
+    pub rate_budget: f64,
+    /// Where certificates written with C_CreateObject are kept until the certificate
+    /// database exists.
+    pub certificates_dir: PathBuf,
+}
+
+impl std::fmt::Debug for AzureConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureConfig")
+            .field("url", &self.url)
+            .field("credential", &self.credential)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the module authenticates to Entra ID. Secrets are held here and never printed.
+#[derive(Clone)]
+pub struct Credential {
+    pub kind: CredentialKind,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub object_id: Option<String>,
+    pub resource_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// PKCS#12 bytes of the client certificate, and its password.
+    pub certificate: Option<(Vec<u8>, Option<String>)>,
+    pub token_file: Option<PathBuf>,
+    pub authority_host: Option<String>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("kind", &self.kind)
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 /// Token labels are 32 bytes, blank-padded (CK_TOKEN_INFO.label).
 pub const MAX_LABEL: usize = 32;
 const DEFAULT_REFRESH_SECONDS: u64 = 5;
+const DEFAULT_REMOTE_REFRESH_SECONDS: u64 = 300;
 
 /// Finds and reads the configuration.
 pub fn load(reserved_path: Option<&str>) -> Result<Config> {
@@ -270,6 +400,14 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
         let kind = *s.kind.get_ref();
         let store = match kind {
             SlotKind::CertStore => {
+                if let Some(key) = s.azure_keys_present() {
+                    return Err(at(
+                        s.kind.span(),
+                        key,
+                        "is for key-vault and managed-hsm slots, not for kind = \"cert-store\""
+                            .into(),
+                    ));
+                }
                 let Some(path) = &s.path else {
                     return Err(at(
                         s.kind.span(),
@@ -307,14 +445,7 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
                 }
             }
             SlotKind::KeyVault | SlotKind::ManagedHsm => {
-                return Err(at(
-                    s.kind.span(),
-                    "kind",
-                    format!(
-                        "`{}` slots are not available in this build yet; accepted here: \"cert-store\"",
-                        kind.as_str()
-                    ),
-                ));
+                StoreConfig::Azure(Box::new(azure_slot(&s, kind, &source, &at, &label)?))
             }
         };
         if let Some(h) = &s.pin_hash {
@@ -331,7 +462,9 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
                 return Err(at(r.span(), "refresh_seconds", "must be 1 to 86400".into()));
             }
             Some(r) => *r.get_ref(),
-            None => DEFAULT_REFRESH_SECONDS,
+            // A vault listing costs requests and throttling budget: refresh it less often.
+            None if kind == SlotKind::CertStore => DEFAULT_REFRESH_SECONDS,
+            None => DEFAULT_REMOTE_REFRESH_SECONDS,
         };
         slots.push(SlotConfig {
             label,
@@ -351,6 +484,321 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
         log: raw.log,
         slots,
     })
+}
+
+impl RawSlot {
+    /// The first key-vault / managed-hsm setting given, for refusing it on a cert-store.
+    fn azure_keys_present(&self) -> Option<&'static str> {
+        [
+            ("vault", self.vault.is_some()),
+            ("ca_file", self.ca_file.is_some()),
+            ("credential", self.credential.is_some()),
+            ("key_names", self.key_names.is_some()),
+            ("tags", self.tags.is_some()),
+            ("hsm_keys", self.hsm_keys.is_some()),
+            ("allow_destroy", self.allow_destroy.is_some()),
+            ("deadline_seconds", self.deadline_seconds.is_some()),
+            ("max_retries", self.max_retries.is_some()),
+            ("rate_budget", self.rate_budget.is_some()),
+            ("certificates_dir", self.certificates_dir.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, given)| *given)
+        .map(|(k, _)| k)
+    }
+}
+
+type At<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> Error + 'a;
+
+/// Validates a key-vault or managed-hsm slot.
+fn azure_slot(
+    s: &RawSlot,
+    kind: SlotKind,
+    source: &Source,
+    at: &At<'_>,
+    label: &str,
+) -> Result<AzureConfig> {
+    let managed_hsm = kind == SlotKind::ManagedHsm;
+    for (key, given) in [
+        ("path", s.path.is_some()),
+        ("writable", s.writable.is_some()),
+        ("pkcs12_password_file", s.pkcs12_password_file.is_some()),
+    ] {
+        if given {
+            return Err(at(
+                s.kind.span(),
+                key,
+                format!(
+                    "is for cert-store slots, not for kind = {:?}",
+                    kind.as_str()
+                ),
+            ));
+        }
+    }
+    let Some(url) = &s.vault else {
+        return Err(at(
+            s.kind.span(),
+            "vault",
+            format!(
+                "a `{}` slot needs `vault = \"https://NAME.{}.azure.net\"`",
+                kind.as_str(),
+                if managed_hsm { "managedhsm" } else { "vault" }
+            ),
+        ));
+    };
+    let parsed = url::Url::parse(url.get_ref()).map_err(|e| {
+        at(
+            url.span(),
+            "vault",
+            format!("not a URL ({e}); e.g. https://contoso.vault.azure.net"),
+        )
+    })?;
+    if parsed.scheme() != "https"
+        || parsed.host_str().is_none()
+        || !parsed.path().trim_matches('/').is_empty()
+    {
+        return Err(at(
+            url.span(),
+            "vault",
+            "must be https://HOST with no path".into(),
+        ));
+    }
+    let relative = |p: &Path| match source {
+        Source::File(f) if p.is_relative() => f.parent().unwrap_or(Path::new(".")).join(p),
+        _ => p.to_owned(),
+    };
+    let ca_pem = match &s.ca_file {
+        None => None,
+        Some(f) => {
+            let path = relative(f.get_ref());
+            let pem = std::fs::read(&path)
+                .map_err(|e| at(f.span(), "ca_file", format!("{}: {e}", path.display())))?;
+            openssl::x509::X509::stack_from_pem(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    at(
+                        f.span(),
+                        "ca_file",
+                        format!("{} holds no PEM certificate", path.display()),
+                    )
+                })?;
+            Some(pem)
+        }
+    };
+    let Some(cred) = &s.credential else {
+        return Err(at(
+            s.kind.span(),
+            "credential",
+            "add a [slot.credential] table with type = \"managed-identity\" | \"client-secret\" | \"client-certificate\" | \"workload-identity\" | \"azure-cli\"".into(),
+        ));
+    };
+    let credential = credential(
+        cred.get_ref(),
+        source,
+        &|key, msg| at(cred.span(), key, msg),
+        &relative,
+    )?;
+    let seconds = |v: &Option<toml::Spanned<u64>>, key: &str, default: u64, max: u64| match v {
+        Some(x) if *x.get_ref() == 0 || *x.get_ref() > max => {
+            Err(at(x.span(), key, format!("must be 1 to {max}")))
+        }
+        Some(x) => Ok(*x.get_ref()),
+        None => Ok(default),
+    };
+    let deadline_seconds = seconds(&s.deadline_seconds, "deadline_seconds", 10, 300)?;
+    let max_retries = match &s.max_retries {
+        Some(r) if *r.get_ref() > 10 => {
+            return Err(at(r.span(), "max_retries", "must be 0 to 10".into()));
+        }
+        Some(r) => *r.get_ref(),
+        None => 4,
+    };
+    let rate_budget = match &s.rate_budget {
+        Some(r) if !(*r.get_ref() > 0.0 && *r.get_ref() <= 1.0) => {
+            return Err(at(
+                r.span(),
+                "rate_budget",
+                "must be a fraction in (0, 1] of the published limits".into(),
+            ));
+        }
+        Some(r) => *r.get_ref(),
+        None => 0.9,
+    };
+    if let Some(names) = &s.key_names
+        && let Some(bad) = names
+            .iter()
+            .find(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        return Err(at(
+            s.kind.span(),
+            "key_names",
+            format!("{bad:?} is not a key name (1-127 of 0-9 a-z A-Z -)"),
+        ));
+    }
+    let certificates_dir = match &s.certificates_dir {
+        Some(d) => relative(d.get_ref()),
+        None => default_store_dir()?
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("certificates")
+            .join(label),
+    };
+    Ok(AzureConfig {
+        url: url.get_ref().trim_end_matches('/').to_owned(),
+        managed_hsm,
+        ca_pem,
+        credential,
+        key_names: s.key_names.clone(),
+        tags: s.tags.clone().unwrap_or_default(),
+        hsm_keys: managed_hsm || s.hsm_keys.unwrap_or(false),
+        allow_destroy: s.allow_destroy.unwrap_or(false),
+        deadline_seconds,
+        max_retries,
+        rate_budget,
+        certificates_dir,
+    })
+}
+
+/// Validates `[slot.credential]`; the AZURE_* environment variables fill what the file
+/// leaves out, as the Azure SDKs do.
+fn credential(
+    c: &RawCredential,
+    source: &Source,
+    at: &dyn Fn(&str, String) -> Error,
+    relative: &dyn Fn(&Path) -> PathBuf,
+) -> Result<Credential> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let tenant_id = c.tenant_id.clone().or_else(|| env("AZURE_TENANT_ID"));
+    let client_id = c.client_id.clone().or_else(|| env("AZURE_CLIENT_ID"));
+    let authority_host = c
+        .authority_host
+        .clone()
+        .or_else(|| env("AZURE_AUTHORITY_HOST"));
+    if let Some(a) = &authority_host
+        && !a.starts_with("https://")
+    {
+        return Err(at(
+            "credential.authority_host",
+            format!("{a:?} must be an https:// URL"),
+        ));
+    }
+    let need = |v: &Option<String>, key: &str, var: &str| {
+        v.clone().ok_or_else(|| {
+            at(
+                &format!("credential.{key}"),
+                format!(
+                    "is required for type = {:?} (or set {var})",
+                    kind_name(c.kind)
+                ),
+            )
+        })
+    };
+    let mut out = Credential {
+        kind: c.kind,
+        tenant_id: None,
+        client_id: None,
+        object_id: c.object_id.clone(),
+        resource_id: c.resource_id.clone(),
+        client_secret: None,
+        certificate: None,
+        token_file: None,
+        authority_host,
+    };
+    match c.kind {
+        CredentialKind::ManagedIdentity => {
+            let given = [&c.client_id, &c.object_id, &c.resource_id]
+                .iter()
+                .filter(|v| v.is_some())
+                .count();
+            if given > 1 {
+                return Err(at("credential", "give at most one of client_id, object_id, resource_id (user-assigned identity)".into()));
+            }
+            out.client_id = c.client_id.clone();
+        }
+        CredentialKind::ClientSecret => {
+            out.tenant_id = Some(need(&tenant_id, "tenant_id", "AZURE_TENANT_ID")?);
+            out.client_id = Some(need(&client_id, "client_id", "AZURE_CLIENT_ID")?);
+            out.client_secret = Some(match (&c.client_secret, &c.client_secret_file) {
+                (Some(_), Some(_)) => {
+                    return Err(at(
+                        "credential.client_secret",
+                        "give client_secret or client_secret_file, not both".into(),
+                    ));
+                }
+                (Some(s), None) => {
+                    // An inline secret is only acceptable in a file nobody else can read.
+                    if let Source::File(f) = source {
+                        read_secret_file(f).map_err(|m| {
+                            at(
+                                "credential.client_secret",
+                                format!("an inline secret needs a private configuration file: {m}"),
+                            )
+                        })?;
+                    }
+                    s.clone()
+                }
+                (None, Some(f)) => read_secret_file(&relative(f))
+                    .map_err(|m| at("credential.client_secret_file", m))?,
+                (None, None) => env("AZURE_CLIENT_SECRET").ok_or_else(|| {
+                    at(
+                        "credential.client_secret_file",
+                        "is required for type = \"client-secret\" (or set AZURE_CLIENT_SECRET)"
+                            .into(),
+                    )
+                })?,
+            });
+        }
+        CredentialKind::ClientCertificate => {
+            out.tenant_id = Some(need(&tenant_id, "tenant_id", "AZURE_TENANT_ID")?);
+            out.client_id = Some(need(&client_id, "client_id", "AZURE_CLIENT_ID")?);
+            let file = c
+                .certificate_file
+                .clone()
+                .or_else(|| env("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from))
+                .ok_or_else(|| {
+                    at(
+                        "credential.certificate_file",
+                        "is required for type = \"client-certificate\" (a PKCS#12 file)".into(),
+                    )
+                })?;
+            let file = relative(&file);
+            let bytes = std::fs::read(&file).map_err(|e| {
+                at(
+                    "credential.certificate_file",
+                    format!("{}: {e}", file.display()),
+                )
+            })?;
+            let password = match &c.certificate_password_file {
+                Some(p) => Some(
+                    read_secret_file(&relative(p))
+                        .map_err(|m| at("credential.certificate_password_file", m))?,
+                ),
+                None => env("AZURE_CLIENT_CERTIFICATE_PASSWORD"),
+            };
+            out.certificate = Some((bytes, password));
+        }
+        CredentialKind::WorkloadIdentity => {
+            out.tenant_id = Some(need(&tenant_id, "tenant_id", "AZURE_TENANT_ID")?);
+            out.client_id = Some(need(&client_id, "client_id", "AZURE_CLIENT_ID")?);
+            let file = c.token_file.clone().or_else(|| env("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from)).ok_or_else(|| at("credential.token_file", "is required for type = \"workload-identity\" (or set AZURE_FEDERATED_TOKEN_FILE)".into()))?;
+            out.token_file = Some(relative(&file));
+        }
+        CredentialKind::AzureCli => {
+            out.tenant_id = tenant_id;
+        }
+    }
+    Ok(out)
+}
+
+fn kind_name(k: CredentialKind) -> &'static str {
+    match k {
+        CredentialKind::ManagedIdentity => "managed-identity",
+        CredentialKind::ClientSecret => "client-secret",
+        CredentialKind::ClientCertificate => "client-certificate",
+        CredentialKind::WorkloadIdentity => "workload-identity",
+        CredentialKind::AzureCli => "azure-cli",
+    }
 }
 
 /// Reads a secret from a file that group and others cannot read; one trailing newline is
@@ -523,6 +971,7 @@ mod tests {
         .unwrap();
         match &c.slots[0].store {
             StoreConfig::Directory { path, .. } => assert_eq!(path, &dir.path().join("store")),
+            other => panic!("expected a directory store, got {other:?}"),
         }
     }
 

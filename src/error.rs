@@ -73,6 +73,8 @@ pub enum Error {
     Backend(String),
     /// The store refused because the object no longer exists there.
     ObjectGone(String),
+    /// Key Vault / Managed HSM failed (see backend/azure/errors.rs for the table).
+    Remote(crate::backend::azure::errors::RemoteKind, String),
     /// Memory or a counter ran out.
     HostMemory,
     /// A bug: a broken invariant or a caught panic.
@@ -130,6 +132,13 @@ impl Error {
             Error::Config(_) => CKR_FUNCTION_FAILED,
             Error::Backend(_) => CKR_DEVICE_ERROR,
             Error::ObjectGone(_) => CKR_KEY_HANDLE_INVALID,
+            Error::Remote(kind, _) => {
+                use crate::backend::azure::errors::RemoteKind as K;
+                match kind {
+                    K::Auth | K::Denied | K::BadRequest | K::Tls => CKR_FUNCTION_FAILED,
+                    K::Throttled | K::Unavailable | K::Timeout => CKR_DEVICE_ERROR,
+                }
+            }
             Error::HostMemory => CKR_HOST_MEMORY,
             Error::Internal(_) => CKR_GENERAL_ERROR,
         }
@@ -157,6 +166,7 @@ impl fmt::Display for Error {
             Error::Config(m) => write!(f, "configuration error: {m}"),
             Error::Backend(m) => write!(f, "key store error: {m}"),
             Error::ObjectGone(m) => write!(f, "object no longer in its store: {m}"),
+            Error::Remote(kind, m) => write!(f, "{m} ({kind:?}: {})", kind.advice()),
             Error::Internal(m) => write!(f, "internal error: {m}"),
             Error::ActionProhibited(m) => write!(f, "action prohibited: {m}"),
             other => write!(f, "{other:?}"),
@@ -175,6 +185,7 @@ impl From<openssl::error::ErrorStack> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::azure::errors::RemoteKind;
 
     /// Every variant, with the code the specification gives it. Adding a variant without
     /// extending this list fails `all_variants_listed` below via the match.
@@ -245,6 +256,19 @@ mod tests {
             (Error::Config(s()), CKR_FUNCTION_FAILED),
             (Error::Backend(s()), CKR_DEVICE_ERROR),
             (Error::ObjectGone(s()), CKR_KEY_HANDLE_INVALID),
+            (Error::Remote(RemoteKind::Auth, s()), CKR_FUNCTION_FAILED),
+            (Error::Remote(RemoteKind::Denied, s()), CKR_FUNCTION_FAILED),
+            (
+                Error::Remote(RemoteKind::BadRequest, s()),
+                CKR_FUNCTION_FAILED,
+            ),
+            (Error::Remote(RemoteKind::Tls, s()), CKR_FUNCTION_FAILED),
+            (Error::Remote(RemoteKind::Throttled, s()), CKR_DEVICE_ERROR),
+            (
+                Error::Remote(RemoteKind::Unavailable, s()),
+                CKR_DEVICE_ERROR,
+            ),
+            (Error::Remote(RemoteKind::Timeout, s()), CKR_DEVICE_ERROR),
             (Error::HostMemory, CKR_HOST_MEMORY),
             (Error::Internal(s()), CKR_GENERAL_ERROR),
         ]
@@ -312,13 +336,14 @@ mod tests {
                 Error::Internal(_) => 45,
                 Error::ActionProhibited(_) => 46,
                 Error::RandomSeedNotSupported => 47,
+                Error::Remote(..) => 48,
             }
         }
         let t = table();
         let mut seen: Vec<usize> = t.iter().map(|(e, _)| index(e)).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..48).collect::<Vec<_>>());
+        assert_eq!(seen, (0..49).collect::<Vec<_>>());
     }
 
     #[test]

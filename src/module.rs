@@ -6,11 +6,15 @@
 //! are `Arc`s taken out of the cache; store calls (sign, decrypt, list, write) run with no
 //! lock held (ARCHITECTURE.md §2 rule 4).
 
+use crate::backend::azure::AzureRuntime;
+use crate::backend::azure::key_vault::KeyVaultBackend;
 use crate::backend::directory::{DirectoryBackend, DirectoryConfig};
 use crate::backend::{Backend, CertRecord, Curve, KeyRecord, KeySpec, KeyUsage, ObjectUpdate};
 use crate::config::{Config, SlotConfig, StoreConfig};
 use crate::error::{Error, Result};
-use crate::mechanism::{self, CryptScheme, Hashing, KeyKind, Mechanism, PublicInfo, SignScheme};
+use crate::mechanism::{
+    self, CryptScheme, Hashing, KeyKind, Mechanism, PublicInfo, SignKind, SignScheme,
+};
 use crate::object::attributes::{self, read_bool, read_ulong};
 use crate::object::{KeyObject, Object, ObjectCache, ObjectKind};
 use crate::session::{self, CryptOp, DigestOp, FindOp, SessionTable, SignOp};
@@ -78,6 +82,8 @@ impl CryptSide {
 
 pub struct Module {
     pub pid: u32,
+    /// The network runtime of key-vault / managed-hsm slots, if any.
+    runtime: Option<Arc<AzureRuntime>>,
     pub config: Config,
     pub slots: Vec<Slot>,
     pub objects: ObjectCache,
@@ -87,10 +93,27 @@ pub struct Module {
 const MAX_PIN_LEN: usize = 256;
 
 impl Module {
-    pub fn new(config: Config) -> Result<Module> {
+    /// Builds the module. `may_create_threads` is false when the application set
+    /// `CKF_LIBRARY_CANT_CREATE_OS_THREADS`: network slots then run on the caller's thread.
+    pub fn new(config: Config, may_create_threads: bool) -> Result<Module> {
+        let runtime = if config
+            .slots
+            .iter()
+            .any(|s| matches!(s.store, StoreConfig::Azure(_)))
+        {
+            Some(Arc::new(AzureRuntime::new(may_create_threads)?))
+        } else {
+            None
+        };
         let mut slots = Vec::new();
         for sc in &config.slots {
             let backend: Arc<dyn Backend> = match &sc.store {
+                StoreConfig::Azure(azure) => {
+                    let rt = runtime
+                        .clone()
+                        .ok_or_else(|| Error::Internal("no network runtime".into()))?;
+                    Arc::new(KeyVaultBackend::new((**azure).clone(), rt)?)
+                }
                 StoreConfig::Directory {
                     path,
                     writable,
@@ -126,11 +149,20 @@ impl Module {
         );
         Ok(Module {
             pid: std::process::id(),
+            runtime,
             config,
             slots,
             objects,
             sessions: SessionTable::default(),
         })
+    }
+
+    /// C_Finalize: stops background work (the network runtime's threads, joined within a
+    /// bound); calls still running finish with an error.
+    pub fn shutdown(&self) {
+        if let Some(rt) = &self.runtime {
+            rt.shutdown();
+        }
     }
 
     // ----- slots and tokens (§5.5) -----
@@ -651,6 +683,7 @@ impl Module {
                 let key =
                     self.operation_key(slot, key, private_flag, public_flag, scheme.key_kind())?;
                 scheme.check_key(&key.key()?.public)?;
+                self.check_backend_sign(&key, &scheme)?;
                 let hashing = scheme.prehash.map(Hashing::new).transpose()?;
                 Ok(SignOp {
                     key,
@@ -660,6 +693,32 @@ impl Module {
                 })
             },
         )
+    }
+
+    /// Lets the store refuse at C_SignInit what it cannot sign.
+    fn check_backend_sign(&self, key: &Object, scheme: &SignScheme) -> Result<()> {
+        let Some(record) = &key.key()?.record else {
+            return Ok(());
+        };
+        if key.kind != ObjectKind::PrivateKey {
+            return Ok(());
+        }
+        let request = match &scheme.kind {
+            SignKind::RsaPkcs1 => crate::backend::SignRequest::RsaPkcs1 {
+                hash: scheme.prehash,
+            },
+            SignKind::RsaPss {
+                hash,
+                mgf_hash,
+                salt_len,
+            } => crate::backend::SignRequest::RsaPss {
+                hash: *hash,
+                mgf_hash: *mgf_hash,
+                salt_len: *salt_len,
+            },
+            SignKind::Ecdsa => crate::backend::SignRequest::Ecdsa,
+        };
+        self.objects.backend(key.slot)?.check_sign(record, &request)
     }
 
     /// The common part of every *Init: a NULL mechanism cancels; an active operation of
@@ -877,6 +936,13 @@ impl Module {
                     CryptSide::Decrypt => None,
                 };
                 let key = self.operation_key(slot, key, CKA_DECRYPT, public_flag, KeyKind::Rsa)?;
+                if side == CryptSide::Decrypt
+                    && let Some(record) = &key.key()?.record
+                {
+                    self.objects
+                        .backend(slot)?
+                        .check_decrypt(record, &scheme.0)?;
+                }
                 Ok(CryptOp {
                     key,
                     scheme,

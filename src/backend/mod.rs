@@ -2,6 +2,7 @@
 //! and the few writes PKCS#11 needs. No `CK_*` type appears here: backends speak DER, SPKI,
 //! names, versions, digests and bytes; `object/` maps them to attributes once.
 
+pub mod azure;
 pub mod directory;
 
 use crate::error::Result;
@@ -199,6 +200,20 @@ pub trait Backend: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Whether writes (generate, create, destroy, set) are allowed at all.
     fn writable(&self) -> bool;
+    /// Whether the store is reached over the network (listings are then refreshed less
+    /// often and never block on a stale cache).
+    fn remote(&self) -> bool {
+        false
+    }
+    /// Refuses, at C_SignInit, what the store cannot sign (so C_Sign does not fail with a
+    /// parameter error). `request` carries the mechanism's parameters.
+    fn check_sign(&self, _key: &KeyRecord, _request: &SignRequest) -> Result<()> {
+        Ok(())
+    }
+    /// The same for C_DecryptInit.
+    fn check_decrypt(&self, _key: &KeyRecord, _request: &DecryptRequest) -> Result<()> {
+        Ok(())
+    }
     /// Everything the store holds now.
     fn list(&self) -> Result<Listing>;
     /// Sign `data` (a digest, or raw input for `RsaPkcs1 { hash: None }`) with a key version.

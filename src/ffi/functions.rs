@@ -31,6 +31,7 @@ cryptoki_fn! {
     /// configuration file as a NUL-terminated string (kmsp11 and libp11 pass strings there).
     fn C_Initialize(pInitArgs: *mut c_void) {
         let mut reserved_path = None;
+        let mut may_create_threads = true;
         if !pInitArgs.is_null() {
             // SAFETY: a non-NULL pInitArgs points to a CK_C_INITIALIZE_ARGS (§5.4.1).
             let a = unsafe { read(pInitArgs as *const CK_C_INITIALIZE_ARGS, "pInitArgs") }?;
@@ -48,8 +49,9 @@ cryptoki_fn! {
             if given == 4 && a.flags & CKF_OS_LOCKING_OK == 0 {
                 return Err(Error::CantLock);
             }
-            // CKF_LIBRARY_CANT_CREATE_OS_THREADS: this build creates no threads (directory
-            // stores are read on the caller's thread), so the flag is honoured as is.
+            // CKF_LIBRARY_CANT_CREATE_OS_THREADS: directory stores need no thread, and
+            // network slots then run their I/O on the caller's thread (GnuTLS sets it).
+            may_create_threads = a.flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS == 0;
             if !a.pReserved.is_null() {
                 // SAFETY: by our documented convention a non-NULL pReserved is a
                 // NUL-terminated string; reading stops at the NUL or after 4096 bytes.
@@ -65,7 +67,7 @@ cryptoki_fn! {
         })?;
         crate::logging::init(Some(&config.log));
         tracing::info!(config = %config.source, slots = config.slots.len(), "initializing");
-        super::install(Module::new(config)?)?;
+        super::install(Module::new(config, may_create_threads)?)?;
         Ok(CKR_OK)
     }
 }

@@ -59,7 +59,10 @@ pub(crate) fn uninstall() -> Result<()> {
     let current = module()?;
     let previous = MODULE.compare_and_swap(&Some(current.clone()), None);
     match &*previous {
-        Some(p) if Arc::ptr_eq(p, &current) => Ok(()),
+        Some(p) if Arc::ptr_eq(p, &current) => {
+            current.shutdown();
+            Ok(())
+        }
         _ => Err(Error::NotInitialized),
     }
 }

@@ -1,0 +1,905 @@
+//! `key-vault` slots (and the key side of `managed-hsm` slots): keys and their versions,
+//! the vault's certificates, and private-key operations through the official SDK.
+//!
+//! Objects: every enabled version of every key that passes the name and tag filters. The
+//! newest enabled version is the current one. Labels and ids set through PKCS#11 are kept
+//! as the key version's tags `pkcs11-label` / `pkcs11-id` (hex), so every server sharing
+//! the vault sees them. Certificates written with C_CreateObject for keys that have none in
+//! the vault are kept in a local directory (`certificates_dir`) until the certificate
+//! database exists.
+
+use super::errors::{self, RemoteKind};
+use super::rate::{RateBudget, weight};
+use super::{AzureRuntime, client_options, credential, http_client};
+use crate::backend::directory::{DirectoryBackend, DirectoryConfig};
+use crate::backend::{
+    Backend, CertRecord, Curve, DecryptRequest, HashAlg, KeyRecord, KeySpec, KeyUsage, Listing,
+    ObjectUpdate, SignRequest,
+};
+use crate::config::AzureConfig;
+use crate::error::{Error, Result};
+use crate::mechanism::digest_info;
+use azure_security_keyvault_certificates::{CertificateClient, CertificateClientOptions};
+use azure_security_keyvault_keys::models::{
+    CreateKeyParameters, CurveName, EncryptionAlgorithm, JsonWebKey, Key, KeyClientGetKeyOptions,
+    KeyClientListKeyPropertiesVersionsOptions, KeyClientSignOptions,
+    KeyClientUpdateKeyPropertiesOptions, KeyOperation, KeyOperationParameters, KeyType,
+    SignParameters, SignatureAlgorithm, UpdateKeyPropertiesParameters,
+};
+use azure_security_keyvault_keys::{KeyClient, KeyClientOptions, ResourceExt};
+use futures::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TAG_LABEL: &str = "pkcs11-label";
+const TAG_ID: &str = "pkcs11-id";
+/// Concurrent GETs while listing key versions.
+const LIST_CONCURRENCY: usize = 8;
+
+pub struct KeyVaultBackend {
+    cfg: AzureConfig,
+    runtime: Arc<AzureRuntime>,
+    keys: KeyClient,
+    certificates: Option<CertificateClient>,
+    /// `None` on Managed HSM, which does not throttle cryptographic operations.
+    budget: Option<RateBudget>,
+    /// Rate weight of each listed key version (by stable id).
+    weights: Mutex<HashMap<String, f64>>,
+    local_certificates: DirectoryBackend,
+    deadline: Duration,
+}
+
+impl KeyVaultBackend {
+    pub fn new(cfg: AzureConfig, runtime: Arc<AzureRuntime>) -> Result<KeyVaultBackend> {
+        let deadline = Duration::from_secs(cfg.deadline_seconds);
+        let http = http_client(cfg.ca_pem.as_deref(), deadline)?;
+        let options = client_options(
+            &http,
+            cfg.max_retries,
+            deadline,
+            cfg.credential.authority_host.as_deref(),
+        );
+        let cred = credential(&cfg.credential, options.clone())?;
+        let mut key_options = KeyClientOptions::default();
+        key_options.client_options = options.clone();
+        let keys = KeyClient::new(&cfg.url, cred.clone(), Some(key_options))
+            .map_err(|e| Error::Config(format!("vault {}: {e}", cfg.url)))?;
+        let certificates = if cfg.managed_hsm {
+            None
+        } else {
+            let mut o = CertificateClientOptions::default();
+            o.client_options = options;
+            Some(
+                CertificateClient::new(&cfg.url, cred, Some(o))
+                    .map_err(|e| Error::Config(format!("vault {}: {e}", cfg.url)))?,
+            )
+        };
+        // C_Initialize needs no network: the local certificate directory is created here,
+        // the vault is first asked at the first listing.
+        if let Err(e) = create_private_dir(&cfg.certificates_dir) {
+            tracing::warn!(dir = %cfg.certificates_dir.display(), error = %e, "cannot create the local certificate directory");
+        }
+        let local_certificates = DirectoryBackend::new(DirectoryConfig {
+            path: cfg.certificates_dir.clone(),
+            pkcs12_password: None,
+            writable: true,
+        });
+        Ok(KeyVaultBackend {
+            budget: (!cfg.managed_hsm).then(|| RateBudget::new(cfg.rate_budget)),
+            cfg,
+            runtime,
+            keys,
+            certificates,
+            weights: Mutex::new(HashMap::new()),
+            local_certificates,
+            deadline,
+        })
+    }
+
+    fn run<F: std::future::Future>(&self, f: F) -> Result<F::Output> {
+        self.runtime.run(self.deadline, f)
+    }
+
+    /// Waits for the rate budget before an operation on `key`.
+    fn spend(&self, key: &KeyRecord) -> Result<()> {
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        let units = self
+            .weights
+            .lock()
+            .ok()
+            .and_then(|w| w.get(&key.stable_id).copied())
+            .unwrap_or(2.0);
+        budget.acquire(units, Instant::now() + self.deadline)
+    }
+
+    fn version_of(key: &KeyRecord) -> Result<String> {
+        key.version
+            .clone()
+            .ok_or_else(|| Error::Internal(format!("{} has no version", key.stable_id)))
+    }
+
+    /// Whether a key passes the name and tag filters.
+    fn wanted(&self, name: &str, tags: Option<&HashMap<String, String>>) -> bool {
+        let name_ok = self
+            .cfg
+            .key_names
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n.eq_ignore_ascii_case(name)));
+        let tags_ok = self
+            .cfg
+            .tags
+            .iter()
+            .all(|(k, v)| tags.and_then(|t| t.get(k)) == Some(v));
+        name_ok && tags_ok
+    }
+
+    /// Lists keys, versions (each fetched for its public key) and certificates.
+    async fn list_remote(&self) -> Result<(Vec<(KeyRecord, f64)>, Vec<CertRecord>)> {
+        let mut names = Vec::new();
+        let mut pager = self
+            .keys
+            .list_key_properties(None)
+            .map_err(|e| errors::map(e, "listing keys"))?;
+        while let Some(item) = pager
+            .try_next()
+            .await
+            .map_err(|e| errors::map(e, "listing keys"))?
+        {
+            let Ok(id) = item.resource_id() else { continue };
+            if self.wanted(&id.name, item.tags.as_ref()) {
+                names.push(id.name);
+            }
+        }
+        let mut versions = Vec::new();
+        for name in &names {
+            let mut o = KeyClientListKeyPropertiesVersionsOptions::default();
+            o.maxresults = Some(25);
+            let what = format!("listing the versions of {name}");
+            let mut pager = self
+                .keys
+                .list_key_properties_versions(name, Some(o))
+                .map_err(|e| errors::map(e, &what))?;
+            while let Some(item) = pager.try_next().await.map_err(|e| errors::map(e, &what))? {
+                let enabled = item
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.enabled)
+                    .unwrap_or(true);
+                let created = item
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.created)
+                    .map(|t| t.unix_timestamp())
+                    .unwrap_or(0);
+                if let (true, Ok(id)) = (enabled, item.resource_id())
+                    && let Some(v) = id.version
+                {
+                    versions.push((name.clone(), v, created));
+                }
+            }
+        }
+        // The newest enabled version of each key is its current one.
+        let mut newest: HashMap<String, i64> = HashMap::new();
+        for (name, _, created) in &versions {
+            let e = newest.entry(name.clone()).or_insert(*created);
+            *e = (*e).max(*created);
+        }
+        let fetched: Vec<Result<Option<(KeyRecord, f64)>>> =
+            futures::stream::iter(versions.into_iter().map(|(name, version, created)| {
+                let current = newest.get(&name) == Some(&created);
+                async move { self.fetch_version(&name, &version, current).await }
+            }))
+            .buffer_unordered(LIST_CONCURRENCY)
+            .collect()
+            .await;
+        let mut keys = Vec::new();
+        for f in fetched {
+            match f {
+                Ok(Some(k)) => keys.push(k),
+                Ok(None) => {}
+                // A version that vanished or was disabled meanwhile is not an error.
+                Err(Error::ObjectGone(m)) => tracing::info!("{m}"),
+                Err(e) => return Err(e),
+            }
+        }
+        // Two versions created in the same second: keep one current per name.
+        keys.sort_by(|a, b| (&a.0.name, &a.0.version).cmp(&(&b.0.name, &b.0.version)));
+        let mut seen_current = std::collections::HashSet::new();
+        for (k, _) in keys.iter_mut() {
+            if k.current && !seen_current.insert(k.name.clone()) {
+                k.current = false;
+            }
+        }
+        let certificates = match &self.certificates {
+            Some(c) => self.list_certificates(c, &names).await?,
+            None => Vec::new(),
+        };
+        Ok((keys, certificates))
+    }
+
+    async fn fetch_version(
+        &self,
+        name: &str,
+        version: &str,
+        current: bool,
+    ) -> Result<Option<(KeyRecord, f64)>> {
+        let what = format!("reading key {name}/{version}");
+        let mut o = KeyClientGetKeyOptions::default();
+        o.key_version = Some(version.to_owned());
+        let key: Key = self
+            .keys
+            .get_key(name, Some(o))
+            .await
+            .map_err(|e| errors::map(e, &what))?
+            .into_model()
+            .map_err(|e| errors::map(e, &what))?;
+        let Some(jwk) = &key.key else { return Ok(None) };
+        let spki_der = match jwk_to_spki(jwk) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("{what}: {e}; skipped");
+                return Ok(None);
+            }
+        };
+        let ops: Vec<&str> = jwk.key_ops.iter().flatten().map(String::as_str).collect();
+        let tags = key.tags.as_ref();
+        let hsm = matches!(jwk.kty, Some(KeyType::RsaHsm | KeyType::EcHsm));
+        let rsa_bits = jwk
+            .n
+            .as_ref()
+            .map(|n| n.iter().skip_while(|b| **b == 0).count() * 8);
+        let kid = jwk.kid.clone().unwrap_or_default();
+        let record = KeyRecord {
+            stable_id: kid.to_ascii_lowercase(),
+            name: name.to_owned(),
+            version: Some(version.to_owned()),
+            current,
+            label: tags.and_then(|t| t.get(TAG_LABEL)).cloned(),
+            id: tags
+                .and_then(|t| t.get(TAG_ID))
+                .and_then(|h| crate::backend::directory::unhex(h)),
+            spki_der,
+            usage: KeyUsage {
+                sign: ops.contains(&"sign"),
+                decrypt: ops.contains(&"decrypt"),
+                unwrap: false,
+            },
+            local: false,
+            backend_key_id: kid,
+        };
+        Ok(Some((record, weight(rsa_bits, hsm))))
+    }
+
+    async fn list_certificates(
+        &self,
+        client: &CertificateClient,
+        key_names: &[String],
+    ) -> Result<Vec<CertRecord>> {
+        let mut out = Vec::new();
+        let mut pager = client
+            .list_certificate_properties(None)
+            .map_err(|e| errors::map(e, "listing certificates"))?;
+        while let Some(item) = pager
+            .try_next()
+            .await
+            .map_err(|e| errors::map(e, "listing certificates"))?
+        {
+            let enabled = item
+                .attributes
+                .as_ref()
+                .and_then(|a| a.enabled)
+                .unwrap_or(true);
+            let Some(name) = item
+                .id
+                .as_deref()
+                .and_then(|id| id.trim_end_matches('/').rsplit('/').next())
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            if !enabled || !key_names.iter().any(|k| k.eq_ignore_ascii_case(&name)) {
+                continue;
+            }
+            let what = format!("reading certificate {name}");
+            let cert = client
+                .get_certificate(&name, None)
+                .await
+                .map_err(|e| errors::map(e, &what))?
+                .into_model()
+                .map_err(|e| errors::map(e, &what))?;
+            if let (Some(der), Some(id)) = (cert.cer, cert.id) {
+                out.push(CertRecord {
+                    stable_id: id.to_ascii_lowercase(),
+                    label: name,
+                    id: None,
+                    der,
+                    authority: false,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The algorithm and the value Key Vault signs for a request (issue 4's table).
+    fn sign_params(
+        key: &KeyRecord,
+        request: &SignRequest,
+        data: &[u8],
+    ) -> Result<(SignatureAlgorithm, Vec<u8>)> {
+        match request {
+            SignRequest::RsaPkcs1 {
+                hash: Some(HashAlg::Sha256),
+            } => Ok((SignatureAlgorithm::Rs256, data.to_vec())),
+            SignRequest::RsaPkcs1 {
+                hash: Some(HashAlg::Sha384),
+            } => Ok((SignatureAlgorithm::Rs384, data.to_vec())),
+            SignRequest::RsaPkcs1 {
+                hash: Some(HashAlg::Sha512),
+            } => Ok((SignatureAlgorithm::Rs512, data.to_vec())),
+            // SHA-1, SHA-224 DigestInfos and raw input (TLS MD5+SHA-1): RSNULL signs the
+            // bytes as given, with PKCS#1 v1.5 padding.
+            SignRequest::RsaPkcs1 { hash: Some(h) } => {
+                Ok((SignatureAlgorithm::Rsnull, digest_info::encode(*h, data)))
+            }
+            SignRequest::RsaPkcs1 { hash: None } => Ok((SignatureAlgorithm::Rsnull, data.to_vec())),
+            SignRequest::RsaPss { .. } => Ok((pss_algorithm(request)?, data.to_vec())),
+            SignRequest::Ecdsa => {
+                let curve = curve_of(&key.spki_der)?;
+                let (alg, n) = match curve {
+                    Curve::P256 => (SignatureAlgorithm::Es256, 32),
+                    Curve::P384 => (SignatureAlgorithm::Es384, 48),
+                    Curve::P521 => (SignatureAlgorithm::Es512, 64),
+                };
+                // Key Vault wants a digest of the curve's hash length. ECDSA uses the
+                // leftmost bits of a longer digest, and a shorter one is the same integer
+                // with leading zeros, so both map exactly.
+                let mut digest = data[..data.len().min(n)].to_vec();
+                while digest.len() < n {
+                    digest.insert(0, 0);
+                }
+                Ok((alg, digest))
+            }
+        }
+    }
+
+    fn decrypt_algorithm(request: &DecryptRequest) -> Result<EncryptionAlgorithm> {
+        match request {
+            DecryptRequest::RsaPkcs1 => Ok(EncryptionAlgorithm::Rsa1_5),
+            DecryptRequest::RsaOaep { label, .. } if !label.is_empty() => {
+                Err(Error::MechanismParamInvalid(
+                    "Key Vault has no OAEP label (pSourceData must be empty)".into(),
+                ))
+            }
+            DecryptRequest::RsaOaep {
+                hash: HashAlg::Sha1,
+                mgf_hash: HashAlg::Sha1,
+                ..
+            } => Ok(EncryptionAlgorithm::RsaOaep),
+            DecryptRequest::RsaOaep {
+                hash: HashAlg::Sha256,
+                mgf_hash: HashAlg::Sha256,
+                ..
+            } => Ok(EncryptionAlgorithm::RsaOaep256),
+            DecryptRequest::RsaOaep { hash, mgf_hash, .. } => {
+                Err(Error::MechanismParamInvalid(format!(
+                    "Key Vault decrypts OAEP with SHA-1 or SHA-256 and the same MGF1 hash, not {} / MGF1-{}",
+                    hash.name(),
+                    mgf_hash.name()
+                )))
+            }
+        }
+    }
+
+    /// A key name Key Vault accepts, from a label: `0-9 a-z A-Z -`, at most 127.
+    fn key_name(label: &str) -> String {
+        let s: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(100)
+            .collect();
+        let s = s.trim_matches('-').to_owned();
+        if s.is_empty() { "key".into() } else { s }
+    }
+
+    async fn exists(&self, name: &str) -> Result<bool> {
+        match self.keys.get_key(name, None).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.http_status().map(u16::from) == Some(404) => Ok(false),
+            // A disabled latest version still means the name is taken.
+            Err(e) if e.http_status().map(u16::from) == Some(403) => Ok(true),
+            Err(e) => Err(errors::map(
+                e,
+                &format!("checking whether key {name} exists"),
+            )),
+        }
+    }
+}
+
+fn pss_algorithm(request: &SignRequest) -> Result<SignatureAlgorithm> {
+    let SignRequest::RsaPss {
+        hash,
+        mgf_hash,
+        salt_len,
+    } = request
+    else {
+        return Err(Error::Internal("not PSS".into()));
+    };
+    if mgf_hash != hash || *salt_len != hash.output_len() {
+        return Err(Error::MechanismParamInvalid(format!(
+            "Key Vault signs PSS with MGF1 of the same hash and a salt of the hash length ({} bytes)",
+            hash.output_len()
+        )));
+    }
+    match hash {
+        HashAlg::Sha256 => Ok(SignatureAlgorithm::Ps256),
+        HashAlg::Sha384 => Ok(SignatureAlgorithm::Ps384),
+        HashAlg::Sha512 => Ok(SignatureAlgorithm::Ps512),
+        other => Err(Error::MechanismParamInvalid(format!(
+            "Key Vault has no PSS with {}",
+            other.name()
+        ))),
+    }
+}
+
+fn curve_of(spki_der: &[u8]) -> Result<Curve> {
+    let pkey = openssl::pkey::PKey::public_key_from_der(spki_der)?;
+    let ec = pkey.ec_key().map_err(|_| Error::KeyTypeInconsistent)?;
+    ec.group()
+        .curve_name()
+        .and_then(Curve::from_nid)
+        .ok_or(Error::KeyTypeInconsistent)
+}
+
+/// DER SubjectPublicKeyInfo from a JSON Web Key (RSA n/e, EC crv/x/y).
+fn jwk_to_spki(jwk: &JsonWebKey) -> Result<Vec<u8>> {
+    use openssl::bn::BigNum;
+    let pkey = match (&jwk.n, &jwk.e, &jwk.crv, &jwk.x, &jwk.y) {
+        (Some(n), Some(e), _, _, _) => {
+            openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::from_public_components(
+                BigNum::from_slice(n)?,
+                BigNum::from_slice(e)?,
+            )?)?
+        }
+        (_, _, Some(crv), Some(x), Some(y)) => {
+            let curve = match crv {
+                CurveName::P256 => Curve::P256,
+                CurveName::P384 => Curve::P384,
+                CurveName::P521 => Curve::P521,
+                other => return Err(Error::Backend(format!("curve {other:?} is not supported"))),
+            };
+            let group = openssl::ec::EcGroup::from_curve_name(curve.nid())?;
+            let (x, y) = (BigNum::from_slice(x)?, BigNum::from_slice(y)?);
+            let ec = openssl::ec::EcKey::from_public_key_affine_coordinates(&group, &x, &y)?;
+            openssl::pkey::PKey::from_ec_key(ec)?
+        }
+        _ => return Err(Error::Backend("not an RSA or EC public key".into())),
+    };
+    Ok(pkey.public_key_to_der()?)
+}
+
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(path)
+}
+
+impl Backend for KeyVaultBackend {
+    fn kind(&self) -> &'static str {
+        if self.cfg.managed_hsm {
+            "managed-hsm"
+        } else {
+            "key-vault"
+        }
+    }
+
+    fn writable(&self) -> bool {
+        true
+    }
+
+    fn remote(&self) -> bool {
+        true
+    }
+
+    fn list(&self) -> Result<Listing> {
+        // A whole listing may take many requests: allow it several deadlines.
+        let (keys, mut certificates) =
+            self.runtime.run(self.deadline * 6, self.list_remote())??;
+        if let Ok(mut w) = self.weights.lock() {
+            *w = keys
+                .iter()
+                .map(|(k, u)| (k.stable_id.clone(), *u))
+                .collect();
+        }
+        match self.local_certificates.list() {
+            Ok(local) => certificates.extend(local.certificates),
+            Err(e) => tracing::warn!(error = %e, "local certificates not readable"),
+        }
+        Ok(Listing {
+            keys: keys.into_iter().map(|(k, _)| k).collect(),
+            certificates,
+        })
+    }
+
+    fn check_sign(&self, key: &KeyRecord, request: &SignRequest) -> Result<()> {
+        match request {
+            SignRequest::RsaPss { .. } => pss_algorithm(request).map(|_| ()),
+            SignRequest::Ecdsa => curve_of(&key.spki_der).map(|_| ()),
+            SignRequest::RsaPkcs1 { .. } => Ok(()),
+        }
+    }
+
+    fn check_decrypt(&self, _key: &KeyRecord, request: &DecryptRequest) -> Result<()> {
+        Self::decrypt_algorithm(request).map(|_| ())
+    }
+
+    fn sign(&self, key: &KeyRecord, request: &SignRequest, data: &[u8]) -> Result<Vec<u8>> {
+        let (algorithm, value) = Self::sign_params(key, request, data)?;
+        let version = Self::version_of(key)?;
+        self.spend(key)?;
+        let mut params = SignParameters::default();
+        params.algorithm = Some(algorithm);
+        params.value = Some(value);
+        let what = format!("sign with {}/{version}", key.name);
+        let body = params.try_into().map_err(|e| errors::map(e, &what))?;
+        let mut o = KeyClientSignOptions::default();
+        o.key_version = Some(version.clone());
+        let result = self
+            .run(self.keys.sign(&key.name, body, Some(o)))?
+            .map_err(|e| errors::map(e, &what))?
+            .into_model()
+            .map_err(|e| errors::map(e, &what))?;
+        result.result.ok_or_else(|| {
+            Error::Remote(
+                RemoteKind::BadRequest,
+                format!("{what}: no signature in the answer"),
+            )
+        })
+    }
+
+    fn decrypt(&self, key: &KeyRecord, request: &DecryptRequest, data: &[u8]) -> Result<Vec<u8>> {
+        let algorithm = Self::decrypt_algorithm(request)?;
+        let version = Self::version_of(key)?;
+        self.spend(key)?;
+        let mut params = KeyOperationParameters::default();
+        params.algorithm = Some(algorithm);
+        params.value = Some(data.to_vec());
+        let what = format!("decrypt with {}/{version}", key.name);
+        let body = params.try_into().map_err(|e| errors::map(e, &what))?;
+        match self.run(self.keys.decrypt(&key.name, &version, body, None))? {
+            Ok(r) => r
+                .into_model()
+                .map_err(|e| errors::map(e, &what))?
+                .result
+                .ok_or_else(|| {
+                    Error::Remote(
+                        RemoteKind::BadRequest,
+                        format!("{what}: no plaintext in the answer"),
+                    )
+                }),
+            // A padding failure is the caller's ciphertext, not the service's fault.
+            Err(e) if e.http_status().map(u16::from) == Some(400) => {
+                tracing::debug!("{what}: 400 from the service: {e}");
+                Err(Error::EncryptedDataInvalid)
+            }
+            Err(e) => Err(errors::map(e, &what)),
+        }
+    }
+
+    fn generate_key(
+        &self,
+        name: &str,
+        spec: &KeySpec,
+        update: &ObjectUpdate,
+        usage: KeyUsage,
+    ) -> Result<KeyRecord> {
+        let hsm = self.cfg.hsm_keys;
+        let mut params = CreateKeyParameters::default();
+        let mut ops = vec![KeyOperation::Sign, KeyOperation::Verify];
+        match spec {
+            KeySpec::Rsa {
+                bits,
+                public_exponent,
+            } => {
+                params.kty = Some(if hsm { KeyType::RsaHsm } else { KeyType::Rsa });
+                params.key_size = Some(i32::try_from(*bits).map_err(|_| Error::KeySizeRange)?);
+                let e = public_exponent
+                    .iter()
+                    .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+                if e != 65537 {
+                    return Err(Error::AttributeValueInvalid(
+                        "Key Vault creates RSA keys with public exponent 65537 only".into(),
+                    ));
+                }
+                params.public_exponent = Some(65537);
+                if usage.decrypt {
+                    ops.extend([
+                        KeyOperation::Decrypt,
+                        KeyOperation::Encrypt,
+                        KeyOperation::UnwrapKey,
+                        KeyOperation::WrapKey,
+                    ]);
+                }
+            }
+            KeySpec::Ec(curve) => {
+                params.kty = Some(if hsm { KeyType::EcHsm } else { KeyType::Ec });
+                params.curve = Some(match curve {
+                    Curve::P256 => CurveName::P256,
+                    Curve::P384 => CurveName::P384,
+                    Curve::P521 => CurveName::P521,
+                });
+            }
+        }
+        if !usage.sign {
+            ops.retain(|o| !matches!(o, KeyOperation::Sign | KeyOperation::Verify));
+        }
+        params.key_ops = Some(ops);
+        let mut tags = HashMap::new();
+        if let Some(l) = &update.label {
+            tags.insert(TAG_LABEL.to_owned(), l.clone());
+        }
+        if let Some(i) = &update.id {
+            tags.insert(TAG_ID.to_owned(), crate::backend::directory::hex(i));
+        }
+        params.tags = Some(tags);
+        let base = Self::key_name(name);
+        // C_GenerateKeyPair makes a new key: a free name, never a new version of another.
+        let mut chosen = None;
+        for n in 0..20 {
+            let candidate = if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}-{}", n + 1)
+            };
+            if !self.run(self.exists(&candidate))?? {
+                chosen = Some(candidate);
+                break;
+            }
+        }
+        let key_name =
+            chosen.ok_or_else(|| Error::Backend(format!("no free key name near {base}")))?;
+        let what = format!("create key {key_name}");
+        let body = params.try_into().map_err(|e| errors::map(e, &what))?;
+        let key: Key = self
+            .runtime
+            .run(
+                self.deadline * 3,
+                self.keys.create_key(&key_name, body, None),
+            )?
+            .map_err(|e| errors::map(e, &what))?
+            .into_model()
+            .map_err(|e| errors::map(e, &what))?;
+        let id = key.resource_id().map_err(|e| errors::map(e, &what))?;
+        let version = id
+            .version
+            .ok_or_else(|| Error::Backend(format!("{what}: no version in the answer")))?;
+        self.run(self.fetch_version(&key_name, &version, true))??
+            .map(|(mut k, _)| {
+                k.local = true;
+                k
+            })
+            .ok_or_else(|| Error::Backend(format!("{what}: the new key has no public key")))
+    }
+
+    fn store_certificate(
+        &self,
+        der: &[u8],
+        _key: Option<&KeyRecord>,
+        update: &ObjectUpdate,
+    ) -> Result<CertRecord> {
+        // Kept locally, paired with its vault key by CKA_ID (the SPKI hash).
+        self.local_certificates.store_certificate(der, None, update)
+    }
+
+    fn delete_key(&self, stable_id: &str) -> Result<()> {
+        if !self.cfg.allow_destroy {
+            return Err(Error::ActionProhibited(format!(
+                "deleting keys in {} is off; set allow_destroy = true in the slot to allow it",
+                self.cfg.url
+            )));
+        }
+        let url =
+            url::Url::parse(stable_id).map_err(|e| Error::Internal(format!("{stable_id}: {e}")))?;
+        let name = url
+            .path_segments()
+            .and_then(|mut s| s.nth(1).map(str::to_owned))
+            .ok_or_else(|| Error::Internal(format!("{stable_id}: no key name")))?;
+        let what = format!("delete key {name}");
+        self.run(self.keys.delete_key(&name, None))?
+            .map(|_| ())
+            .map_err(|e| errors::map(e, &what))
+    }
+
+    fn delete_certificate(&self, stable_id: &str) -> Result<()> {
+        if stable_id.starts_with("cert:") {
+            return self.local_certificates.delete_certificate(stable_id);
+        }
+        Err(Error::ActionProhibited(
+            "the vault's certificates are managed in the vault; this module does not delete them"
+                .into(),
+        ))
+    }
+
+    fn update(&self, stable_id: &str, update: &ObjectUpdate) -> Result<()> {
+        if stable_id.starts_with("cert:") {
+            return self.local_certificates.update(stable_id, update);
+        }
+        if !stable_id.starts_with("https://") || !stable_id.contains("/keys/") {
+            return Err(Error::ActionProhibited(
+                "the vault's certificates are managed in the vault".into(),
+            ));
+        }
+        let url =
+            url::Url::parse(stable_id).map_err(|e| Error::Internal(format!("{stable_id}: {e}")))?;
+        let mut segs = url.path_segments().into_iter().flatten().skip(1);
+        let (Some(name), Some(version)) = (
+            segs.next().map(str::to_owned),
+            segs.next().map(str::to_owned),
+        ) else {
+            return Err(Error::Internal(format!(
+                "{stable_id}: no key name and version"
+            )));
+        };
+        let what = format!("update tags of {name}/{version}");
+        let current = self
+            .run(async {
+                let mut o = KeyClientGetKeyOptions::default();
+                o.key_version = Some(version.clone());
+                self.keys.get_key(&name, Some(o)).await
+            })?
+            .map_err(|e| errors::map(e, &what))?
+            .into_model()
+            .map_err(|e| errors::map(e, &what))?;
+        let mut tags = current.tags.unwrap_or_default();
+        if let Some(l) = &update.label {
+            tags.insert(TAG_LABEL.to_owned(), l.clone());
+        }
+        if let Some(i) = &update.id {
+            tags.insert(TAG_ID.to_owned(), crate::backend::directory::hex(i));
+        }
+        let mut params = UpdateKeyPropertiesParameters::default();
+        params.tags = Some(tags);
+        let body = params.try_into().map_err(|e| errors::map(e, &what))?;
+        let mut o = KeyClientUpdateKeyPropertiesOptions::default();
+        o.key_version = Some(version.clone());
+        self.run(self.keys.update_key_properties(&name, body, Some(o)))?
+            .map(|_| ())
+            .map_err(|e| errors::map(e, &what))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(spki: Vec<u8>) -> KeyRecord {
+        KeyRecord {
+            stable_id: "x".into(),
+            name: "k".into(),
+            version: Some("v".into()),
+            current: true,
+            label: None,
+            id: None,
+            spki_der: spki,
+            usage: KeyUsage::ALL,
+            local: false,
+            backend_key_id: "x".into(),
+        }
+    }
+
+    #[test]
+    fn sign_mapping_follows_the_table() {
+        let rsa = record(Vec::new());
+        let d = [7u8; 32];
+        let alg = |r: SignRequest| KeyVaultBackend::sign_params(&rsa, &r, &d).map(|(a, _)| a);
+        assert_eq!(
+            alg(SignRequest::RsaPkcs1 {
+                hash: Some(HashAlg::Sha256)
+            })
+            .unwrap(),
+            SignatureAlgorithm::Rs256
+        );
+        let (a, v) = KeyVaultBackend::sign_params(
+            &rsa,
+            &SignRequest::RsaPkcs1 {
+                hash: Some(HashAlg::Sha1),
+            },
+            &[1u8; 20],
+        )
+        .unwrap();
+        assert_eq!(a, SignatureAlgorithm::Rsnull);
+        assert_eq!(v, digest_info::encode(HashAlg::Sha1, &[1u8; 20]));
+        assert_eq!(
+            alg(SignRequest::RsaPkcs1 { hash: None }).unwrap(),
+            SignatureAlgorithm::Rsnull
+        );
+        let pss = |h: HashAlg, m: HashAlg, s: usize| {
+            pss_algorithm(&SignRequest::RsaPss {
+                hash: h,
+                mgf_hash: m,
+                salt_len: s,
+            })
+        };
+        assert_eq!(
+            pss(HashAlg::Sha256, HashAlg::Sha256, 32).unwrap(),
+            SignatureAlgorithm::Ps256
+        );
+        assert!(matches!(
+            pss(HashAlg::Sha256, HashAlg::Sha256, 20),
+            Err(Error::MechanismParamInvalid(_))
+        ));
+        assert!(matches!(
+            pss(HashAlg::Sha1, HashAlg::Sha1, 20),
+            Err(Error::MechanismParamInvalid(_))
+        ));
+    }
+
+    #[test]
+    fn ecdsa_digests_are_fitted_to_the_curve() {
+        let key = openssl::ec::EcKey::generate(
+            &openssl::ec::EcGroup::from_curve_name(Curve::P256.nid()).unwrap(),
+        )
+        .unwrap();
+        let spki = openssl::pkey::PKey::from_ec_key(key)
+            .unwrap()
+            .public_key_to_der()
+            .unwrap();
+        let rec = record(spki);
+        let (a, v) = KeyVaultBackend::sign_params(&rec, &SignRequest::Ecdsa, &[9u8; 20]).unwrap();
+        assert_eq!(a, SignatureAlgorithm::Es256);
+        assert_eq!(v.len(), 32);
+        assert_eq!(&v[12..], &[9u8; 20]);
+        let (_, v) = KeyVaultBackend::sign_params(&rec, &SignRequest::Ecdsa, &[5u8; 64]).unwrap();
+        assert_eq!(v, vec![5u8; 32]);
+    }
+
+    #[test]
+    fn decrypt_mapping_refuses_labels_and_other_hashes() {
+        let oaep = |h, m, l: &[u8]| {
+            KeyVaultBackend::decrypt_algorithm(&DecryptRequest::RsaOaep {
+                hash: h,
+                mgf_hash: m,
+                label: l.to_vec(),
+            })
+        };
+        assert_eq!(
+            oaep(HashAlg::Sha1, HashAlg::Sha1, b"").unwrap(),
+            EncryptionAlgorithm::RsaOaep
+        );
+        assert_eq!(
+            oaep(HashAlg::Sha256, HashAlg::Sha256, b"").unwrap(),
+            EncryptionAlgorithm::RsaOaep256
+        );
+        assert!(matches!(
+            oaep(HashAlg::Sha256, HashAlg::Sha256, b"l"),
+            Err(Error::MechanismParamInvalid(_))
+        ));
+        assert!(matches!(
+            oaep(HashAlg::Sha384, HashAlg::Sha384, b""),
+            Err(Error::MechanismParamInvalid(_))
+        ));
+        assert_eq!(
+            KeyVaultBackend::decrypt_algorithm(&DecryptRequest::RsaPkcs1).unwrap(),
+            EncryptionAlgorithm::Rsa1_5
+        );
+    }
+
+    #[test]
+    fn key_names_from_labels() {
+        assert_eq!(KeyVaultBackend::key_name("my key/1"), "my-key-1");
+        assert_eq!(KeyVaultBackend::key_name("///"), "key");
+    }
+}

@@ -1,0 +1,217 @@
+//! Azure Key Vault and Managed HSM: the async runtime the module owns for them, the HTTP
+//! client and credential, the per-vault rate budget, the error table, and the backend.
+//!
+//! The official SDK crates (`azure_identity`, `azure_security_keyvault_keys`,
+//! `azure_security_keyvault_certificates`) do the HTTP, the bearer challenge, token caching
+//! and retries with `Retry-After`; this module adds what a PKCS#11 module needs around
+//! them: one call = one bounded deadline, a rate budget shared by all sessions, and one
+//! `Error` per failure with a log line saying what to do.
+// The SDK's models and options are `#[non_exhaustive]` or grow fields between releases:
+// they are built from `Default` and assigned, which this lint would turn into literals.
+#![allow(clippy::field_reassign_with_default)]
+
+pub mod errors;
+pub mod key_vault;
+pub mod rate;
+
+use crate::config::{Credential, CredentialKind};
+use crate::error::{Error, Result};
+use azure_core::credentials::{Secret, TokenCredential};
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The tokio runtime behind the network slots, owned by the module: built at
+/// C_Initialize, stopped (threads joined within a bound) at C_Finalize.
+pub struct AzureRuntime {
+    kind: RuntimeKind,
+    stopping: AtomicBool,
+}
+
+enum RuntimeKind {
+    /// Worker threads of our own drive the I/O; callers wait on a handle.
+    Threaded {
+        runtime: Mutex<Option<tokio::runtime::Runtime>>,
+        handle: tokio::runtime::Handle,
+    },
+    /// `CKF_LIBRARY_CANT_CREATE_OS_THREADS`: no thread of ours; each caller drives the
+    /// I/O on its own thread while it waits.
+    CallerThread(tokio::runtime::Runtime),
+}
+
+/// How long C_Finalize waits for the runtime's threads.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(2);
+
+impl AzureRuntime {
+    pub fn new(may_create_threads: bool) -> Result<AzureRuntime> {
+        let kind = if may_create_threads {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("identify-pkcs11-io")
+                .enable_all()
+                .build()
+                .map_err(|e| Error::backend("starting the network runtime", e))?;
+            let handle = runtime.handle().clone();
+            RuntimeKind::Threaded {
+                runtime: Mutex::new(Some(runtime)),
+                handle,
+            }
+        } else {
+            RuntimeKind::CallerThread(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::backend("starting the network runtime", e))?,
+            )
+        };
+        Ok(AzureRuntime {
+            kind,
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// Runs `f` to completion on the calling thread, within `deadline`.
+    pub fn run<F: Future>(&self, deadline: Duration, f: F) -> Result<F::Output> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(Error::NotInitialized);
+        }
+        let timed = tokio::time::timeout(deadline, f);
+        let out = match &self.kind {
+            RuntimeKind::Threaded { handle, .. } => handle.block_on(timed),
+            RuntimeKind::CallerThread(rt) => rt.block_on(timed),
+        };
+        out.map_err(|_| {
+            Error::Remote(
+                errors::RemoteKind::Timeout,
+                format!(
+                    "no answer within the deadline of {} s",
+                    deadline.as_secs_f32()
+                ),
+            )
+        })
+    }
+
+    /// Stops the runtime: new calls fail, worker threads are joined within a bound.
+    pub fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+        if let RuntimeKind::Threaded { runtime, .. } = &self.kind {
+            let rt = runtime.lock().ok().and_then(|mut r| r.take());
+            if let Some(rt) = rt {
+                rt.shutdown_timeout(SHUTDOWN_BOUND);
+            }
+        }
+    }
+}
+
+impl Drop for AzureRuntime {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The HTTP client of one vault (connection pool, keep-alive, extra trust anchors),
+/// shared by its key, certificate and token requests.
+pub fn http_client(ca_pem: Option<&[u8]>, deadline: Duration) -> Result<Arc<reqwest::Client>> {
+    let mut b = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_keepalive(Duration::from_secs(30))
+        .connect_timeout(deadline.min(Duration::from_secs(10)))
+        .timeout(deadline);
+    if let Some(pem) = ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| Error::Config(format!("ca_file: {e}")))?;
+        b = b.tls_certs_merge(certs);
+    }
+    Ok(Arc::new(b.build().map_err(|e| {
+        Error::backend("building the HTTP client", e)
+    })?))
+}
+
+/// SDK client options: our HTTP client, and retries bounded by the call's deadline.
+pub fn client_options(
+    http: &Arc<reqwest::Client>,
+    max_retries: u32,
+    deadline: Duration,
+    authority_host: Option<&str>,
+) -> ClientOptions {
+    let mut o = ClientOptions::default();
+    o.transport = Some(Transport::new(http.clone()));
+    o.retry = RetryOptions::exponential(ExponentialRetryOptions {
+        initial_delay: azure_core::time::Duration::milliseconds(200),
+        max_retries,
+        max_total_elapsed: azure_core::time::Duration::try_from(deadline)
+            .unwrap_or(azure_core::time::Duration::seconds(10)),
+        max_delay: azure_core::time::Duration::seconds(4),
+    });
+    if let Some(host) = authority_host {
+        let mut custom = azure_core::cloud::CustomConfiguration::default();
+        custom.authority_host = host.trim_end_matches('/').to_owned();
+        o.cloud = Some(Arc::new(custom.into()));
+    }
+    o
+}
+
+/// The credential a slot's configuration names.
+pub fn credential(c: &Credential, options: ClientOptions) -> Result<Arc<dyn TokenCredential>> {
+    let cfg = |e: azure_core::Error| Error::Config(format!("credential: {e}"));
+    let need = |v: &Option<String>, what: &str| {
+        v.clone()
+            .ok_or_else(|| Error::Config(format!("credential: {what} missing")))
+    };
+    Ok(match c.kind {
+        CredentialKind::ClientSecret => {
+            let secret = need(&c.client_secret, "client secret")?;
+            azure_identity::ClientSecretCredential::new(
+                &need(&c.tenant_id, "tenant_id")?,
+                need(&c.client_id, "client_id")?,
+                Secret::new(secret),
+                Some(azure_identity::ClientSecretCredentialOptions {
+                    client_options: options,
+                }),
+            )
+            .map_err(cfg)?
+        }
+        CredentialKind::ClientCertificate => {
+            let (bytes, password) = c
+                .certificate
+                .clone()
+                .ok_or_else(|| Error::Config("credential: certificate missing".into()))?;
+            let mut o = azure_identity::ClientCertificateCredentialOptions::default();
+            o.client_options = options;
+            o.password = password.map(Secret::new);
+            azure_identity::ClientCertificateCredential::new(
+                need(&c.tenant_id, "tenant_id")?,
+                need(&c.client_id, "client_id")?,
+                azure_core::credentials::SecretBytes::new(bytes),
+                Some(o),
+            )
+            .map_err(cfg)?
+        }
+        CredentialKind::WorkloadIdentity => {
+            let mut o = azure_identity::WorkloadIdentityCredentialOptions::default();
+            o.credential_options.client_options = options;
+            o.client_id = c.client_id.clone();
+            o.tenant_id = c.tenant_id.clone();
+            o.token_file_path = c.token_file.clone();
+            azure_identity::WorkloadIdentityCredential::new(Some(o)).map_err(cfg)?
+        }
+        CredentialKind::ManagedIdentity => {
+            let mut o = azure_identity::ManagedIdentityCredentialOptions::default();
+            o.client_options = options;
+            o.user_assigned_id = match (&c.client_id, &c.object_id, &c.resource_id) {
+                (Some(id), _, _) => Some(azure_identity::UserAssignedId::ClientId(id.clone())),
+                (_, Some(id), _) => Some(azure_identity::UserAssignedId::ObjectId(id.clone())),
+                (_, _, Some(id)) => Some(azure_identity::UserAssignedId::ResourceId(id.clone())),
+                _ => None,
+            };
+            azure_identity::ManagedIdentityCredential::new(Some(o)).map_err(cfg)?
+        }
+        CredentialKind::AzureCli => {
+            let mut o = azure_identity::AzureCliCredentialOptions::default();
+            o.tenant_id = c.tenant_id.clone();
+            azure_identity::AzureCliCredential::new(Some(o)).map_err(cfg)?
+        }
+    })
+}
