@@ -77,7 +77,8 @@ impl AzureRuntime {
         if self.stopping.load(Ordering::Acquire) {
             return Err(Error::NotInitialized);
         }
-        let timed = tokio::time::timeout(deadline, f);
+        // The timer is created inside the runtime's context (block_on enters it).
+        let timed = async move { tokio::time::timeout(deadline, f).await };
         let out = match &self.kind {
             RuntimeKind::Threaded { handle, .. } => handle.block_on(timed),
             RuntimeKind::CallerThread(rt) => rt.block_on(timed),
