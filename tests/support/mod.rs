@@ -70,3 +70,162 @@ pub fn fixture_cert(name: &str) -> openssl::x509::X509 {
     let pem = std::fs::read(fixtures_dir().join(format!("keys/{name}.crt.pem"))).unwrap();
     openssl::x509::X509::from_pem(&pem).unwrap()
 }
+
+/// A running Key Vault / Managed HSM emulator (tests/kv-emulator), seeded with the fixture
+/// keys; stopped on drop.
+pub struct Emulator {
+    child: std::process::Child,
+    pub dir: tempfile::TempDir,
+    pub ready: serde_json::Value,
+}
+
+impl Emulator {
+    /// Starts `kv-emulator` from `KV_EMULATOR` or beside this test's target directory
+    /// (`cargo build -p kv-emulator` puts it there). Fails, never skips, when it is missing.
+    pub fn start() -> Emulator {
+        let bin = match std::env::var_os("KV_EMULATOR") {
+            Some(p) => PathBuf::from(p),
+            None => {
+                let exe = std::env::current_exe().expect("test executable path");
+                let profile = exe
+                    .parent()
+                    .and_then(Path::parent)
+                    .expect("target/<profile>");
+                profile.join("kv-emulator")
+            }
+        };
+        assert!(
+            bin.exists(),
+            "{} not found: build it first (cargo build -p kv-emulator) or set KV_EMULATOR",
+            bin.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let ready_path = dir.path().join("ready.json");
+        let log = std::fs::File::create(dir.path().join("emulator.log")).unwrap();
+        let child = std::process::Command::new(&bin)
+            .arg("--ready-file")
+            .arg(&ready_path)
+            .arg("--seed-dir")
+            .arg(fixtures_dir().join("keys"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting kv-emulator");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ready_path.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "kv-emulator wrote no ready file"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let ready: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&ready_path).unwrap()).unwrap();
+        for host in ready["hosts"].as_array().expect("hosts") {
+            let host = host.as_str().unwrap();
+            if std::net::ToSocketAddrs::to_socket_addrs(&(host, 443)).is_err() {
+                let mut hosts = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open("/etc/hosts")
+                    .unwrap_or_else(|e| panic!("{host} does not resolve and /etc/hosts is not writable ({e}): add 127.0.0.1 {host}"));
+                use std::io::Write;
+                writeln!(hosts, "127.0.0.1 {host}").unwrap();
+            }
+        }
+        Emulator { child, dir, ready }
+    }
+
+    pub fn field(&self, name: &str) -> String {
+        self.ready[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("ready file has no {name}"))
+            .to_owned()
+    }
+
+    /// A configuration file with one key-vault slot labelled `label` over the vault;
+    /// `extra` is appended to the slot table.
+    pub fn config(&self, label: &str, extra: &str) -> PathBuf {
+        let secret = self.dir.path().join("secret");
+        std::fs::write(&secret, self.field("client_secret")).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let path = self.dir.path().join(format!("{label}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[[slot]]\nlabel = {label:?}\nkind = \"key-vault\"\nvault = {:?}\nca_file = {:?}\ncertificates_dir = {:?}\n{extra}\n[slot.credential]\ntype = \"client-secret\"\ntenant_id = {:?}\nclient_id = {:?}\nclient_secret_file = {secret:?}\nauthority_host = {:?}\n",
+                self.field("vault_url"),
+                self.field("ca_file"),
+                self.dir.path().join("certificates"),
+                self.field("tenant_id"),
+                self.field("client_id"),
+                self.field("authority_host"),
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// One admin request (plain HTTP/1.1 on loopback; a few lines of std instead of an
+    /// HTTP client crate for the tests).
+    pub fn admin(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let url = self.field("admin_url");
+        let addr = url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let (head, rest) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        assert!(
+            head.starts_with("HTTP/1.1 2"),
+            "admin {method} {path}: {head}"
+        );
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(rest)
+        } else {
+            rest.to_owned()
+        };
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        self.admin("GET", "/stats", "")
+    }
+
+    pub fn reset_stats(&self) {
+        self.admin("POST", "/stats/reset", "");
+    }
+}
+
+fn dechunk(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = &tail[n + 2..];
+    }
+    out
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

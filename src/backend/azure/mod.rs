@@ -84,13 +84,13 @@ impl AzureRuntime {
             RuntimeKind::CallerThread(rt) => rt.block_on(timed),
         };
         out.map_err(|_| {
-            Error::Remote(
-                errors::RemoteKind::Timeout,
-                format!(
-                    "no answer within the deadline of {} s",
-                    deadline.as_secs_f32()
-                ),
-            )
+            let kind = errors::RemoteKind::Timeout;
+            let m = format!(
+                "no answer within the deadline of {} s",
+                deadline.as_secs_f32()
+            );
+            tracing::error!("{m} — {}", kind.advice());
+            Error::Remote(kind, m)
         })
     }
 
