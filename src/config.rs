@@ -224,7 +224,8 @@ pub struct AzureConfig {
     /// Upper bound of one PKCS#11 call's time with the service, retries included.
     pub deadline_seconds: u64,
     pub max_retries: u32,
-    /// Fraction of the published per-vault limits this module allows itself.
+    /// Share of the published per-vault limits this module allows itself (a multiple when
+    /// the vault's limits were raised).
     pub rate_budget: f64,
     /// Where certificates written with C_CreateObject are kept until the certificate
     /// database exists.
@@ -615,11 +616,11 @@ fn azure_slot(
         None => 4,
     };
     let rate_budget = match &s.rate_budget {
-        Some(r) if !(*r.get_ref() > 0.0 && *r.get_ref() <= 1.0) => {
+        Some(r) if !(*r.get_ref() > 0.0 && *r.get_ref() <= 100.0) => {
             return Err(at(
                 r.span(),
                 "rate_budget",
-                "must be a fraction in (0, 1] of the published limits".into(),
+                "must be in (0, 100]: a fraction of the published limits, or a multiple when Microsoft raised the vault's limits".into(),
             ));
         }
         Some(r) => *r.get_ref(),

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod bench;
 mod demo;
 
 #[derive(Parser)]
@@ -33,6 +34,31 @@ enum Command {
     /// Print the argon2id hash of a PIN read from standard input, for `pin_hash` in the
     /// configuration.
     PinHash,
+    /// Measure C_Sign throughput and latency through the C ABI against a key-vault slot on
+    /// the emulator (tests/kv-emulator) with injected latency.
+    Bench {
+        /// The module to load (default: the libidentify_pkcs11 built beside this program).
+        #[arg(long)]
+        module: Option<PathBuf>,
+        /// The kv-emulator binary (default: beside this program).
+        #[arg(long)]
+        emulator: Option<PathBuf>,
+        /// Directory of NAME.key.pem / NAME.crt.pem the emulator is seeded with.
+        #[arg(long, default_value = "softhsm-fixtures/keys")]
+        seed_dir: PathBuf,
+        /// The key to sign with.
+        #[arg(long, default_value = "rsa2048")]
+        key: String,
+        /// Thread counts, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        threads: Vec<usize>,
+        /// Seconds per thread count.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Latency the emulator adds to every request, in milliseconds.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -40,6 +66,40 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo { module, store } => demo::run(module, store),
         Command::PinHash => pin_hash(),
+        Command::Bench {
+            module,
+            emulator,
+            seed_dir,
+            key,
+            threads,
+            seconds,
+            latency_ms,
+        } => (|| {
+            let beside = |name: &str| -> Result<PathBuf, String> {
+                let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+                Ok(exe.parent().ok_or("no directory")?.join(name))
+            };
+            let o = bench::Options {
+                module: match module {
+                    Some(m) => m,
+                    None => beside("libidentify_pkcs11.so")?,
+                },
+                emulator: match emulator {
+                    Some(e) => e,
+                    None => beside("kv-emulator")?,
+                },
+                fixtures: seed_dir,
+                key,
+                threads,
+                seconds,
+                latency_ms,
+            };
+            if std::env::var_os(bench::INNER).is_some() {
+                bench::measure(&o)
+            } else {
+                bench::run(o)
+            }
+        })(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

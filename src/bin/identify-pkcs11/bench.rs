@@ -1,0 +1,263 @@
+//! `identify-pkcs11 bench`: N threads of C_Sign through the C ABI against a key-vault slot
+//! on the emulator with injected latency; signs/s and p50/p99 per thread count.
+//!
+//! It starts the emulator itself (tests/kv-emulator, seeded with softhsm-fixtures/keys) so
+//! that one command gives comparable figures on any machine.
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, ObjectClass};
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Result<T> = std::result::Result<T, String>;
+
+pub struct Options {
+    pub module: PathBuf,
+    pub emulator: PathBuf,
+    pub fixtures: PathBuf,
+    pub key: String,
+    pub threads: Vec<usize>,
+    pub seconds: u64,
+    pub latency_ms: u64,
+}
+
+struct Emulator {
+    child: Child,
+    dir: tempfile::TempDir,
+    ready: serde_json::Value,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Emulator {
+    fn start(bin: &Path, seed: &Path) -> Result<Emulator> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let ready_path = dir.path().join("ready.json");
+        let child = Command::new(bin)
+            .arg("--ready-file")
+            .arg(&ready_path)
+            .arg("--seed-dir")
+            .arg(seed)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready_path.exists() {
+            if Instant::now() > deadline {
+                return Err("the emulator wrote no ready file within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let ready = serde_json::from_slice(&std::fs::read(&ready_path).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("ready file: {e}"))?;
+        Ok(Emulator { child, dir, ready })
+    }
+
+    fn field(&self, k: &str) -> Result<String> {
+        self.ready[k]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("ready file has no {k}"))
+    }
+
+    /// One admin request, plain HTTP on loopback.
+    fn admin(&self, method: &str, path: &str, body: &str) -> Result<String> {
+        let url = self.field("admin_url")?;
+        let addr = url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+        if !out.starts_with("HTTP/1.1 2") {
+            return Err(format!(
+                "admin {method} {path}: {}",
+                out.lines().next().unwrap_or("")
+            ));
+        }
+        Ok(out)
+    }
+
+    fn hosts_resolve(&self) -> Result<()> {
+        for host in self.ready["hosts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|h| h.as_str())
+        {
+            if std::net::ToSocketAddrs::to_socket_addrs(&(host, 443)).is_err() {
+                return Err(format!(
+                    "{host} does not resolve: add '127.0.0.1 {host}' to /etc/hosts"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn config(&self, rate_budget: f64) -> Result<PathBuf> {
+        let secret = self.dir.path().join("secret");
+        std::fs::write(&secret, self.field("client_secret")?).map_err(|e| e.to_string())?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| e.to_string())?;
+        }
+        let path = self.dir.path().join("config.toml");
+        let text = format!(
+            "[[slot]]\nlabel = \"bench\"\nkind = \"key-vault\"\nvault = {:?}\nca_file = {:?}\ncertificates_dir = {:?}\nrate_budget = {rate_budget}\n[slot.credential]\ntype = \"client-secret\"\ntenant_id = {:?}\nclient_id = {:?}\nclient_secret_file = {secret:?}\nauthority_host = {:?}\n",
+            self.field("vault_url")?,
+            self.field("ca_file")?,
+            self.dir.path().join("certificates"),
+            self.field("tenant_id")?,
+            self.field("client_id")?,
+            self.field("authority_host")?,
+        );
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        Ok(path)
+    }
+}
+
+pub fn run(o: Options) -> Result<()> {
+    let emu = Emulator::start(&o.emulator, &o.fixtures)?;
+    emu.hosts_resolve()?;
+    // The bench measures this module, not throttling: the emulator's limits and our budget
+    // are raised far above the load.
+    emu.admin(
+        "PUT",
+        "/faults",
+        &format!(
+            r#"{{"latency_ms": {}, "throttle": {{"scale": 1000.0}}}}"#,
+            o.latency_ms
+        ),
+    )?;
+    let config = emu.config(100.0)?;
+    // The module reads its configuration from the environment of the process that loads
+    // it: the measurement runs in a child whose environment says so.
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let status = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(INNER, "1")
+        .env("IDENTIFY_PKCS11_CONFIG", &config)
+        .status()
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("bench failed: {status}"))
+    }
+}
+
+/// Set in the child process that measures.
+pub const INNER: &str = "IDENTIFY_PKCS11_BENCH_INNER";
+
+/// The measurement, in the child process (the configuration is in the environment).
+pub fn measure(o: &Options) -> Result<()> {
+    let pkcs11 = Arc::new(
+        Pkcs11::new(&o.module).map_err(|e| format!("loading {}: {e}", o.module.display()))?,
+    );
+    pkcs11
+        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .map_err(|e| format!("C_Initialize: {e}"))?;
+    let slot = *pkcs11
+        .get_slots_with_token()
+        .map_err(|e| e.to_string())?
+        .first()
+        .ok_or("no slot")?;
+    // Warm up: the first listing and the token happen here, outside the measurement.
+    {
+        let s = pkcs11.open_ro_session(slot).map_err(|e| e.to_string())?;
+        s.login(UserType::User, Some(&AuthPin::new("bench".into())))
+            .map_err(|e| e.to_string())?;
+        let key = find_key(&s, &o.key)?;
+        s.sign(&Mechanism::Sha256RsaPkcs, key, b"warm-up")
+            .map_err(|e| format!("C_Sign: {e}"))?;
+    }
+    println!(
+        "C_Sign (CKM_SHA256_RSA_PKCS, key {}) against the emulator with {} ms injected latency, {} s per run",
+        o.key, o.latency_ms, o.seconds
+    );
+    println!(
+        "{:>8} {:>10} {:>10} {:>10} {:>10}",
+        "threads", "signs", "signs/s", "p50 ms", "p99 ms"
+    );
+    for &n in &o.threads {
+        let stop = Instant::now() + Duration::from_secs(o.seconds);
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let pkcs11 = pkcs11.clone();
+                let key_label = o.key.clone();
+                std::thread::spawn(move || -> Result<Vec<Duration>> {
+                    let s = pkcs11.open_ro_session(slot).map_err(|e| e.to_string())?;
+                    let key = find_key(&s, &key_label)?;
+                    let mut lat = Vec::new();
+                    while Instant::now() < stop {
+                        let t = Instant::now();
+                        s.sign(&Mechanism::Sha256RsaPkcs, key, b"benchmark payload")
+                            .map_err(|e| format!("C_Sign: {e}"))?;
+                        lat.push(t.elapsed());
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        let mut all = Vec::new();
+        for h in handles {
+            all.extend(h.join().map_err(|_| "a bench thread panicked")??);
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        all.sort();
+        let pct = |p: usize| {
+            // Nearest-rank percentile, in integers: index = ceil(p% * n) - 1.
+            let n = all.len();
+            let i = (n * p).div_ceil(100).saturating_sub(1);
+            all.get(i).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+        };
+        println!(
+            "{:>8} {:>10} {:>10.0} {:>10.1} {:>10.1}",
+            n,
+            all.len(),
+            all.len() as f64 / elapsed,
+            pct(50),
+            pct(99)
+        );
+    }
+    if o.latency_ms > 0 {
+        let max = o.threads.iter().max().copied().unwrap_or(1) as f64;
+        println!(
+            "latency bound for {} threads at {} ms: {:.0} signs/s",
+            max,
+            o.latency_ms,
+            max * 1000.0 / o.latency_ms as f64
+        );
+    }
+    Ok(())
+}
+
+fn find_key(s: &cryptoki::session::Session, label: &str) -> Result<cryptoki::object::ObjectHandle> {
+    s.find_objects(&[
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ])
+    .map_err(|e| e.to_string())?
+    .first()
+    .copied()
+    .ok_or_else(|| format!("no private key labelled {label}"))
+}
