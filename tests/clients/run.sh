@@ -232,6 +232,27 @@ engine_req() { # LABEL
 
 # libp11 engine decrypts OAEP (SHA-256) through CKM_RSA_PKCS_OAEP; if the module refuses
 # that it retries with CKM_RSA_X_509 and unpads itself.
+engine_tls() { # LABEL TLS-VERSION: an s_server whose key is in the token completes a
+    # handshake with s_client, which checks the certificate it presents (TLS 1.3 signs
+    # with RSA-PSS or ECDSA through the module; TLS 1.2 with PKCS#1 or PSS).
+    read_cert "$1" >/dev/null
+    local port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    openssl s_server -engine pkcs11 -keyform engine -key "$(uri "$1")" -cert "$SHARED/$1.crt.pem" \
+        -accept "127.0.0.1:$port" -naccept 1 -www "$2" </dev/null >server.out 2>server.err &
+    local server=$!
+    # Wait for it to listen (it prints ACCEPT); a probe connection would use up -naccept.
+    for _ in $(seq 100); do
+        grep -q ACCEPT server.out 2>/dev/null && break
+        sleep 0.1
+    done
+    printf "GET / HTTP/1.0\r\n\r\n" | openssl s_client -connect "127.0.0.1:$port" "$2" -CAfile "$SHARED/$1.crt.pem" \
+        -verify_return_error >client.out 2>client.err || true
+    wait "$server" || true
+    grep -q "Verify return code: 0 (ok)" client.out
+    grep -q "^Protocol *: *TLSv1\.[23]\|New, TLSv1\.[23]" client.out
+}
+
 engine_decrypt() { # LABEL PADDING
     encrypt "$1" "$2"
     # shellcheck disable=SC2046
@@ -372,6 +393,9 @@ check engine-sign-ec engine_sign "$EC_LABEL"
 check engine-req-x509-rsa engine_req "$RSA_LABEL"
 check engine-req-x509-ec engine_req "$EC_LABEL"
 check engine-decrypt-oaep engine_decrypt "$RSA_LABEL" oaep-sha256
+check engine-tls13-rsa engine_tls "$RSA_LABEL" -tls1_3
+check engine-tls12-rsa engine_tls "$RSA_LABEL" -tls1_2
+check engine-tls13-ec engine_tls "$EC_LABEL" -tls1_3
 
 # 4. GnuTLS
 check p11tool-list-all p11tool_list
