@@ -13,7 +13,8 @@
 #   RSA_LABEL      CKA_LABEL of an RSA key pair + certificate                  rsa2048
 #   EC_LABEL       CKA_LABEL of a P-256 key pair + certificate                 p256
 #   PYTHON         interpreter for the python-pkcs11 venv ($WORK/venv, kept)   python3
-#   CHECK_TIMEOUT  seconds before a hung check is killed                       60
+#   CHECK_TIMEOUT  seconds before a hung check is killed (pkcs11-tool --test-threads  100
+#                  may sleep 30 s twice when a thread outlives its main)
 # Labels, token label and PIN go into PKCS#11 URIs unescaped: keep them to [A-Za-z0-9-_.].
 # The script creates (and deletes again) key pairs labelled gen-rsa and gen-ec.
 #
@@ -32,7 +33,7 @@ set -uo pipefail
 RSA_LABEL=${RSA_LABEL:-rsa2048}
 EC_LABEL=${EC_LABEL:-p256}
 PYTHON=${PYTHON:-python3}
-CHECK_TIMEOUT=${CHECK_TIMEOUT:-60}
+CHECK_TIMEOUT=${CHECK_TIMEOUT:-100}
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
