@@ -137,7 +137,10 @@ delete_generated() { # removes the objects the keypairgen/write-object checks ma
 # Reading the certificate works and it holds the same key as the public key object.
 read_cert() { # LABEL
     p11 --read-object --type cert --label "$1" -o "$1.crt.der"
-    p11 --read-object --type pubkey --label "$1" -o "$1.pub.der"
+    # On failure, show what the token holds under that label (diagnosis of a rare failure
+    # of this read on key-vault slots).
+    p11 --read-object --type pubkey --label "$1" -o "$1.pub.der" ||
+        { p11 --list-objects --type pubkey >&2; return 1; }
     openssl x509 -inform DER -in "$1.crt.der" -out "$SHARED/$1.crt.pem"
     openssl x509 -in "$SHARED/$1.crt.pem" -noout -pubkey >"$(pubkey "$1")"
     openssl pkey -pubin -inform DER -in "$1.pub.der" | cmp - "$(pubkey "$1")"
