@@ -59,6 +59,26 @@ uri() { # LABEL [TYPE] -> PKCS#11 URI with the PIN (libp11, GnuTLS)
     echo "pkcs11:token=$TOKEN_LABEL;object=$1;type=${2:-private};pin-value=$PIN"
 }
 
+# LABEL OUT.der: the public key object, DER SubjectPublicKeyInfo. pkcs11-tool 0.23 reads
+# RSA keys. Its EC path has a use-after-free (src/tools/pkcs11-tool.c, read_object: the
+# OSSL_PARAM array from OSSL_PARAM_merge still points into `new`, which is freed before
+# EVP_PKEY_fromdata), so the "pub" it passes is whatever the allocator put there since:
+# intact in a single-threaded process, zeroes now and then when the module has threads
+# (key-vault slots), and then it fails with "cannot create EVP_PKEY". EC public keys are
+# read through the libp11 engine, which reads CKA_EC_POINT/CKA_EC_PARAMS itself.
+read_pubkey() {
+    local type
+    type=$(p11 --list-objects --type pubkey | awk -v want="$1" '
+        /^Public Key Object/ { kind = $4 }
+        $1 == "label:" && substr($0, index($0, $2)) == want { print kind; exit }')
+    case $type in
+    RSA) p11 --read-object --type pubkey --label "$1" -o "$2" ;;
+    EC) openssl pkey -engine pkcs11 -inform engine -pubin -in "$(uri "$1" public)" \
+        -pubout -outform DER -out "$2" ;;
+    *) echo "no public key labelled $1 (type '$type')" >&2; return 1 ;;
+    esac
+}
+
 pubkey() { # LABEL -> the public key PEM taken from the certificate read out of the token
     echo "$SHARED/$1.pub.pem"
 }
@@ -137,10 +157,7 @@ delete_generated() { # removes the objects the keypairgen/write-object checks ma
 # Reading the certificate works and it holds the same key as the public key object.
 read_cert() { # LABEL
     p11 --read-object --type cert --label "$1" -o "$1.crt.der"
-    # On failure, show what the token holds under that label (diagnosis of a rare failure
-    # of this read on key-vault slots).
-    p11 --read-object --type pubkey --label "$1" -o "$1.pub.der" ||
-        { p11 --list-objects --type pubkey >&2; return 1; }
+    read_pubkey "$1" "$1.pub.der"
     openssl x509 -inform DER -in "$1.crt.der" -out "$SHARED/$1.crt.pem"
     openssl x509 -in "$SHARED/$1.crt.pem" -noout -pubkey >"$(pubkey "$1")"
     openssl pkey -pubin -inform DER -in "$1.pub.der" | cmp - "$(pubkey "$1")"
@@ -192,7 +209,7 @@ p11_decrypt() { # LABEL PADDING pkcs11-tool-mechanism-options...
 # is found again by label: a module may derive CKA_ID itself instead of taking --id.)
 p11_keypairgen() { # KEY-TYPE LABEL ID MECHANISM
     p11 --keypairgen --key-type "$1" --label "$2" --id "$3"
-    p11 --read-object --type pubkey --label "$2" -o pub.der
+    read_pubkey "$2" pub.der
     openssl pkey -pubin -inform DER -in pub.der -out pub.pem
     sign_with "$2" "$4"
     verify pub.pem sig
