@@ -40,7 +40,7 @@ const LIST_CONCURRENCY: usize = 8;
 pub struct KeyVaultBackend {
     cfg: AzureConfig,
     runtime: Arc<AzureRuntime>,
-    keys: KeyClient,
+    keys: Arc<KeyClient>,
     certificates: Option<CertificateClient>,
     /// `None` on Managed HSM, which does not throttle cryptographic operations.
     budget: Option<RateBudget>,
@@ -89,7 +89,7 @@ impl KeyVaultBackend {
             budget: (!cfg.managed_hsm).then(|| RateBudget::new(cfg.rate_budget)),
             cfg,
             runtime,
-            keys,
+            keys: Arc::new(keys),
             certificates,
             weights: Mutex::new(HashMap::new()),
             local_certificates,
@@ -557,8 +557,12 @@ impl Backend for KeyVaultBackend {
         let body = params.try_into().map_err(|e| errors::map(e, &what))?;
         let mut o = KeyClientSignOptions::default();
         o.key_version = Some(version.clone());
+        let (keys, name) = (self.keys.clone(), key.name.clone());
         let result = self
-            .run(self.keys.sign(&key.name, body, Some(o)))?
+            .runtime
+            .run_spawned(self.deadline, async move {
+                keys.sign(&name, body, Some(o)).await
+            })?
             .map_err(|e| errors::map(e, &what))?
             .into_model()
             .map_err(|e| errors::map(e, &what))?;
@@ -579,7 +583,10 @@ impl Backend for KeyVaultBackend {
         params.value = Some(data.to_vec());
         let what = format!("decrypt with {}/{version}", key.name);
         let body = params.try_into().map_err(|e| errors::map(e, &what))?;
-        match self.run(self.keys.decrypt(&key.name, &version, body, None))? {
+        let (keys, name) = (self.keys.clone(), key.name.clone());
+        match self.runtime.run_spawned(self.deadline, async move {
+            keys.decrypt(&name, &version, body, None).await
+        })? {
             Ok(r) => r
                 .into_model()
                 .map_err(|e| errors::map(e, &what))?
