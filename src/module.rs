@@ -16,6 +16,7 @@ use crate::mechanism::{
     self, CryptScheme, Hashing, KeyKind, Mechanism, PublicInfo, SignKind, SignScheme,
 };
 use crate::object::attributes::{self, read_bool, read_ulong};
+use crate::object::refresher::Refresher;
 use crate::object::{KeyObject, Object, ObjectCache, ObjectKind};
 use crate::session::{self, CryptOp, DigestOp, FindOp, SessionTable, SignOp};
 use cryptoki_sys::*;
@@ -86,9 +87,14 @@ pub struct Module {
     runtime: Option<Arc<AzureRuntime>>,
     pub config: Config,
     pub slots: Vec<Slot>,
-    pub objects: ObjectCache,
+    pub objects: Arc<ObjectCache>,
     pub sessions: SessionTable,
+    /// Lists remote slots again in the background (none without threads of our own).
+    refresher: Option<Refresher>,
 }
+
+/// How long C_Finalize waits for the refresh thread.
+const REFRESHER_STOP_BOUND: Duration = Duration::from_secs(2);
 
 const MAX_PIN_LEN: usize = 256;
 
@@ -135,7 +141,7 @@ impl Module {
                 backend,
             });
         }
-        let objects = ObjectCache::new(
+        let objects = Arc::new(ObjectCache::new(
             slots
                 .iter()
                 .map(|s| {
@@ -146,7 +152,15 @@ impl Module {
                     )
                 })
                 .collect(),
-        );
+        ));
+        let remote: Vec<usize> = (0..slots.len())
+            .filter(|&i| slots[i].backend.remote())
+            .collect();
+        let refresher = if may_create_threads && !remote.is_empty() {
+            Some(Refresher::start(objects.clone(), remote)?)
+        } else {
+            None
+        };
         Ok(Module {
             pid: std::process::id(),
             runtime,
@@ -154,12 +168,21 @@ impl Module {
             slots,
             objects,
             sessions: SessionTable::default(),
+            refresher,
         })
     }
 
     /// C_Finalize: stops background work (the network runtime's threads, joined within a
     /// bound); calls still running finish with an error.
     pub fn shutdown(&self) {
+        if let Some(rt) = &self.runtime {
+            rt.cancel();
+        }
+        if let Some(r) = &self.refresher
+            && !r.stop(REFRESHER_STOP_BOUND)
+        {
+            tracing::warn!("the refresh thread did not stop within 2 s; left to end on its own");
+        }
         if let Some(rt) = &self.runtime {
             rt.shutdown();
         }

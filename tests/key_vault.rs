@@ -230,3 +230,227 @@ fn faults_end_in_the_right_code_within_the_deadline() {
     emu.admin("DELETE", "/faults", "");
     sign().unwrap();
 }
+
+/// The vault as another application changes it: the official SDK, default principal.
+// The SDK's models are `#[non_exhaustive]`: built from `Default` and assigned.
+struct OutOfBand {
+    rt: tokio::runtime::Runtime,
+    keys: azure_security_keyvault_keys::KeyClient,
+}
+
+#[allow(clippy::field_reassign_with_default)]
+impl OutOfBand {
+    fn new(emu: &Emulator) -> OutOfBand {
+        use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
+        use identify_pkcs11::backend::azure::{client_options, http_client};
+        let ca = std::fs::read(emu.field("ca_file")).unwrap();
+        let deadline = Duration::from_secs(10);
+        let http = http_client(Some(&ca), deadline).unwrap();
+        let options = client_options(&http, 0, deadline, Some(&emu.field("authority_host")));
+        let cred = ClientSecretCredential::new(
+            &emu.field("tenant_id"),
+            emu.field("client_id"),
+            azure_core::credentials::Secret::new(emu.field("client_secret")),
+            Some(ClientSecretCredentialOptions {
+                client_options: options.clone(),
+            }),
+        )
+        .unwrap();
+        let mut o = azure_security_keyvault_keys::KeyClientOptions::default();
+        o.client_options = options;
+        let keys =
+            azure_security_keyvault_keys::KeyClient::new(&emu.field("vault_url"), cred, Some(o))
+                .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        OutOfBand { rt, keys }
+    }
+
+    fn disable(&self, name: &str) {
+        use azure_security_keyvault_keys::models::{KeyAttributes, UpdateKeyPropertiesParameters};
+        let mut attributes = KeyAttributes::default();
+        attributes.enabled = Some(false);
+        let mut p = UpdateKeyPropertiesParameters::default();
+        p.key_attributes = Some(attributes);
+        self.rt
+            .block_on(
+                self.keys
+                    .update_key_properties(name, p.try_into().unwrap(), None),
+            )
+            .unwrap();
+    }
+
+    fn delete(&self, name: &str) {
+        self.rt.block_on(self.keys.delete_key(name, None)).unwrap();
+    }
+}
+
+fn generate_ec(s: &Session, label: &str) -> ObjectHandle {
+    let p256 = vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    let (_, private) = s
+        .generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[
+                Attribute::EcParams(p256),
+                Attribute::Token(true),
+                Attribute::Label(label.into()),
+                Attribute::Verify(true),
+            ],
+            &[
+                Attribute::Token(true),
+                Attribute::Label(label.into()),
+                Attribute::Sign(true),
+            ],
+        )
+        .unwrap();
+    private
+}
+
+fn labelled(s: &Session, label: &str) -> usize {
+    s.find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+        .unwrap()
+        .len()
+}
+
+/// A key disabled or deleted in the vault by someone else: an operation on it meanwhile
+/// says so (CKR_KEY_HANDLE_INVALID), it disappears at the next background refresh, and a
+/// search never waits for a refresh, not even a stalled one.
+#[test]
+fn keys_changed_in_the_vault_disappear_at_the_background_refresh() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start();
+    let m = load(&emu.config("vault", "refresh_seconds = 3\ndeadline_seconds = 3"));
+    let s = m.session();
+    let disabled = generate_ec(s, "disable-me");
+    let deleted = generate_ec(s, "delete-me");
+    let kept = find(s, ObjectClass::PRIVATE_KEY, "p256");
+    for key in [disabled, deleted, kept] {
+        s.sign(&Mechanism::Ecdsa, key, &[7; 32]).unwrap();
+    }
+    let listed_at = Instant::now();
+
+    let vault = OutOfBand::new(&emu);
+    vault.disable("disable-me");
+    vault.delete("delete-me");
+    // Before the refresh: the objects are still listed; signing says the key is gone.
+    assert_eq!(labelled(s, "disable-me"), 2);
+    for key in [disabled, deleted] {
+        let e = s.sign(&Mechanism::Ecdsa, key, &[7; 32]).unwrap_err();
+        assert_eq!(rv(e), RvError::KeyHandleInvalid);
+    }
+    assert!(
+        listed_at.elapsed() < Duration::from_secs(3),
+        "too slow to check before the refresh"
+    );
+
+    // The refresh (TTL 3 s) drops both; the other key keeps its handle.
+    let t = Instant::now();
+    while labelled(s, "disable-me") + labelled(s, "delete-me") > 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "not dropped by a refresh"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for key in [disabled, deleted] {
+        let e = s.sign(&Mechanism::Ecdsa, key, &[7; 32]).unwrap_err();
+        assert_eq!(rv(e), RvError::KeyHandleInvalid);
+    }
+    assert_eq!(find(s, ObjectClass::PRIVATE_KEY, "p256"), kept);
+    s.sign(&Mechanism::Ecdsa, kept, &[7; 32]).unwrap();
+
+    // A stalled listing: searches go on from the cache at once, without a request.
+    emu.admin(
+        "POST",
+        "/faults/once",
+        r#"{"operation": "list_keys", "stall_ms": 20000}"#,
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    emu.reset_stats();
+    let t = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(find(s, ObjectClass::PRIVATE_KEY, "p256"), kept);
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "searches waited: {:?}",
+        t.elapsed()
+    );
+    s.sign(&Mechanism::Ecdsa, kept, &[7; 32]).unwrap();
+
+    // C_Finalize with that listing still stalled: the refresh thread is stopped and the
+    // listing cancelled within the bound (2 s).
+    let t = Instant::now();
+    drop(m);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "C_Finalize took {:?}",
+        t.elapsed()
+    );
+}
+
+/// An access token past its lifetime is renewed: the next call after expiry works and a
+/// token request is made; a token endpoint outage ends in an error within the deadline,
+/// and the call after it works.
+#[test]
+fn expired_tokens_are_renewed_and_an_outage_is_an_error() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start_with("token_lifetime_s = 2\n");
+    let m = load(&emu.config("vault", "deadline_seconds = 3\nmax_retries = 1"));
+    let s = m.session();
+    let key = find(s, ObjectClass::PRIVATE_KEY, "rsa2048");
+    s.sign(&Mechanism::Sha256RsaPkcs, key, b"a").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    emu.reset_stats();
+    s.sign(&Mechanism::Sha256RsaPkcs, key, b"b").unwrap();
+    let stats = emu.stats();
+    assert!(ops(&stats, "token") >= 1, "no new token: {stats}");
+    assert_eq!(ops(&stats, "sign"), 1, "{stats}");
+
+    // The token endpoint fails while the token has expired.
+    emu.admin("PUT", "/faults", r#"{"token_outage": true}"#);
+    std::thread::sleep(Duration::from_secs(3));
+    let t = Instant::now();
+    let e = s.sign(&Mechanism::Sha256RsaPkcs, key, b"c").unwrap_err();
+    assert_eq!(rv(e), RvError::DeviceError);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    emu.admin("DELETE", "/faults", "");
+    s.sign(&Mechanism::Sha256RsaPkcs, key, b"d").unwrap();
+}
+
+/// A principal without the role for an operation: CKR_FUNCTION_FAILED at once (a 403 is
+/// not retried), while what its roles allow keeps working.
+#[test]
+fn an_rbac_denial_is_an_error_and_allowed_keys_still_work() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start_with(
+        r#"
+[[principal]]
+client_id = "reader-app"
+client_secret = "reader-secret"
+
+[[role_assignment]]
+principal = "reader-app"
+role = "Key Vault Reader"
+scope = "vault"
+
+[[role_assignment]]
+principal = "reader-app"
+role = "Key Vault Crypto User"
+scope = "vault/keys/rsa2048"
+"#,
+    );
+    let m = load(&emu.config_as("vault", "", "reader-app", "reader-secret"));
+    let s = m.session();
+    let allowed = find(s, ObjectClass::PRIVATE_KEY, "rsa2048");
+    let denied = find(s, ObjectClass::PRIVATE_KEY, "p256");
+    emu.reset_stats();
+    let e = s.sign(&Mechanism::Ecdsa, denied, &[7; 32]).unwrap_err();
+    assert_eq!(rv(e), RvError::FunctionFailed);
+    let stats = emu.stats();
+    assert_eq!(ops(&stats, "sign"), 1, "a 403 was retried: {stats}");
+    assert_eq!(stats["by_status"]["403"], 1, "{stats}");
+    s.sign(&Mechanism::Sha256RsaPkcs, allowed, b"data").unwrap();
+}

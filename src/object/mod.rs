@@ -1,8 +1,11 @@
 //! The object cache: stable object ids ↔ handles (never reused), attributes computed once
 //! from backend records, find templates matched on cached attributes, a query cache for
 //! repeated identical searches, and a refresh after the slot's TTL that keeps handles.
+//! Remote slots are refreshed by a background thread (`refresher`), so that a search
+//! never waits for the network once the first listing is in.
 
 pub mod attributes;
+pub mod refresher;
 
 use crate::backend::{Backend, CertRecord, KeyRecord, Listing};
 use crate::error::{Error, Result};
@@ -109,7 +112,25 @@ struct SlotObjects {
     ttl: Duration,
     /// Private keys are CKA_PRIVATE (need login) when the slot has a PIN.
     login_required: bool,
+    /// A background thread refreshes this slot: searches never list once loaded.
+    background: std::sync::atomic::AtomicBool,
     state: RwLock<SlotState>,
+}
+
+/// After a failed refresh of a slot that has a listing, the next attempt waits this
+/// long (or the TTL if shorter), so that an outage does not turn every search, or the
+/// refresher, into a listing.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+
+/// What a refresh is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Refresh {
+    /// After a write through this module: always list.
+    Force,
+    /// A search: list if never listed, or if stale and no refresher runs for the slot.
+    Search,
+    /// The refresher: list if stale.
+    Background,
 }
 
 type QueryKey = (Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>, bool);
@@ -117,6 +138,8 @@ type QueryKey = (Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)>, bool);
 #[derive(Default)]
 struct SlotState {
     loaded_at: Option<Instant>,
+    /// Set when a refresh failed: no new attempt before then.
+    retry_at: Option<Instant>,
     /// Moves on when a listing is applied or a write is noted (see `refresh`).
     epoch: u64,
     /// Bumped on every change of the object set; query cache entries carry it.
@@ -142,6 +165,7 @@ impl ObjectCache {
                     backend,
                     ttl,
                     login_required,
+                    background: Default::default(),
                     state: RwLock::new(SlotState::default()),
                 })
                 .collect(),
@@ -178,16 +202,54 @@ impl ObjectCache {
     /// Reads the store again when the TTL has passed (or `force`). The store is read
     /// without holding the cache lock; a failed read keeps serving what was listed before.
     pub fn refresh(&self, slot: usize, force: bool) -> Result<()> {
+        self.refresh_as(
+            slot,
+            if force {
+                Refresh::Force
+            } else {
+                Refresh::Search
+            },
+        )
+    }
+
+    /// Marks `slot` as refreshed by the background thread (see `refresher`).
+    pub fn set_background(&self, slot: usize) -> Result<()> {
+        self.slot(slot)?.background.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// When `slot` is next due for a refresh; `None` while it was never listed.
+    pub fn refresh_due(&self, slot: usize) -> Result<Option<Instant>> {
         let so = self.slot(slot)?;
-        // `force` follows a write through this module: it supersedes every listing that
+        let state = so.state.read().map_err(lock_err)?;
+        Ok(state
+            .loaded_at
+            .map(|t| t + so.ttl)
+            .map(|due| state.retry_at.map_or(due, |r| r.max(due))))
+    }
+
+    /// The refresher's refresh: lists `slot` if it is stale.
+    pub fn refresh_stale(&self, slot: usize) -> Result<()> {
+        self.refresh_as(slot, Refresh::Background)
+    }
+
+    fn refresh_as(&self, slot: usize, why: Refresh) -> Result<()> {
+        let so = self.slot(slot)?;
+        // `Force` follows a write through this module: it supersedes every listing that
         // started before (they may predate the write), by moving the epoch on. A listing
         // is applied only if no other was applied, and no write noted, since it started.
         let started = {
             let mut state = so.state.write().map_err(lock_err)?;
-            if !force && state.loaded_at.is_some_and(|t| t.elapsed() < so.ttl) {
-                return Ok(());
+            if why != Refresh::Force && state.loaded_at.is_some() {
+                let now = Instant::now();
+                let fresh = state.loaded_at.is_some_and(|t| now - t < so.ttl);
+                let waiting = state.retry_at.is_some_and(|r| now < r);
+                let others = why == Refresh::Search && so.background.load(Ordering::Acquire);
+                if fresh || waiting || others {
+                    return Ok(());
+                }
             }
-            if force {
+            if why == Refresh::Force {
                 state.epoch += 1;
             }
             state.epoch
@@ -195,8 +257,9 @@ impl ObjectCache {
         let listing = match so.backend.list() {
             Ok(l) => l,
             Err(e) => {
-                let loaded = so.state.read().map_err(lock_err)?.loaded_at.is_some();
-                if loaded && !force {
+                let mut state = so.state.write().map_err(lock_err)?;
+                if state.loaded_at.is_some() && why != Refresh::Force {
+                    state.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE.min(so.ttl));
                     tracing::warn!(slot, error = %e, "store listing failed; serving the objects listed before");
                     return Ok(());
                 }
@@ -218,6 +281,7 @@ impl ObjectCache {
         state.objects = built;
         state.objects.extend(sessions);
         state.loaded_at = Some(Instant::now());
+        state.retry_at = None;
         state.epoch += 1;
         state.generation += 1;
         state.queries.clear();

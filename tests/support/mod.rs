@@ -83,6 +83,11 @@ impl Emulator {
     /// Starts `kv-emulator` from `KV_EMULATOR` or beside this test's target directory
     /// (`cargo build -p kv-emulator` puts it there). Fails, never skips, when it is missing.
     pub fn start() -> Emulator {
+        Emulator::start_with("")
+    }
+
+    /// Starts the emulator with `config` (kv-emulator's TOML; empty: its defaults).
+    pub fn start_with(config: &str) -> Emulator {
         let bin = match std::env::var_os("KV_EMULATOR") {
             Some(p) => PathBuf::from(p),
             None => {
@@ -102,7 +107,13 @@ impl Emulator {
         let dir = tempfile::tempdir().unwrap();
         let ready_path = dir.path().join("ready.json");
         let log = std::fs::File::create(dir.path().join("emulator.log")).unwrap();
-        let child = std::process::Command::new(&bin)
+        let mut command = std::process::Command::new(&bin);
+        if !config.is_empty() {
+            let path = dir.path().join("emulator.toml");
+            std::fs::write(&path, config).unwrap();
+            command.arg("--config").arg(path);
+        }
+        let child = command
             .arg("--ready-file")
             .arg(&ready_path)
             .arg("--seed-dir")
@@ -145,23 +156,32 @@ impl Emulator {
     /// A configuration file with one key-vault slot labelled `label` over the vault;
     /// `extra` is appended to the slot table.
     pub fn config(&self, label: &str, extra: &str) -> PathBuf {
-        let secret = self.dir.path().join("secret");
-        std::fs::write(&secret, self.field("client_secret")).unwrap();
+        self.config_as(
+            label,
+            extra,
+            &self.field("client_id"),
+            &self.field("client_secret"),
+        )
+    }
+
+    /// As `config`, signing in as another principal (one of the emulator configuration's).
+    pub fn config_as(&self, label: &str, extra: &str, client_id: &str, secret: &str) -> PathBuf {
+        let secret_file = self.dir.path().join(format!("{label}.secret"));
+        std::fs::write(&secret_file, secret).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         let path = self.dir.path().join(format!("{label}.toml"));
         std::fs::write(
             &path,
             format!(
-                "[[slot]]\nlabel = {label:?}\nkind = \"key-vault\"\nvault = {:?}\nca_file = {:?}\ncertificates_dir = {:?}\n{extra}\n[slot.credential]\ntype = \"client-secret\"\ntenant_id = {:?}\nclient_id = {:?}\nclient_secret_file = {secret:?}\nauthority_host = {:?}\n",
+                "[[slot]]\nlabel = {label:?}\nkind = \"key-vault\"\nvault = {:?}\nca_file = {:?}\ncertificates_dir = {:?}\n{extra}\n[slot.credential]\ntype = \"client-secret\"\ntenant_id = {:?}\nclient_id = {client_id:?}\nclient_secret_file = {secret_file:?}\nauthority_host = {:?}\n",
                 self.field("vault_url"),
                 self.field("ca_file"),
                 self.dir.path().join("certificates"),
                 self.field("tenant_id"),
-                self.field("client_id"),
                 self.field("authority_host"),
             ),
         )

@@ -107,7 +107,7 @@ pub fn map(e: azure_core::Error, what: &str) -> Error {
                         "{what}: the key version is disabled in the vault ({detail})"
                     ))
                 }
-                403 => Error::Remote(RemoteKind::Denied, format!("{what}: 403 {inner}: {detail}")),
+                403 => Error::Remote(RemoteKind::Denied, denied(what, &inner, &message)),
                 404 => Error::ObjectGone(format!("{what}: not found in the vault ({detail})")),
                 400 => Error::Remote(
                     RemoteKind::BadRequest,
@@ -133,6 +133,13 @@ pub fn map(e: azure_core::Error, what: &str) -> Error {
                 Error::Remote(RemoteKind::Tls, format!("{what}: {text}: {chain}"))
             } else if chain.contains("timed out") || chain.contains("deadline") {
                 Error::Remote(RemoteKind::Timeout, format!("{what}: {text}: {chain}"))
+            } else if matches!(e.kind(), ErrorKind::Credential) && transient_credential(&e) {
+                // The token endpoint failing (5xx, 429, Entra's "transient error"
+                // AADSTS90033, `temporarily_unavailable`) is an outage, not bad credentials.
+                Error::Remote(
+                    RemoteKind::Unavailable,
+                    format!("{what}: token endpoint unavailable: {text}: {chain}"),
+                )
             } else if matches!(e.kind(), ErrorKind::Credential) {
                 Error::Remote(RemoteKind::Auth, format!("{what}: {text}: {chain}"))
             } else {
@@ -144,6 +151,91 @@ pub fn map(e: azure_core::Error, what: &str) -> Error {
         tracing::error!("{m} — {}", kind.advice());
     }
     err
+}
+
+/// The text of a 403 ForbiddenByRbac: the action Azure names in its message and the
+/// built-in role that grants it (FACTS.md §RBAC), so the operator knows what to assign.
+fn denied(what: &str, inner: &str, message: &str) -> String {
+    let action = message.split(['\r', '\n']).find_map(|l| {
+        let l = l.trim().strip_prefix("Action:")?.trim();
+        Some(l.trim_matches('\'').to_owned())
+    });
+    let caller = message
+        .split(['\r', '\n'])
+        .find_map(|l| l.trim().strip_prefix("Caller:").map(str::trim));
+    match action {
+        Some(action) => {
+            let role = role_for(&action)
+                .map(|r| format!("; the built-in role \"{r}\" grants it"))
+                .unwrap_or_default();
+            let caller = caller.map(|c| format!(" ({c})")).unwrap_or_default();
+            format!("{what}: 403 {inner}: the principal{caller} may not perform {action}{role}")
+        }
+        None => format!("{what}: 403 {inner}: {}", one_line(message)),
+    }
+}
+
+/// The least built-in role that grants a Key Vault / Managed HSM data action.
+fn role_for(action: &str) -> Option<&'static str> {
+    let rest = action.strip_prefix("Microsoft.KeyVault/")?;
+    let (hsm, rest) = match rest.split_once('/')? {
+        ("vaults", r) => (false, r),
+        ("managedHsm", r) => (true, r),
+        _ => return None,
+    };
+    let (object, op) = rest.split_once('/')?;
+    let op = op.trim_end_matches("/action");
+    let crypto = matches!(
+        op,
+        "sign" | "verify" | "encrypt" | "decrypt" | "wrap" | "unwrap" | "update" | "backup"
+    );
+    Some(match (hsm, object) {
+        (true, "rng") => "Managed HSM Crypto User",
+        (true, "keys") if op == "read" => "Managed HSM Crypto Auditor",
+        (true, "keys") if matches!(op, "wrap" | "unwrap") => {
+            "Managed HSM Crypto Service Encryption User"
+        }
+        (true, "keys") if op.starts_with("deletedKeys/") || op == "export" => {
+            "Managed HSM Crypto Officer"
+        }
+        (true, "keys") => "Managed HSM Crypto User",
+        (true, _) => return None,
+        (false, "rng") => "Key Vault Crypto User",
+        (false, "keys") if op == "read" => "Key Vault Reader",
+        (false, "keys") if crypto => "Key Vault Crypto User",
+        (false, "keys") => "Key Vault Crypto Officer",
+        (false, "certificates") if op == "read" => "Key Vault Certificate User",
+        (false, "certificates") => "Key Vault Certificates Officer",
+        (false, "secrets") if op.starts_with("getSecret") || op == "read" => {
+            "Key Vault Secrets User"
+        }
+        (false, "secrets") => "Key Vault Secrets Officer",
+        (false, _) => return None,
+    })
+}
+
+/// Whether a credential error is the token service failing rather than the credential.
+fn transient_credential(e: &azure_core::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(az) = err.downcast_ref::<azure_core::Error>()
+            && let azure_core::error::ErrorKind::HttpResponse { status, .. } = az.kind()
+        {
+            let s = u16::from(*status);
+            if s == 429 || s >= 500 {
+                return true;
+            }
+        }
+        let text = err.to_string();
+        if ["AADSTS90033", "temporarily_unavailable"]
+            .iter()
+            .any(|m| text.contains(m))
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 fn one_line(s: &str) -> String {
@@ -167,6 +259,53 @@ fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rbac_denial_names_the_action_the_caller_and_the_role() {
+        let m = "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid=app;oid=obj;iss=https://sts/t/\r\nAction: 'Microsoft.KeyVault/vaults/keys/sign/action'\r\nResource: 'x'\r\nAssignment: (not found)\r\nDecisionReason: 'DeniedWithNoValidRBAC' \r\n";
+        assert_eq!(
+            denied("sign with k/1", "ForbiddenByRbac", m),
+            "sign with k/1: 403 ForbiddenByRbac: the principal (appid=app;oid=obj;iss=https://sts/t/) may not perform Microsoft.KeyVault/vaults/keys/sign/action; the built-in role \"Key Vault Crypto User\" grants it"
+        );
+        for (action, role) in [
+            (
+                "Microsoft.KeyVault/vaults/keys/read",
+                Some("Key Vault Reader"),
+            ),
+            (
+                "Microsoft.KeyVault/vaults/keys/decrypt/action",
+                Some("Key Vault Crypto User"),
+            ),
+            (
+                "Microsoft.KeyVault/vaults/keys/create/action",
+                Some("Key Vault Crypto Officer"),
+            ),
+            (
+                "Microsoft.KeyVault/vaults/certificates/read",
+                Some("Key Vault Certificate User"),
+            ),
+            (
+                "Microsoft.KeyVault/managedHsm/keys/sign/action",
+                Some("Managed HSM Crypto User"),
+            ),
+            (
+                "Microsoft.KeyVault/managedHsm/keys/read/action",
+                Some("Managed HSM Crypto Auditor"),
+            ),
+            (
+                "Microsoft.KeyVault/managedHsm/rng/action",
+                Some("Managed HSM Crypto User"),
+            ),
+            ("Microsoft.Storage/x", None),
+        ] {
+            assert_eq!(role_for(action), role, "{action}");
+        }
+        // No Action line: the message as one line.
+        assert_eq!(
+            denied("w", "Forbidden", "no\r\nthing"),
+            "w: 403 Forbidden: no; thing"
+        );
+    }
 
     #[test]
     fn rbac_message_flattens_to_one_line() {

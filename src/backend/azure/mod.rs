@@ -28,6 +28,10 @@ use std::time::Duration;
 pub struct AzureRuntime {
     kind: RuntimeKind,
     stopping: AtomicBool,
+    /// Set to true when C_Finalize begins: calls in flight end at once with
+    /// CKR_CRYPTOKI_NOT_INITIALIZED, while the runtime still runs (a timer polled after
+    /// the runtime is gone would panic).
+    cancel: tokio::sync::watch::Sender<bool>,
 }
 
 enum RuntimeKind {
@@ -75,6 +79,7 @@ impl AzureRuntime {
         Ok(AzureRuntime {
             kind,
             stopping: AtomicBool::new(false),
+            cancel: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -84,12 +89,11 @@ impl AzureRuntime {
             return Err(Error::NotInitialized);
         }
         // The timer is created inside the runtime's context (block_on enters it).
-        let timed = async move { tokio::time::timeout(deadline, f).await };
-        let out = match &self.kind {
+        let timed = self.bounded(deadline, f);
+        match &self.kind {
             RuntimeKind::Threaded { handle, .. } => handle.block_on(timed),
             RuntimeKind::CallerThread(rt) => rt.block_on(timed),
-        };
-        out.map_err(|_| Self::timed_out(deadline))
+        }
     }
 
     /// Runs `f` to completion within `deadline` as a task on the runtime's own threads
@@ -113,15 +117,28 @@ impl AzureRuntime {
             return Err(Error::NotInitialized);
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let timed = self.bounded(deadline, f);
         handle.spawn(async move {
             // The receiver is gone only if the caller's thread was torn down.
-            let _ = tx.send(tokio::time::timeout(deadline, f).await);
+            let _ = tx.send(timed.await);
         });
-        match rx.blocking_recv() {
-            Ok(Ok(out)) => Ok(out),
-            Ok(Err(_)) => Err(Self::timed_out(deadline)),
-            // The runtime was shut down under the call (C_Finalize from another thread).
-            Err(_) => Err(Error::NotInitialized),
+        // A dropped sender: the runtime was shut down under the call.
+        rx.blocking_recv().unwrap_or(Err(Error::NotInitialized))
+    }
+
+    /// `f` bounded by `deadline` and by C_Finalize.
+    fn bounded<F: Future>(
+        &self,
+        deadline: Duration,
+        f: F,
+    ) -> impl Future<Output = Result<F::Output>> + use<F> {
+        let mut cancel = self.cancel.subscribe();
+        async move {
+            tokio::select! {
+                out = tokio::time::timeout(deadline, f) =>
+                    out.map_err(|_| Self::timed_out(deadline)),
+                _ = cancel.wait_for(|c| *c) => Err(Error::NotInitialized),
+            }
         }
     }
 
@@ -135,9 +152,16 @@ impl AzureRuntime {
         Error::Remote(kind, m)
     }
 
-    /// Stops the runtime: new calls fail, worker threads are joined within a bound.
-    pub fn shutdown(&self) {
+    /// First half of C_Finalize: new calls fail, calls in flight end now.
+    pub fn cancel(&self) {
         self.stopping.store(true, Ordering::Release);
+        self.cancel.send_replace(true);
+    }
+
+    /// Stops the runtime: new calls fail, calls in flight end, worker threads are joined
+    /// within a bound.
+    pub fn shutdown(&self) {
+        self.cancel();
         if let RuntimeKind::Threaded { runtime, .. } = &self.kind {
             let rt = runtime.lock().ok().and_then(|mut r| r.take());
             if let Some(rt) = rt {
