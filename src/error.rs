@@ -63,6 +63,10 @@ pub enum Error {
     EncryptedDataLenRange,
     SignatureInvalid,
     SignatureLenRange,
+    UnwrappingKeyHandleInvalid,
+    UnwrappingKeyTypeInconsistent,
+    WrappedKeyInvalid,
+    WrappedKeyLenRange,
     FunctionNotSupported,
     RandomNoRng,
     RandomSeedNotSupported,
@@ -126,6 +130,10 @@ impl Error {
             Error::EncryptedDataLenRange => CKR_ENCRYPTED_DATA_LEN_RANGE,
             Error::SignatureInvalid => CKR_SIGNATURE_INVALID,
             Error::SignatureLenRange => CKR_SIGNATURE_LEN_RANGE,
+            Error::UnwrappingKeyHandleInvalid => CKR_UNWRAPPING_KEY_HANDLE_INVALID,
+            Error::UnwrappingKeyTypeInconsistent => CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT,
+            Error::WrappedKeyInvalid => CKR_WRAPPED_KEY_INVALID,
+            Error::WrappedKeyLenRange => CKR_WRAPPED_KEY_LEN_RANGE,
             Error::FunctionNotSupported => CKR_FUNCTION_NOT_SUPPORTED,
             Error::RandomNoRng => CKR_RANDOM_NO_RNG,
             Error::RandomSeedNotSupported => CKR_RANDOM_SEED_NOT_SUPPORTED,
@@ -250,6 +258,16 @@ mod tests {
             (Error::EncryptedDataLenRange, CKR_ENCRYPTED_DATA_LEN_RANGE),
             (Error::SignatureInvalid, CKR_SIGNATURE_INVALID),
             (Error::SignatureLenRange, CKR_SIGNATURE_LEN_RANGE),
+            (
+                Error::UnwrappingKeyHandleInvalid,
+                CKR_UNWRAPPING_KEY_HANDLE_INVALID,
+            ),
+            (
+                Error::UnwrappingKeyTypeInconsistent,
+                CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT,
+            ),
+            (Error::WrappedKeyInvalid, CKR_WRAPPED_KEY_INVALID),
+            (Error::WrappedKeyLenRange, CKR_WRAPPED_KEY_LEN_RANGE),
             (Error::FunctionNotSupported, CKR_FUNCTION_NOT_SUPPORTED),
             (Error::RandomNoRng, CKR_RANDOM_NO_RNG),
             (Error::RandomSeedNotSupported, CKR_RANDOM_SEED_NOT_SUPPORTED),
@@ -337,13 +355,17 @@ mod tests {
                 Error::ActionProhibited(_) => 46,
                 Error::RandomSeedNotSupported => 47,
                 Error::Remote(..) => 48,
+                Error::UnwrappingKeyHandleInvalid => 49,
+                Error::UnwrappingKeyTypeInconsistent => 50,
+                Error::WrappedKeyInvalid => 51,
+                Error::WrappedKeyLenRange => 52,
             }
         }
         let t = table();
         let mut seen: Vec<usize> = t.iter().map(|(e, _)| index(e)).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..49).collect::<Vec<_>>());
+        assert_eq!(seen, (0..53).collect::<Vec<_>>());
     }
 
     #[test]

@@ -604,6 +604,8 @@ impl Module {
                     "a public key is derived from its private key in the store; destroy the private key".into(),
                 ));
             }
+            // Secret keys exist only as session objects (removed above).
+            ObjectKind::SecretKey => return Err(Error::ObjectHandleInvalid),
         }
         self.objects.refresh(slot, true)
     }
@@ -667,10 +669,8 @@ impl Module {
         let usage = KeyUsage {
             sign: kt.bool(CKA_SIGN)?.unwrap_or(true),
             decrypt: kt.bool(CKA_DECRYPT)?.unwrap_or(true),
-            unwrap: false,
+            unwrap: kt.bool(CKA_UNWRAP)?.unwrap_or(true),
         };
-        // CKA_UNWRAP is asked for by default by some clients; this module offers no
-        // C_UnwrapKey, so the key reads CKA_UNWRAP false whatever the template says.
         let record = backend.generate_key(&name, &spec, &ObjectUpdate { label, id }, usage)?;
         self.objects.refresh(slot, true)?;
         let public = self
@@ -680,6 +680,149 @@ impl Module {
             .objects
             .handle_of(slot, &format!("{}#private", record.stable_id))?;
         Ok((public, private))
+    }
+
+    // ----- unwrap (§5.18) -----
+
+    /// C_UnwrapKey: RSA PKCS#1 v1.5 or OAEP with a private key permitted CKA_UNWRAP, done
+    /// by the key's store (Key Vault: unwrapKey), giving a session secret key
+    /// (CKK_GENERIC_SECRET or CKK_AES). Its value can be read (CKA_VALUE) unless the
+    /// template makes it CKA_SENSITIVE or not CKA_EXTRACTABLE; this module has no
+    /// secret-key mechanisms, so reading it is the one use of such a key here.
+    pub fn unwrap_key(
+        &self,
+        h: CK_SESSION_HANDLE,
+        m: &Mechanism,
+        unwrapping_key: CK_OBJECT_HANDLE,
+        wrapped: &[u8],
+        template: &Template,
+    ) -> Result<CK_OBJECT_HANDLE> {
+        let slot = session::lock(&self.session(h)?)?.slot;
+        let t = TemplateView(template);
+        match t.ulong(CKA_CLASS)? {
+            Some(CKO_SECRET_KEY) => {}
+            Some(c) => {
+                return Err(Error::TemplateInconsistent(format!(
+                    "CKA_CLASS {c:#x}: C_UnwrapKey makes secret keys (CKO_SECRET_KEY) only"
+                )));
+            }
+            None => return Err(Error::TemplateIncomplete("CKA_CLASS")),
+        }
+        let key_type = t
+            .ulong(CKA_KEY_TYPE)?
+            .ok_or(Error::TemplateIncomplete("CKA_KEY_TYPE"))?;
+        if key_type != CKK_GENERIC_SECRET && key_type != CKK_AES {
+            return Err(Error::TemplateInconsistent(format!(
+                "CKA_KEY_TYPE {key_type:#x}: CKK_GENERIC_SECRET or CKK_AES"
+            )));
+        }
+        if t.bool(CKA_TOKEN)? == Some(true) {
+            return Err(Error::TemplateInconsistent(
+                "CKA_TOKEN true: unwrapped keys are session objects here".into(),
+            ));
+        }
+        if t.bytes(CKA_VALUE).is_some() {
+            return Err(Error::TemplateInconsistent(
+                "CKA_VALUE: the value comes from the wrapped key".into(),
+            ));
+        }
+        let private = t.bool(CKA_PRIVATE)?.unwrap_or(false);
+        if private && !self.logged_in(slot) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        let scheme = CryptScheme::from_mechanism(m)?;
+        let key = self
+            .operation_key(slot, unwrapping_key, CKA_UNWRAP, None, KeyKind::Rsa)
+            .map_err(|e| match e {
+                Error::KeyHandleInvalid | Error::ObjectHandleInvalid => {
+                    Error::UnwrappingKeyHandleInvalid
+                }
+                Error::KeyTypeInconsistent => Error::UnwrappingKeyTypeInconsistent,
+                other => other,
+            })?;
+        let material = key.key()?;
+        let record = material
+            .record
+            .as_ref()
+            .ok_or(Error::UnwrappingKeyHandleInvalid)?;
+        let backend = self.objects.backend(slot)?;
+        backend.check_decrypt(record, &scheme.0)?;
+        if wrapped.len() != material.public.size_bytes {
+            return Err(Error::WrappedKeyLenRange);
+        }
+        let value = backend
+            .unwrap_key(record, &scheme.0, wrapped)
+            .map_err(|e| match e {
+                Error::EncryptedDataInvalid => Error::WrappedKeyInvalid,
+                Error::EncryptedDataLenRange => Error::WrappedKeyLenRange,
+                Error::ObjectGone(m) => {
+                    tracing::warn!("{m}");
+                    Error::UnwrappingKeyHandleInvalid
+                }
+                other => other,
+            })?;
+        if value.is_empty() || (key_type == CKK_AES && ![16, 24, 32].contains(&value.len())) {
+            return Err(Error::WrappedKeyInvalid);
+        }
+        if let Some(len) = t.ulong(CKA_VALUE_LEN)?
+            && usize::try_from(len).ok() != Some(value.len())
+        {
+            return Err(Error::TemplateInconsistent(format!(
+                "CKA_VALUE_LEN {len}: the unwrapped key has {} bytes",
+                value.len()
+            )));
+        }
+        let sensitive = t.bool(CKA_SENSITIVE)?.unwrap_or(false);
+        let extractable = t.bool(CKA_EXTRACTABLE)?.unwrap_or(true);
+        let len = CK_ULONG::try_from(value.len()).map_err(|_| Error::WrappedKeyInvalid)?;
+        let mut a = attributes::Attributes::new();
+        a.insert(CKA_CLASS, attributes::ulong(CKO_SECRET_KEY));
+        a.insert(CKA_KEY_TYPE, attributes::ulong(key_type));
+        a.insert(CKA_TOKEN, attributes::bool_(false));
+        a.insert(CKA_PRIVATE, attributes::bool_(private));
+        a.insert(CKA_MODIFIABLE, attributes::bool_(false));
+        a.insert(CKA_COPYABLE, attributes::bool_(false));
+        a.insert(CKA_DESTROYABLE, attributes::bool_(true));
+        a.insert(
+            CKA_LABEL,
+            t.string(CKA_LABEL)?.unwrap_or_default().into_bytes(),
+        );
+        a.insert(CKA_ID, t.bytes(CKA_ID).unwrap_or_default().to_vec());
+        a.insert(CKA_START_DATE, Vec::new());
+        a.insert(CKA_END_DATE, Vec::new());
+        a.insert(CKA_LOCAL, attributes::bool_(false));
+        a.insert(
+            CKA_KEY_GEN_MECHANISM,
+            attributes::ulong(CK_UNAVAILABLE_INFORMATION),
+        );
+        a.insert(CKA_ALLOWED_MECHANISMS, Vec::new());
+        for flag in [
+            CKA_ENCRYPT,
+            CKA_DECRYPT,
+            CKA_SIGN,
+            CKA_VERIFY,
+            CKA_WRAP,
+            CKA_UNWRAP,
+            CKA_DERIVE,
+        ] {
+            a.insert(flag, attributes::bool_(t.bool(flag)?.unwrap_or(false)));
+        }
+        a.insert(CKA_SENSITIVE, attributes::bool_(sensitive));
+        a.insert(CKA_EXTRACTABLE, attributes::bool_(extractable));
+        a.insert(CKA_ALWAYS_SENSITIVE, attributes::bool_(false));
+        a.insert(CKA_NEVER_EXTRACTABLE, attributes::bool_(false));
+        a.insert(CKA_WRAP_WITH_TRUSTED, attributes::bool_(false));
+        a.insert(CKA_TRUSTED, attributes::bool_(false));
+        a.insert(CKA_VALUE_LEN, attributes::ulong(len));
+        let hidden: &'static [CK_ATTRIBUTE_TYPE] = if sensitive || !extractable {
+            // The value of a sensitive or unextractable key is never revealed; with no
+            // secret-key mechanism here, it is not kept either.
+            &[CKA_VALUE]
+        } else {
+            a.insert(CKA_VALUE, value);
+            &[]
+        };
+        self.objects.add_session_secret(slot, h, a, hidden)
     }
 
     // ----- sign and verify (§5.13, §5.14) -----

@@ -164,6 +164,41 @@ fn only_sign_and_decrypt_cross_the_network() {
         "{stats}"
     );
 
+    // C_UnwrapKey: exactly one request (unwrapKey), the key OpenSSL wrapped.
+    let aes = [0x42u8; 32];
+    let wrapped = {
+        let cert = support::fixture_cert("rsa2048");
+        let rsa = cert.public_key().unwrap().rsa().unwrap();
+        let mut out = vec![0u8; 256];
+        rsa.public_encrypt(&aes, &mut out, openssl::rsa::Padding::PKCS1_OAEP)
+            .unwrap();
+        out
+    };
+    let oaep_sha1 = PkcsOaepParams::new(
+        MechanismType::SHA1,
+        PkcsMgfType::MGF1_SHA1,
+        PkcsOaepSource::empty(),
+    );
+    let secret = s
+        .unwrap_key(
+            &Mechanism::RsaPkcsOaep(oaep_sha1),
+            key,
+            &wrapped,
+            &secret_template(),
+        )
+        .unwrap();
+    assert_eq!(
+        s.get_attributes(secret, &[AttributeType::Value]).unwrap(),
+        vec![Attribute::Value(aes.to_vec())]
+    );
+    let stats = emu.stats();
+    assert_eq!(
+        (ops(&stats, "unwrap_key"), stats["total_requests"].as_u64()),
+        (1, Some(3)),
+        "{stats}"
+    );
+    emu.reset_stats();
+
     // OAEP with a label cannot be done by Key Vault: refused at C_DecryptInit.
     let labelled = PkcsOaepParams::new(
         MechanismType::SHA256,
@@ -174,7 +209,18 @@ fn only_sign_and_decrypt_cross_the_network() {
         .decrypt(&Mechanism::RsaPkcsOaep(labelled), key, &ciphertext)
         .unwrap_err();
     assert_eq!(rv(e), RvError::MechanismParamInvalid);
-    assert_eq!(emu.stats()["total_requests"], 2);
+    assert_eq!(emu.stats()["total_requests"], 0);
+}
+
+/// An extractable AES session key, as C_UnwrapKey's template.
+fn secret_template() -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(cryptoki::object::KeyType::AES),
+        Attribute::Token(false),
+        Attribute::Sensitive(false),
+        Attribute::Extractable(true),
+    ]
 }
 
 #[test]
@@ -440,6 +486,11 @@ scope = "vault"
 principal = "reader-app"
 role = "Key Vault Crypto User"
 scope = "vault/keys/rsa2048"
+
+[[role_assignment]]
+principal = "reader-app"
+role = "Key Vault Crypto Service Encryption User"
+scope = "vault/keys/rsa3072"
 "#,
     );
     let m = load(&emu.config_as("vault", "", "reader-app", "reader-secret"));
@@ -453,4 +504,21 @@ scope = "vault/keys/rsa2048"
     assert_eq!(ops(&stats, "sign"), 1, "a 403 was retried: {stats}");
     assert_eq!(stats["by_status"]["403"], 1, "{stats}");
     s.sign(&Mechanism::Sha256RsaPkcs, allowed, b"data").unwrap();
+
+    // Crypto Service Encryption User unwraps but does not decrypt: C_UnwrapKey is the
+    // store's unwrapKey, not its decrypt.
+    let wrapping = find(s, ObjectClass::PRIVATE_KEY, "rsa3072");
+    let public = find(s, ObjectClass::PUBLIC_KEY, "rsa3072");
+    let wrapped = s.encrypt(&Mechanism::RsaPkcs, public, &[9u8; 32]).unwrap();
+    let secret = s
+        .unwrap_key(&Mechanism::RsaPkcs, wrapping, &wrapped, &secret_template())
+        .unwrap();
+    assert_eq!(
+        s.get_attributes(secret, &[AttributeType::Value]).unwrap(),
+        vec![Attribute::Value(vec![9u8; 32])]
+    );
+    let e = s
+        .decrypt(&Mechanism::RsaPkcs, wrapping, &wrapped)
+        .unwrap_err();
+    assert_eq!(rv(e), RvError::FunctionFailed);
 }

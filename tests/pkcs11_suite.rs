@@ -191,6 +191,11 @@ enum Mech {
 }
 
 impl Mech {
+    /// An OAEP mechanism with a label.
+    fn has_label(self) -> bool {
+        matches!(self, Mech::Oaep { label: Some(_), .. })
+    }
+
     /// The standard PSS parameters: MGF1 with the same hash, salt as long as the hash.
     fn pss(prehashed: bool, hash: Hash) -> Mech {
         Mech::Pss {
@@ -435,6 +440,9 @@ struct Form {
     input: Vec<u8>,
     /// What SoftHSM2 answers instead of implementing the form (a documented deviation).
     softhsm: Option<RvError>,
+    /// What a key-vault slot answers to signing in this form (Key Vault has no such
+    /// algorithm); verifying is local and works.
+    key_vault_sign: Option<RvError>,
 }
 
 impl Form {
@@ -443,13 +451,30 @@ impl Form {
             mech,
             input,
             softhsm: None,
+            key_vault_sign: None,
         }
     }
 
+    fn key_vault_refuses(self, rv: RvError) -> Form {
+        Form {
+            key_vault_sign: Some(rv),
+            ..self
+        }
+    }
+
+    /// Neither signing nor verifying in this form.
     fn refusal(&self, kind: Kind) -> Option<RvError> {
         match kind {
             Kind::SoftHsm => self.softhsm,
-            Kind::Ours => None,
+            Kind::Ours | Kind::KeyVault => None,
+        }
+    }
+
+    /// No signing in this form.
+    fn sign_refusal(&self, kind: Kind) -> Option<RvError> {
+        match kind {
+            Kind::KeyVault => self.key_vault_sign,
+            _ => self.refusal(kind),
         }
     }
 }
@@ -563,6 +588,16 @@ fn run_scheme(cases: &mut Cases, sides: &[Side; 2], scheme: &Scheme) {
                     )?;
                     continue;
                 }
+                if let Some(rv) = form.sign_refusal(side.kind()) {
+                    expect_rv(
+                        side.session
+                            .sign(&form.mech.mechanism(), keys[i].private, &form.input),
+                        rv,
+                        side.target,
+                        &format!("C_Sign({what}), not in the store"),
+                    )?;
+                    continue;
+                }
                 let mut signatures = vec![(
                     "C_Sign",
                     sign(side, keys[i].private, form.mech, &form.input, scheme.key)?,
@@ -589,11 +624,15 @@ fn run_scheme(cases: &mut Cases, sides: &[Side; 2], scheme: &Scheme) {
                     made[i].push((how, signature));
                 }
             }
-            ensure(!made[i].is_empty(), || {
+            let signs = scheme
+                .forms
+                .iter()
+                .any(|f| f.sign_refusal(side.kind()).is_none());
+            ensure(!made[i].is_empty() || !signs, || {
                 format!("[{}] implements no form of {}", side.name(), scheme.name())
             })?;
         }
-        if reference.is_some() {
+        if reference.is_some() && !made[0].is_empty() && !made[1].is_empty() {
             same_bytes(
                 &made[0][0].1,
                 &made[1][0].1,
@@ -628,7 +667,9 @@ fn run_scheme(cases: &mut Cases, sides: &[Side; 2], scheme: &Scheme) {
                         )?;
                     }
                 }
-                let (how, signature) = &made[signer][0];
+                let Some((how, signature)) = made[signer].first() else {
+                    continue;
+                };
                 let tampered = side.session.verify(
                     &form.mech.mechanism(),
                     keys[verifier].public,
@@ -691,9 +732,13 @@ fn rsa_pss_signatures() {
         // CKM_SHA224_RSA_PKCS_PSS, and CKM_SHA1_RSA_PKCS_PSS is not among the profiles we test.
         for hash in [Hash::Sha1, Hash::Sha224] {
             let digest = hash.digest(&message);
+            // Key Vault signs PSS with SHA-256/384/512 only (PS256/384/512).
             let scheme = Scheme {
                 key,
-                forms: vec![Form::new(Mech::pss(true, hash), digest.clone())],
+                forms: vec![
+                    Form::new(Mech::pss(true, hash), digest.clone())
+                        .key_vault_refuses(RvError::MechanismParamInvalid),
+                ],
                 check: Check::Pss { hash, digest },
             };
             run_scheme(&mut cases, &sides, &scheme);
@@ -760,7 +805,7 @@ fn rsa_pss_bad_parameters() {
             cases.case(format!("{} on {}", mech.name(), side.name()), || {
                 let key = side.key("rsa2048")?;
                 let expected = match side.kind() {
-                    Kind::Ours => RvError::MechanismParamInvalid,
+                    Kind::Ours | Kind::KeyVault => RvError::MechanismParamInvalid,
                     // SoftHSM2 deviation: SoftHSM 2.6.1 answers CKR_ARGUMENTS_BAD for PSS
                     // parameters it does not accept (SoftHSM.cpp, C_SignInit/C_VerifyInit).
                     Kind::SoftHsm => RvError::ArgumentsBad,
@@ -803,6 +848,7 @@ fn ecdsa_signatures() {
                 // SoftHSM2 deviation: SoftHSM 2.6.1 (Debian 12) has no CKM_ECDSA_SHAxxx;
                 // its CKM_ECDSA over the digest stands in for it in the cross-checks.
                 softhsm: Some(RvError::MechanismInvalid),
+                key_vault_sign: None,
             };
             let scheme = Scheme {
                 key,
@@ -864,7 +910,7 @@ const PLAIN: &[u8] = b"0123456789abcdef0123456789ABCDEF";
 /// with another label).
 fn bad_ciphertext_rv(kind: Kind) -> RvError {
     match kind {
-        Kind::Ours => RvError::EncryptedDataInvalid,
+        Kind::Ours | Kind::KeyVault => RvError::EncryptedDataInvalid,
         // SoftHSM2 deviation: SoftHSM 2.6.1 answers CKR_GENERAL_ERROR where PKCS#11 says
         // CKR_ENCRYPTED_DATA_INVALID.
         Kind::SoftHsm => RvError::GeneralError,
@@ -880,6 +926,14 @@ fn run_cipher(
     softhsm: Option<RvError>,
 ) {
     let refusal = |kind: Kind| if kind == Kind::SoftHsm { softhsm } else { None };
+    // Key Vault decrypts OAEP with SHA-1 or SHA-256 only (RSA-OAEP, RSA-OAEP-256): other
+    // hashes are refused at C_DecryptInit; encryption is local and takes them all.
+    let decrypt_refusal = |kind: Kind| match (kind, mech) {
+        (Kind::KeyVault, Mech::Oaep { hash, .. }) if !matches!(hash, Hash::Sha1 | Hash::Sha256) => {
+            Some(RvError::MechanismParamInvalid)
+        }
+        _ => refusal(kind),
+    };
     cases.case(format!("{key} {}", mech.name()), || {
         let public = fixture_cert(key).public_key().map_err(|e| e.to_string())?;
         let private = fixture_key(key);
@@ -909,21 +963,33 @@ fn run_cipher(
                 )?;
                 continue;
             }
-            let plain = decrypt(
-                side,
-                keys[i].private,
-                mech,
-                &from_openssl,
-                &format!("{key}, OpenSSL's ciphertext"),
-            )?;
-            same_bytes(
-                &plain,
-                PLAIN,
-                format!(
-                    "[{}] C_Decrypt({what}) of OpenSSL's ciphertext",
-                    side.name()
-                ),
-            )?;
+            if let Some(rv) = decrypt_refusal(side.kind()) {
+                let decrypted =
+                    side.session
+                        .decrypt(&mech.mechanism(), keys[i].private, &from_openssl);
+                expect_rv(
+                    decrypted,
+                    rv,
+                    side.target,
+                    &format!("C_Decrypt({what}), not in the store"),
+                )?;
+            } else {
+                let plain = decrypt(
+                    side,
+                    keys[i].private,
+                    mech,
+                    &from_openssl,
+                    &format!("{key}, OpenSSL's ciphertext"),
+                )?;
+                same_bytes(
+                    &plain,
+                    PLAIN,
+                    format!(
+                        "[{}] C_Decrypt({what}) of OpenSSL's ciphertext",
+                        side.name()
+                    ),
+                )?;
+            }
             let cipher = encrypt(side, keys[i].public, mech, PLAIN, key)?;
             ensure(cipher.len() == public.size(), || {
                 format!(
@@ -943,7 +1009,7 @@ fn run_cipher(
                     side.name()
                 ),
             )?;
-            if matches!(mech, Mech::Oaep { .. }) {
+            if matches!(mech, Mech::Oaep { .. }) && decrypt_refusal(side.kind()).is_none() {
                 let altered = side.session.decrypt(
                     &mech.mechanism(),
                     keys[i].private,
@@ -959,7 +1025,8 @@ fn run_cipher(
             made[i] = Some(cipher);
         }
         for (encrypter, decrypter) in [(0, 1), (1, 0)] {
-            let (Some(cipher), None) = (&made[encrypter], refusal(sides[decrypter].kind())) else {
+            let (Some(cipher), None) = (&made[encrypter], decrypt_refusal(sides[decrypter].kind()))
+            else {
                 continue;
             };
             let side = &sides[decrypter];
@@ -1062,6 +1129,12 @@ fn rsa_oaep_label() {
                     for (mech, cipher, made, on_ours) in decryptions {
                         let expected = match side.kind() {
                             Kind::Ours => on_ours,
+                            // Key Vault has no OAEP label: any label is refused at
+                            // C_DecryptInit; without one, the labelled ciphertext fails.
+                            Kind::KeyVault if mech.has_label() => {
+                                Err(RvError::MechanismParamInvalid)
+                            }
+                            Kind::KeyVault => on_ours,
                             // SoftHSM2 deviation: SoftHSM 2.6.1 takes OAEP with SHA-1/MGF1-SHA1
                             // only (CKR_ARGUMENTS_BAD otherwise) and, in C_DecryptInit, ignores
                             // the label: a labelled ciphertext never decrypts (CKR_GENERAL_ERROR)
@@ -1091,7 +1164,8 @@ fn rsa_oaep_label() {
                         .encrypt(&labelled.mechanism(), keys.public, PLAIN);
                     let what = format!("C_Encrypt({key} {})", labelled.name());
                     match side.kind() {
-                        Kind::Ours => {
+                        // Encryption is local: labels work on a key-vault slot too.
+                        Kind::Ours | Kind::KeyVault => {
                             let cipher = encrypted.on(side.target, &what)?;
                             let plain = openssl_decrypt(&fixture_key(key), labelled, &cipher)
                                 .map_err(|e| format!("[{}] {what}: {e}", side.name()))?;
@@ -1608,7 +1682,8 @@ fn operation_state_and_input_errors() {
             cases.case(case(what), || {
                 let (rsa, ec) = (side.key("rsa2048")?, side.key("p256")?);
                 let expected = match (side.kind(), on_ours) {
-                    (Kind::Ours, _) | (Kind::SoftHsm, RvError::SignatureLenRange) => *on_ours,
+                    (Kind::Ours | Kind::KeyVault, _)
+                    | (Kind::SoftHsm, RvError::SignatureLenRange) => *on_ours,
                     // SoftHSM2 deviation: SoftHSM 2.6.1 answers CKR_GENERAL_ERROR, from
                     // C_Sign/C_Encrypt/C_Decrypt, to input of the wrong length and to a key of
                     // the other type (its C_SignInit accepts CKM_ECDSA with an RSA key).
@@ -1766,7 +1841,7 @@ fn key_generation() {
                 // derived from the private key, and destroying the private key removes both
                 // (destroying the public key alone is CKR_ACTION_PROHIBITED, see edge.rs).
                 let mut objects = vec![(format!("private key {label}"), private)];
-                if side.kind() != Kind::Ours {
+                if side.kind() == Kind::SoftHsm {
                     objects.push((format!("public key {label}"), public));
                 }
                 let created = Created { side, objects };
@@ -1816,5 +1891,110 @@ fn key_generation() {
             });
         }
     }
+    cases.finish();
+}
+
+/// Item 4c: C_UnwrapKey of an AES-256 key that OpenSSL wrapped to the certificate's key
+/// (PKCS#1 v1.5 and OAEP SHA-1, which both targets implement): a session CKK_AES secret key
+/// whose CKA_VALUE, readable because the template makes it extractable and not sensitive,
+/// is the key OpenSSL wrapped; a sensitive one hides it. Wrong input: a wrapped key of the
+/// wrong length, garbage, an EC unwrapping key.
+#[test]
+fn rsa_unwrap() {
+    let sides = sides();
+    let mut cases = Cases::new("RSA unwrap");
+    let aes: Vec<u8> = (0u8..32)
+        .map(|b| b.wrapping_mul(7).wrapping_add(3))
+        .collect();
+    let template = |sensitive: bool| {
+        vec![
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::Token(false),
+            Attribute::Sensitive(sensitive),
+            Attribute::Extractable(true),
+        ]
+    };
+    let oaep = Mech::Oaep {
+        hash: Hash::Sha1,
+        label: None,
+    };
+    for key in RSA_KEYS {
+        for mech in [Mech::RsaPkcs, oaep] {
+            let aes = aes.clone();
+            cases.case(format!("{key} {}", mech.name()), || {
+                let public = fixture_cert(key).public_key().map_err(|e| e.to_string())?;
+                let wrapped = openssl_encrypt(&public, mech, &aes);
+                for side in sides.iter() {
+                    let k = side.key(key)?;
+                    let what = format!("C_UnwrapKey({key} {})", mech.name());
+                    let h = side
+                        .session
+                        .unwrap_key(&mech.mechanism(), k.private, &wrapped, &template(false))
+                        .on(side.target, &what)?;
+                    let value = side.bytes(h, &what, AttributeType::Value)?;
+                    same_bytes(&value, &aes, format!("[{}] {what}: CKA_VALUE", side.name()))?;
+                    let hidden = side
+                        .session
+                        .unwrap_key(&mech.mechanism(), k.private, &wrapped, &template(true))
+                        .on(side.target, &what)?;
+                    let info = side.attribute_info(hidden, &what, AttributeType::Value)?;
+                    ensure(matches!(info, AttributeInfo::Sensitive), || {
+                        format!("[{}] {what}, sensitive: CKA_VALUE is {info:?}", side.name())
+                    })?;
+                    side.session
+                        .destroy_object(h)
+                        .on(side.target, "C_DestroyObject")?;
+                    let short = side.session.unwrap_key(
+                        &mech.mechanism(),
+                        k.private,
+                        &wrapped[1..],
+                        &template(false),
+                    );
+                    let garbage = side.session.unwrap_key(
+                        &mech.mechanism(),
+                        k.private,
+                        &flipped(&wrapped),
+                        &template(false),
+                    );
+                    match side.kind() {
+                        Kind::SoftHsm => {
+                            // SoftHSM2 deviation: it answers CKR_GENERAL_ERROR to a wrapped
+                            // key of the wrong length, and decrypts garbage under PKCS#1
+                            // v1.5 into whatever comes out (an error or a key), so only
+                            // OAEP's refusal is checked here.
+                            expect_rv(short, RvError::GeneralError, side.target, &what)?;
+                            if matches!(mech, Mech::Oaep { .. }) {
+                                ensure(garbage.is_err(), || {
+                                    format!("[{}] {what} of garbage succeeded", side.name())
+                                })?;
+                            }
+                        }
+                        _ => {
+                            expect_rv(short, RvError::WrappedKeyLenRange, side.target, &what)?;
+                            expect_rv(garbage, RvError::WrappedKeyInvalid, side.target, &what)?;
+                        }
+                    }
+                }
+                Ok(())
+            });
+        }
+    }
+    cases.case(String::from("p256 as unwrapping key"), || {
+        let side = &sides[1];
+        let k = side.key("p256")?;
+        let r = side.session.unwrap_key(
+            &Mech::RsaPkcs.mechanism(),
+            k.private,
+            &[0; 64],
+            &template(false),
+        );
+        expect_rv(
+            r,
+            RvError::KeyFunctionNotPermitted,
+            side.target,
+            "C_UnwrapKey with an EC key",
+        )
+    });
     cases.finish();
 }

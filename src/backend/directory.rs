@@ -68,6 +68,8 @@ struct Meta {
     sign: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     decrypt: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    unwrap: Option<bool>,
 }
 
 impl Meta {
@@ -233,7 +235,7 @@ impl DirectoryBackend {
                 usage: KeyUsage {
                     sign: meta.sign.unwrap_or(true),
                     decrypt: meta.decrypt.unwrap_or(true),
-                    unwrap: false,
+                    unwrap: meta.unwrap.unwrap_or(true),
                 },
                 local: meta.local,
                 backend_key_id: path.display().to_string(),
@@ -493,6 +495,7 @@ impl Backend for DirectoryBackend {
             m.local = true;
             m.sign = (!usage.sign).then_some(false);
             m.decrypt = (!usage.decrypt).then_some(false);
+            m.unwrap = (!usage.unwrap).then_some(false);
         })?;
         let mut listing = Listing::default();
         let mut keys = HashMap::new();

@@ -139,7 +139,7 @@ impl KeyUsage {
     pub const ALL: KeyUsage = KeyUsage {
         sign: true,
         decrypt: true,
-        unwrap: false,
+        unwrap: true,
     };
 }
 
@@ -220,6 +220,16 @@ pub trait Backend: Send + Sync {
     fn sign(&self, key: &KeyRecord, request: &SignRequest, data: &[u8]) -> Result<Vec<u8>>;
     /// Decrypt with a key version.
     fn decrypt(&self, key: &KeyRecord, request: &DecryptRequest, data: &[u8]) -> Result<Vec<u8>>;
+    /// Unwrap a wrapped secret key with a key version (C_UnwrapKey): the store's own
+    /// unwrap operation where it has one, else decryption.
+    fn unwrap_key(
+        &self,
+        key: &KeyRecord,
+        request: &DecryptRequest,
+        wrapped: &[u8],
+    ) -> Result<Vec<u8>> {
+        self.decrypt(key, request, wrapped)
+    }
     /// Create a key named `name` (unique in the store after the call; the store may adjust
     /// it) carrying `label`/`id` overrides and the permitted uses; returns its record.
     fn generate_key(

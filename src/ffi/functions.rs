@@ -811,6 +811,25 @@ cryptoki_fn! {
 }
 
 cryptoki_fn! {
+    fn C_UnwrapKey(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM, hUnwrappingKey: CK_OBJECT_HANDLE, pWrappedKey: *mut CK_BYTE, ulWrappedKeyLen: CK_ULONG, pTemplate: *mut CK_ATTRIBUTE, ulAttributeCount: CK_ULONG, phKey: *mut CK_OBJECT_HANDLE) {
+        let m = module()?;
+        // SAFETY: caller's mechanism.
+        let mech = unsafe { args::mechanism(pMechanism) }?.ok_or(Error::ArgumentsBad("pMechanism"))?;
+        // SAFETY: caller's input buffer.
+        let wrapped = unsafe { bytes(pWrappedKey, ulWrappedKeyLen) }?;
+        // SAFETY: caller's template.
+        let t = unsafe { template(pTemplate, ulAttributeCount) }?;
+        if phKey.is_null() {
+            return Err(Error::ArgumentsBad("phKey"));
+        }
+        let h = m.unwrap_key(hSession, &mech, hUnwrappingKey, wrapped, &t)?;
+        // SAFETY: checked non-NULL; writable.
+        unsafe { write(phKey, h, "phKey") }?;
+        Ok(CKR_OK)
+    }
+}
+
+cryptoki_fn! {
     fn C_SeedRandom(hSession: CK_SESSION_HANDLE, pSeed: *mut CK_BYTE, ulSeedLen: CK_ULONG) {
         let m = module()?;
         // SAFETY: caller's buffer (checked, not used: the OS generator takes no seed).
@@ -873,7 +892,6 @@ not_supported! {
     C_DecryptVerifyUpdate(hSession: CK_SESSION_HANDLE, pEncryptedPart: *mut CK_BYTE, ulEncryptedPartLen: CK_ULONG, pPart: *mut CK_BYTE, pulPartLen: *mut CK_ULONG);
     C_GenerateKey(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM, pTemplate: *mut CK_ATTRIBUTE, ulCount: CK_ULONG, phKey: *mut CK_OBJECT_HANDLE);
     C_WrapKey(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM, hWrappingKey: CK_OBJECT_HANDLE, hKey: CK_OBJECT_HANDLE, pWrappedKey: *mut CK_BYTE, pulWrappedKeyLen: *mut CK_ULONG);
-    C_UnwrapKey(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM, hUnwrappingKey: CK_OBJECT_HANDLE, pWrappedKey: *mut CK_BYTE, ulWrappedKeyLen: CK_ULONG, pTemplate: *mut CK_ATTRIBUTE, ulAttributeCount: CK_ULONG, phKey: *mut CK_OBJECT_HANDLE);
     C_DeriveKey(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM, hBaseKey: CK_OBJECT_HANDLE, pTemplate: *mut CK_ATTRIBUTE, ulAttributeCount: CK_ULONG, phKey: *mut CK_OBJECT_HANDLE);
     C_GetFunctionStatus(hSession: CK_SESSION_HANDLE);
     C_CancelFunction(hSession: CK_SESSION_HANDLE);

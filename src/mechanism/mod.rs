@@ -70,7 +70,10 @@ pub const TABLE: &[(CK_MECHANISM_TYPE, MechanismInfo)] = &[
             flags: CKF_HW | CKF_GENERATE_KEY_PAIR,
         },
     ),
-    (CKM_RSA_PKCS, rsa(SIGN | CKF_ENCRYPT | CKF_DECRYPT)),
+    (
+        CKM_RSA_PKCS,
+        rsa(SIGN | CKF_ENCRYPT | CKF_DECRYPT | CKF_UNWRAP),
+    ),
     (CKM_SHA1_RSA_PKCS, rsa(SIGN)),
     (CKM_SHA224_RSA_PKCS, rsa(SIGN)),
     (CKM_SHA256_RSA_PKCS, rsa(SIGN)),
@@ -82,7 +85,10 @@ pub const TABLE: &[(CK_MECHANISM_TYPE, MechanismInfo)] = &[
     (CKM_SHA256_RSA_PKCS_PSS, rsa(SIGN)),
     (CKM_SHA384_RSA_PKCS_PSS, rsa(SIGN)),
     (CKM_SHA512_RSA_PKCS_PSS, rsa(SIGN)),
-    (CKM_RSA_PKCS_OAEP, rsa(CKF_HW | CKF_ENCRYPT | CKF_DECRYPT)),
+    (
+        CKM_RSA_PKCS_OAEP,
+        rsa(CKF_HW | CKF_ENCRYPT | CKF_DECRYPT | CKF_UNWRAP),
+    ),
     (CKM_EC_KEY_PAIR_GEN, ec(CKF_HW | CKF_GENERATE_KEY_PAIR)),
     (CKM_ECDSA, ec(SIGN)),
     (CKM_ECDSA_SHA1, ec(SIGN)),

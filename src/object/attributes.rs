@@ -191,10 +191,9 @@ pub fn public_key(
         CKA_ENCRYPT,
         bool_(key.usage.decrypt && public.kind == KeyKind::Rsa),
     );
-    a.insert(
-        CKA_WRAP,
-        bool_(key.usage.unwrap && public.kind == KeyKind::Rsa),
-    );
+    // No C_WrapKey here (the secret keys this module holds come from C_UnwrapKey and
+    // are read out, if at all, through CKA_VALUE).
+    a.insert(CKA_WRAP, bool_(false));
     a.insert(CKA_TRUSTED, bool_(false));
     Ok(a)
 }

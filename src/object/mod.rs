@@ -23,6 +23,8 @@ pub enum ObjectKind {
     PrivateKey,
     PublicKey,
     Certificate,
+    /// A session secret key made by C_UnwrapKey.
+    SecretKey,
 }
 
 /// A key's material as the operations need it.
@@ -260,7 +262,10 @@ impl ObjectCache {
                 let mut state = so.state.write().map_err(lock_err)?;
                 if state.loaded_at.is_some() && why != Refresh::Force {
                     state.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE.min(so.ttl));
-                    tracing::warn!(slot, error = %e, "store listing failed; serving the objects listed before");
+                    // NotInitialized: cancelled by C_Finalize, nothing to report.
+                    if e != Error::NotInitialized {
+                        tracing::warn!(slot, error = %e, "store listing failed; serving the objects listed before");
+                    }
                     return Ok(());
                 }
                 return Err(e);
@@ -485,6 +490,29 @@ impl ObjectCache {
         attrs: Attributes,
         key: Option<Arc<KeyObject>>,
     ) -> Result<CK_OBJECT_HANDLE> {
+        self.insert_session_object(slot, session, kind, attrs, key, &[])
+    }
+
+    /// Adds a session secret key; `hidden` attributes exist but are never revealed.
+    pub fn add_session_secret(
+        &self,
+        slot: usize,
+        session: CK_SESSION_HANDLE,
+        attrs: Attributes,
+        hidden: &'static [CK_ATTRIBUTE_TYPE],
+    ) -> Result<CK_OBJECT_HANDLE> {
+        self.insert_session_object(slot, session, ObjectKind::SecretKey, attrs, None, hidden)
+    }
+
+    fn insert_session_object(
+        &self,
+        slot: usize,
+        session: CK_SESSION_HANDLE,
+        kind: ObjectKind,
+        attrs: Attributes,
+        key: Option<Arc<KeyObject>>,
+        sensitive: &'static [CK_ATTRIBUTE_TYPE],
+    ) -> Result<CK_OBJECT_HANDLE> {
         let so = self.slot(slot)?;
         let handle = self.fresh_handle()?;
         self.handles
@@ -501,7 +529,7 @@ impl ObjectCache {
                 stable_id: format!("session:{handle}"),
                 kind,
                 attrs,
-                sensitive: &[],
+                sensitive,
                 key,
                 owner: Some(session),
             }),

@@ -12,9 +12,15 @@
 //! - `SOFTHSM2_MODULE`: SoftHSM2's library (default `/usr/lib/softhsm/libsofthsm2.so`);
 //! - `IDENTIFY_PKCS11_MODULE`: our library (default: the one cargo built next to this test);
 //! - `IDENTIFY_PKCS11_SUITE_PEER=softhsm`: compare SoftHSM2 with itself instead of with our
-//!   module (exercises the suite itself while our module cannot run).
+//!   module (exercises the suite itself while our module cannot run);
+//! - `IDENTIFY_PKCS11_SUITE_PEER=key-vault`: compare SoftHSM2 with our module over a
+//!   key-vault slot on the emulator (tests/kv-emulator, seeded with the same fixture keys;
+//!   `KV_EMULATOR` or the kv-emulator cargo built beside this test).
 
 #![allow(dead_code)] // each test crate uses a different part of the harness
+
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::fmt::{Debug, Display};
 use std::path::{Path, PathBuf};
@@ -47,6 +53,8 @@ const FIXTURE_PIN: &str = "1234";
 pub enum Kind {
     SoftHsm,
     Ours,
+    /// Our module over a key-vault slot: what Key Vault cannot do is refused.
+    KeyVault,
 }
 
 /// One loaded, initialised PKCS#11 module with its `fixtures` token logged in.
@@ -60,6 +68,8 @@ pub struct Target {
     /// session: this one stays open so that every session a test opens is logged in.
     _login: Mutex<Session>,
     _dir: Option<TempDir>,
+    /// The emulator behind a key-vault target (ends with this process).
+    _emulator: Option<support::Emulator>,
 }
 
 impl Target {
@@ -146,6 +156,23 @@ impl Target {
         Target::load("ours", Kind::Ours, &module, Some(dir))
     }
 
+    /// identify-pkcs11 with one `key-vault` slot on the emulator seeded with the fixtures.
+    pub fn key_vault() -> Result<Target, String> {
+        let _loading = LOADING
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let emulator = support::Emulator::start();
+        let config = emulator.config(TOKEN_LABEL, "allow_destroy = true");
+        set_env("IDENTIFY_PKCS11_CONFIG", &config);
+        let module = match std::env::var_os("IDENTIFY_PKCS11_MODULE") {
+            Some(path) => PathBuf::from(path),
+            None => built_module()?,
+        };
+        let mut target = Target::load("key-vault", Kind::KeyVault, &module, None)?;
+        target._emulator = Some(emulator);
+        Ok(target)
+    }
+
     fn load(
         name: &'static str,
         kind: Kind,
@@ -210,6 +237,7 @@ impl Target {
             pin: FIXTURE_PIN.into(),
             _login: Mutex::new(session),
             _dir: dir,
+            _emulator: None,
         })
     }
 
@@ -434,8 +462,9 @@ pub fn peer() -> &'static Target {
     match std::env::var("IDENTIFY_PKCS11_SUITE_PEER").as_deref() {
         Ok("softhsm") => shared(&SOFTHSM_PEER, || Target::alias(softhsm(), "softhsm-peer")),
         Ok("ours") | Err(std::env::VarError::NotPresent) => shared(&OURS, Target::ours),
+        Ok("key-vault") => shared(&OURS, Target::key_vault),
         Ok(other) => panic!(
-            "IDENTIFY_PKCS11_SUITE_PEER={other:?}: expected \"ours\" (default) or \"softhsm\""
+            "IDENTIFY_PKCS11_SUITE_PEER={other:?}: expected \"ours\" (default), \"key-vault\" or \"softhsm\""
         ),
         Err(e) => panic!("IDENTIFY_PKCS11_SUITE_PEER: {e}"),
     }

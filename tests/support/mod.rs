@@ -113,7 +113,10 @@ impl Emulator {
             std::fs::write(&path, config).unwrap();
             command.arg("--config").arg(path);
         }
+        // Also ends with this process when the harness never drops it (a static).
         let child = command
+            .arg("--exit-with")
+            .arg(std::process::id().to_string())
             .arg("--ready-file")
             .arg(&ready_path)
             .arg("--seed-dir")

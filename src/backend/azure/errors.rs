@@ -36,7 +36,7 @@ impl RemoteKind {
                 "check the slot's [slot.credential]: tenant, client id and secret or certificate"
             }
             RemoteKind::Denied => {
-                "assign the missing role to the principal (see the action named above)"
+                "assign that role to the principal at the vault's or the key's scope"
             }
             RemoteKind::BadRequest => {
                 "the service refused the request; check the key type and algorithm"

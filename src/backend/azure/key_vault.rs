@@ -97,6 +97,52 @@ impl KeyVaultBackend {
         })
     }
 
+    /// decrypt or unwrapKey (the same algorithms; unwrapKey is its own permission, so a
+    /// principal with "Crypto Service Encryption User" can unwrap but not decrypt).
+    fn key_operation(
+        &self,
+        key: &KeyRecord,
+        request: &DecryptRequest,
+        data: &[u8],
+        unwrap: bool,
+    ) -> Result<Vec<u8>> {
+        let algorithm = Self::decrypt_algorithm(request)?;
+        let version = Self::version_of(key)?;
+        self.spend(key)?;
+        let mut params = KeyOperationParameters::default();
+        params.algorithm = Some(algorithm);
+        params.value = Some(data.to_vec());
+        let verb = if unwrap { "unwrap" } else { "decrypt" };
+        let what = format!("{verb} with {}/{version}", key.name);
+        let body = params.try_into().map_err(|e| errors::map(e, &what))?;
+        let (keys, name) = (self.keys.clone(), key.name.clone());
+        let answer = self.runtime.run_spawned(self.deadline, async move {
+            if unwrap {
+                keys.unwrap_key(&name, &version, body, None).await
+            } else {
+                keys.decrypt(&name, &version, body, None).await
+            }
+        })?;
+        match answer {
+            Ok(r) => r
+                .into_model()
+                .map_err(|e| errors::map(e, &what))?
+                .result
+                .ok_or_else(|| {
+                    Error::Remote(
+                        RemoteKind::BadRequest,
+                        format!("{what}: no plaintext in the answer"),
+                    )
+                }),
+            // A padding failure is the caller's ciphertext, not the service's fault.
+            Err(e) if e.http_status().map(u16::from) == Some(400) => {
+                tracing::debug!("{what}: 400 from the service: {e}");
+                Err(Error::EncryptedDataInvalid)
+            }
+            Err(e) => Err(errors::map(e, &what)),
+        }
+    }
+
     fn run<F: std::future::Future>(&self, f: F) -> Result<F::Output> {
         self.runtime.run(self.deadline, f)
     }
@@ -265,7 +311,7 @@ impl KeyVaultBackend {
             usage: KeyUsage {
                 sign: ops.contains(&"sign"),
                 decrypt: ops.contains(&"decrypt"),
-                unwrap: false,
+                unwrap: ops.contains(&"unwrapKey"),
             },
             local: false,
             backend_key_id: kid,
@@ -575,35 +621,16 @@ impl Backend for KeyVaultBackend {
     }
 
     fn decrypt(&self, key: &KeyRecord, request: &DecryptRequest, data: &[u8]) -> Result<Vec<u8>> {
-        let algorithm = Self::decrypt_algorithm(request)?;
-        let version = Self::version_of(key)?;
-        self.spend(key)?;
-        let mut params = KeyOperationParameters::default();
-        params.algorithm = Some(algorithm);
-        params.value = Some(data.to_vec());
-        let what = format!("decrypt with {}/{version}", key.name);
-        let body = params.try_into().map_err(|e| errors::map(e, &what))?;
-        let (keys, name) = (self.keys.clone(), key.name.clone());
-        match self.runtime.run_spawned(self.deadline, async move {
-            keys.decrypt(&name, &version, body, None).await
-        })? {
-            Ok(r) => r
-                .into_model()
-                .map_err(|e| errors::map(e, &what))?
-                .result
-                .ok_or_else(|| {
-                    Error::Remote(
-                        RemoteKind::BadRequest,
-                        format!("{what}: no plaintext in the answer"),
-                    )
-                }),
-            // A padding failure is the caller's ciphertext, not the service's fault.
-            Err(e) if e.http_status().map(u16::from) == Some(400) => {
-                tracing::debug!("{what}: 400 from the service: {e}");
-                Err(Error::EncryptedDataInvalid)
-            }
-            Err(e) => Err(errors::map(e, &what)),
-        }
+        self.key_operation(key, request, data, false)
+    }
+
+    fn unwrap_key(
+        &self,
+        key: &KeyRecord,
+        request: &DecryptRequest,
+        wrapped: &[u8],
+    ) -> Result<Vec<u8>> {
+        self.key_operation(key, request, wrapped, true)
     }
 
     fn generate_key(
@@ -633,12 +660,10 @@ impl Backend for KeyVaultBackend {
                 }
                 params.public_exponent = Some(65537);
                 if usage.decrypt {
-                    ops.extend([
-                        KeyOperation::Decrypt,
-                        KeyOperation::Encrypt,
-                        KeyOperation::UnwrapKey,
-                        KeyOperation::WrapKey,
-                    ]);
+                    ops.extend([KeyOperation::Decrypt, KeyOperation::Encrypt]);
+                }
+                if usage.unwrap {
+                    ops.extend([KeyOperation::UnwrapKey, KeyOperation::WrapKey]);
                 }
             }
             KeySpec::Ec(curve) => {

@@ -86,10 +86,25 @@ struct Cli {
     /// Log every request to stderr.
     #[arg(long)]
     verbose: bool,
+    /// Exit when the process with this id has ended (a test harness that keeps the
+    /// emulator for its whole run and cannot stop it on exit). Linux only (/proc).
+    #[arg(long, value_name = "PID")]
+    exit_with: Option<u32>,
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(pid) = cli.exit_with {
+        let ready = cli.ready_file.clone();
+        std::thread::spawn(move || {
+            let proc = PathBuf::from(format!("/proc/{pid}"));
+            while proc.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            let _ = std::fs::remove_file(&ready);
+            std::process::exit(0);
+        });
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
