@@ -243,6 +243,18 @@ fn faults_end_in_the_right_code_within_the_deadline() {
     sign().unwrap();
     assert_eq!(ops(&emu.stats(), "sign"), 2);
 
+    // One 429 without Retry-After: retried after the SDK's backoff, the call succeeds.
+    emu.reset_stats();
+    emu.admin(
+        "POST",
+        "/faults/once",
+        r#"{"operation": "sign", "status": 429}"#,
+    );
+    let t = Instant::now();
+    sign().unwrap();
+    assert_eq!(ops(&emu.stats(), "sign"), 2);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
     // A 503 burst shorter than the retry limit: still succeeds.
     emu.admin(
         "POST",
