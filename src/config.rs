@@ -129,6 +129,9 @@ struct RawSlot {
     #[serde(default)]
     rate_budget: Option<toml::Spanned<f64>>,
     #[serde(default)]
+    certificates: Option<toml::Spanned<String>>,
+    /// Replaced by `certificates`; named in the error.
+    #[serde(default)]
     certificates_dir: Option<toml::Spanned<PathBuf>>,
 }
 
@@ -227,9 +230,9 @@ pub struct AzureConfig {
     /// Share of the published per-vault limits this module allows itself (a multiple when
     /// the vault's limits were raised).
     pub rate_budget: f64,
-    /// Where certificates written with C_CreateObject are kept until the certificate
-    /// database exists.
-    pub certificates_dir: PathBuf,
+    /// The certificate database: the certificates of a Managed HSM's keys, and those
+    /// written with C_CreateObject for vault keys that have none in the vault.
+    pub certificates: crate::certdb::Location,
 }
 
 impl std::fmt::Debug for AzureConfig {
@@ -501,6 +504,7 @@ impl RawSlot {
             ("deadline_seconds", self.deadline_seconds.is_some()),
             ("max_retries", self.max_retries.is_some()),
             ("rate_budget", self.rate_budget.is_some()),
+            ("certificates", self.certificates.is_some()),
             ("certificates_dir", self.certificates_dir.is_some()),
         ]
         .into_iter()
@@ -637,13 +641,40 @@ fn azure_slot(
             format!("{bad:?} is not a key name (1-127 of 0-9 a-z A-Z -)"),
         ));
     }
-    let certificates_dir = match &s.certificates_dir {
-        Some(d) => relative(d.get_ref()),
-        None => default_store_dir()?
+    if let Some(d) = &s.certificates_dir {
+        return Err(at(
+            d.span(),
+            "certificates_dir",
+            "was replaced by the certificate database: certificates = \"sqlite:///path/certs.db\" or \"postgres://user@host/db\"".into(),
+        ));
+    }
+    let base = match source {
+        Source::File(f) => f.parent().unwrap_or(Path::new(".")).to_owned(),
+        Source::Embedded => default_store_dir()?
             .parent()
             .unwrap_or(Path::new("."))
-            .join("certificates")
-            .join(label),
+            .to_owned(),
+    };
+    let certificates = match &s.certificates {
+        Some(c) => {
+            let location = crate::certdb::Location::parse(c.get_ref(), &base)
+                .map_err(|m| at(c.span(), "certificates", m))?;
+            // A password in the URL only in a file nobody else can read (else PGPASSWORD).
+            if location.has_password()
+                && let Source::File(f) = source
+            {
+                read_secret_file(f).map_err(|m| {
+                    at(
+                        c.span(),
+                        "certificates",
+                        format!("a database password needs a private configuration file (or use PGPASSWORD): {m}"),
+                    )
+                })?;
+            }
+            location
+        }
+        // One SQLite file per slot beside the configuration.
+        None => crate::certdb::Location::Sqlite(base.join(format!("{label}.certificates.db"))),
     };
     Ok(AzureConfig {
         url: url.get_ref().trim_end_matches('/').to_owned(),
@@ -657,7 +688,7 @@ fn azure_slot(
         deadline_seconds,
         max_retries,
         rate_budget,
-        certificates_dir,
+        certificates,
     })
 }
 

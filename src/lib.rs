@@ -8,6 +8,7 @@
 //! operations) → [`backend`] (key stores, no PKCS#11 types).
 
 pub mod backend;
+pub mod certdb;
 pub mod config;
 pub mod error;
 pub mod ffi;

@@ -45,7 +45,7 @@ label = "vault"
 kind = "key-vault"
 vault = "$(field vault_url)"
 ca_file = "$(field ca_file)"
-certificates_dir = "$WORK/certificates"
+certificates = "sqlite://$WORK/certificates.db"
 allow_destroy = true
 [slot.credential]
 type = "client-secret"

@@ -180,10 +180,10 @@ impl Emulator {
         std::fs::write(
             &path,
             format!(
-                "[[slot]]\nlabel = {label:?}\nkind = \"key-vault\"\nvault = {:?}\nca_file = {:?}\ncertificates_dir = {:?}\n{extra}\n[slot.credential]\ntype = \"client-secret\"\ntenant_id = {:?}\nclient_id = {client_id:?}\nclient_secret_file = {secret_file:?}\nauthority_host = {:?}\n",
+                "[[slot]]\nlabel = {label:?}\nkind = \"key-vault\"\nvault = {:?}\nca_file = {:?}\ncertificates = \"sqlite:{}\"\n{extra}\n[slot.credential]\ntype = \"client-secret\"\ntenant_id = {:?}\nclient_id = {client_id:?}\nclient_secret_file = {secret_file:?}\nauthority_host = {:?}\n",
                 self.field("vault_url"),
                 self.field("ca_file"),
-                self.dir.path().join("certificates"),
+                self.dir.path().join("certificates.db").display(),
                 self.field("tenant_id"),
                 self.field("authority_host"),
             ),

@@ -4,18 +4,18 @@
 //! Objects: every enabled version of every key that passes the name and tag filters. The
 //! newest enabled version is the current one. Labels and ids set through PKCS#11 are kept
 //! as the key version's tags `pkcs11-label` / `pkcs11-id` (hex), so every server sharing
-//! the vault sees them. Certificates written with C_CreateObject for keys that have none in
-//! the vault are kept in a local directory (`certificates_dir`) until the certificate
-//! database exists.
+//! the vault sees them. Certificates written with C_CreateObject (for vault keys that have
+//! none in the vault; for every Managed HSM key) are kept in the certificate database
+//! (`crate::certdb`), shared by every server configured with the same database.
 
 use super::errors::{self, RemoteKind};
 use super::rate::{RateBudget, weight};
 use super::{AzureRuntime, client_options, credential, http_client};
-use crate::backend::directory::{DirectoryBackend, DirectoryConfig};
 use crate::backend::{
     Backend, CertRecord, Curve, DecryptRequest, HashAlg, KeyRecord, KeySpec, KeyUsage, Listing,
     ObjectUpdate, SignRequest,
 };
+use crate::certdb::{CertDb, NewCert};
 use crate::config::AzureConfig;
 use crate::error::{Error, Result};
 use crate::mechanism::digest_info;
@@ -46,7 +46,11 @@ pub struct KeyVaultBackend {
     budget: Option<RateBudget>,
     /// Rate weight of each listed key version (by stable id).
     weights: Mutex<HashMap<String, f64>>,
-    local_certificates: DirectoryBackend,
+    /// The certificate database (this store's rows).
+    local_certificates: CertDb,
+    /// The database's certificates as last read: a refresh while the database is
+    /// unreachable keeps them instead of dropping their objects.
+    last_db_certificates: Mutex<Option<Vec<CertRecord>>>,
     deadline: Duration,
 }
 
@@ -75,16 +79,9 @@ impl KeyVaultBackend {
                     .map_err(|e| Error::Config(format!("vault {}: {e}", cfg.url)))?,
             )
         };
-        // C_Initialize needs no network: the local certificate directory is created here,
-        // the vault is first asked at the first listing.
-        if let Err(e) = create_private_dir(&cfg.certificates_dir) {
-            tracing::warn!(dir = %cfg.certificates_dir.display(), error = %e, "cannot create the local certificate directory");
-        }
-        let local_certificates = DirectoryBackend::new(DirectoryConfig {
-            path: cfg.certificates_dir.clone(),
-            pkcs12_password: None,
-            writable: true,
-        });
+        // C_Initialize needs no network: the database and the vault are first asked at
+        // the first listing.
+        let local_certificates = CertDb::new(cfg.certificates.clone(), &cfg.url);
         Ok(KeyVaultBackend {
             budget: (!cfg.managed_hsm).then(|| RateBudget::new(cfg.rate_budget)),
             cfg,
@@ -93,6 +90,7 @@ impl KeyVaultBackend {
             certificates,
             weights: Mutex::new(HashMap::new()),
             local_certificates,
+            last_db_certificates: Mutex::new(None),
             deadline,
         })
     }
@@ -532,17 +530,6 @@ fn jwk_to_spki(jwk: &JsonWebKey) -> Result<Vec<u8>> {
     Ok(pkey.public_key_to_der()?)
 }
 
-fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o700);
-    }
-    b.create(path)
-}
-
 impl Backend for KeyVaultBackend {
     fn kind(&self) -> &'static str {
         if self.cfg.managed_hsm {
@@ -570,10 +557,7 @@ impl Backend for KeyVaultBackend {
                 .map(|(k, u)| (k.stable_id.clone(), *u))
                 .collect();
         }
-        match self.local_certificates.list() {
-            Ok(local) => certificates.extend(local.certificates),
-            Err(e) => tracing::warn!(error = %e, "local certificates not readable"),
-        }
+        certificates.extend(self.database_certificates());
         Ok(Listing {
             keys: keys.into_iter().map(|(k, _)| k).collect(),
             certificates,
@@ -729,11 +713,24 @@ impl Backend for KeyVaultBackend {
     fn store_certificate(
         &self,
         der: &[u8],
-        _key: Option<&KeyRecord>,
+        key: Option<&KeyRecord>,
         update: &ObjectUpdate,
     ) -> Result<CertRecord> {
-        // Kept locally, paired with its vault key by CKA_ID (the SPKI hash).
-        self.local_certificates.store_certificate(der, None, update)
+        // In the certificate database, with the key it pairs with (kept unpaired when no
+        // key of the store carries its public key, e.g. a CA certificate of a chain).
+        let label = update
+            .label
+            .clone()
+            .or_else(|| key.map(|k| k.name.clone()))
+            .unwrap_or_default();
+        let row = self.local_certificates.insert(&NewCert {
+            key_name: key.map(|k| k.name.as_str()),
+            key_version: key.and_then(|k| k.version.as_deref()),
+            cka_id: update.id.as_deref().unwrap_or_default(),
+            label: &label,
+            der,
+        })?;
+        Ok(cert_record(row))
     }
 
     fn delete_key(&self, stable_id: &str) -> Result<()> {
@@ -756,8 +753,9 @@ impl Backend for KeyVaultBackend {
     }
 
     fn delete_certificate(&self, stable_id: &str) -> Result<()> {
-        if stable_id.starts_with("cert:") {
-            return self.local_certificates.delete_certificate(stable_id);
+        if let Some(id) = db_id(stable_id) {
+            self.local_certificates.delete(id)?;
+            return Ok(());
         }
         Err(Error::ActionProhibited(
             "the vault's certificates are managed in the vault; this module does not delete them"
@@ -766,8 +764,14 @@ impl Backend for KeyVaultBackend {
     }
 
     fn update(&self, stable_id: &str, update: &ObjectUpdate) -> Result<()> {
-        if stable_id.starts_with("cert:") {
-            return self.local_certificates.update(stable_id, update);
+        if let Some(id) = db_id(stable_id) {
+            if !self
+                .local_certificates
+                .update(id, update.label.as_deref(), update.id.as_deref())?
+            {
+                return Err(Error::ObjectHandleInvalid);
+            }
+            return Ok(());
         }
         if !stable_id.starts_with("https://") || !stable_id.contains("/keys/") {
             return Err(Error::ActionProhibited(
@@ -810,6 +814,45 @@ impl Backend for KeyVaultBackend {
         self.run(self.keys.update_key_properties(&name, body, Some(o)))?
             .map(|_| ())
             .map_err(|e| errors::map(e, &what))
+    }
+}
+
+/// The stable id of a database certificate: `certdb:ROWID`.
+fn db_id(stable_id: &str) -> Option<i64> {
+    stable_id.strip_prefix("certdb:")?.parse().ok()
+}
+
+fn cert_record(row: crate::certdb::CertRow) -> CertRecord {
+    CertRecord {
+        stable_id: format!("certdb:{}", row.id),
+        label: row.label,
+        id: (!row.cka_id.is_empty()).then_some(row.cka_id),
+        der: row.der,
+        authority: false,
+    }
+}
+
+impl KeyVaultBackend {
+    /// The database's certificates; when it cannot be read, those read last time (none
+    /// before the first read), so that the keys' objects stay and signing goes on.
+    fn database_certificates(&self) -> Vec<CertRecord> {
+        match self.local_certificates.list() {
+            Ok(rows) => {
+                let records: Vec<CertRecord> = rows.into_iter().map(cert_record).collect();
+                if let Ok(mut last) = self.last_db_certificates.lock() {
+                    *last = Some(records.clone());
+                }
+                records
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "certificate database not readable; its certificates as last read are kept");
+                self.last_db_certificates
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.clone())
+                    .unwrap_or_default()
+            }
+        }
     }
 }
 

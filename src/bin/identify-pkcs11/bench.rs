@@ -121,10 +121,10 @@ impl Emulator {
         }
         let path = self.dir.path().join("config.toml");
         let text = format!(
-            "[[slot]]\nlabel = \"bench\"\nkind = \"key-vault\"\nvault = {:?}\nca_file = {:?}\ncertificates_dir = {:?}\nrate_budget = {rate_budget}\n[slot.credential]\ntype = \"client-secret\"\ntenant_id = {:?}\nclient_id = {:?}\nclient_secret_file = {secret:?}\nauthority_host = {:?}\n",
+            "[[slot]]\nlabel = \"bench\"\nkind = \"key-vault\"\nvault = {:?}\nca_file = {:?}\ncertificates = \"sqlite:{}\"\nrate_budget = {rate_budget}\n[slot.credential]\ntype = \"client-secret\"\ntenant_id = {:?}\nclient_id = {:?}\nclient_secret_file = {secret:?}\nauthority_host = {:?}\n",
             self.field("vault_url")?,
             self.field("ca_file")?,
-            self.dir.path().join("certificates"),
+            self.dir.path().join("certificates.db").display(),
             self.field("tenant_id")?,
             self.field("client_id")?,
             self.field("authority_host")?,
