@@ -111,6 +111,10 @@ struct RawSlot {
     #[serde(default)]
     vault: Option<toml::Spanned<String>>,
     #[serde(default)]
+    hsm: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    hsm_random: Option<bool>,
+    #[serde(default)]
     ca_file: Option<toml::Spanned<PathBuf>>,
     #[serde(default)]
     credential: Option<toml::Spanned<RawCredential>>,
@@ -233,6 +237,8 @@ pub struct AzureConfig {
     /// The certificate database: the certificates of a Managed HSM's keys, and those
     /// written with C_CreateObject for vault keys that have none in the vault.
     pub certificates: crate::certdb::Location,
+    /// C_GenerateRandom takes its bytes from the Managed HSM's /rng.
+    pub hsm_random: bool,
 }
 
 impl std::fmt::Debug for AzureConfig {
@@ -495,6 +501,8 @@ impl RawSlot {
     fn azure_keys_present(&self) -> Option<&'static str> {
         [
             ("vault", self.vault.is_some()),
+            ("hsm", self.hsm.is_some()),
+            ("hsm_random", self.hsm_random.is_some()),
             ("ca_file", self.ca_file.is_some()),
             ("credential", self.credential.is_some()),
             ("key_names", self.key_names.is_some()),
@@ -540,22 +548,49 @@ fn azure_slot(
             ));
         }
     }
-    let Some(url) = &s.vault else {
+    // A vault is `vault = …`, a Managed HSM `hsm = …`.
+    let (url_key, url, wrong) = if managed_hsm {
+        ("hsm", &s.hsm, s.vault.as_ref().map(|v| (v, "vault")))
+    } else {
+        ("vault", &s.vault, s.hsm.as_ref().map(|v| (v, "hsm")))
+    };
+    if let Some((v, key)) = wrong {
+        return Err(at(
+            v.span(),
+            key,
+            format!(
+                "a `{}` slot names its store with `{url_key} = \"https://…\"`",
+                kind.as_str()
+            ),
+        ));
+    }
+    let example = if managed_hsm {
+        "https://contoso.managedhsm.azure.net"
+    } else {
+        "https://contoso.vault.azure.net"
+    };
+    let Some(url) = url else {
         return Err(at(
             s.kind.span(),
-            "vault",
+            url_key,
             format!(
-                "a `{}` slot needs `vault = \"https://NAME.{}.azure.net\"`",
-                kind.as_str(),
-                if managed_hsm { "managedhsm" } else { "vault" }
+                "a `{}` slot needs `{url_key} = \"{example}\"`",
+                kind.as_str()
             ),
         ));
     };
+    if s.hsm_random.is_some() && !managed_hsm {
+        return Err(at(
+            s.kind.span(),
+            "hsm_random",
+            "is for managed-hsm slots (a vault has no random number service)".into(),
+        ));
+    }
     let parsed = url::Url::parse(url.get_ref()).map_err(|e| {
         at(
             url.span(),
-            "vault",
-            format!("not a URL ({e}); e.g. https://contoso.vault.azure.net"),
+            url_key,
+            format!("not a URL ({e}); e.g. {example}"),
         )
     })?;
     if parsed.scheme() != "https"
@@ -564,7 +599,7 @@ fn azure_slot(
     {
         return Err(at(
             url.span(),
-            "vault",
+            url_key,
             "must be https://HOST with no path".into(),
         ));
     }
@@ -689,6 +724,7 @@ fn azure_slot(
         max_retries,
         rate_budget,
         certificates,
+        hsm_random: s.hsm_random.unwrap_or(false),
     })
 }
 

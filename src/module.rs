@@ -1277,7 +1277,19 @@ impl Module {
     // ----- misc -----
 
     pub fn generate_random(&self, h: CK_SESSION_HANDLE, out: &mut [u8]) -> Result<()> {
-        self.session(h)?;
+        let slot = session::lock(&self.session(h)?)?.slot;
+        if let Some(bytes) = self.objects.backend(slot)?.random(out.len()) {
+            let bytes = bytes?;
+            if bytes.len() != out.len() {
+                return Err(Error::Backend(format!(
+                    "the store's random service gave {} bytes, not {}",
+                    bytes.len(),
+                    out.len()
+                )));
+            }
+            out.copy_from_slice(&bytes);
+            return Ok(());
+        }
         getrandom::fill(out).map_err(|e| {
             tracing::error!(error = %e, "the operating system's random source failed");
             Error::RandomNoRng

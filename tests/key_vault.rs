@@ -534,3 +534,129 @@ scope = "vault/keys/rsa3072"
         .unwrap_err();
     assert_eq!(rv(e), RvError::FunctionFailed);
 }
+
+/// A managed-hsm slot: the fixture certificates written with C_CreateObject land in the
+/// certificate database and pair with the HSM's keys; after the first listing finds,
+/// attributes, verify and encrypt make no request, each sign, decrypt and unwrap exactly
+/// one; C_GenerateRandom uses the HSM's /rng when `hsm_random = true`.
+#[test]
+fn managed_hsm_slot_with_its_certificate_database() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start();
+    let m = load(&emu.config_hsm("hsm", "hsm_random = true"));
+    let s = m.session();
+    let der = support::fixture_cert("rsa2048").to_der().unwrap();
+    let cert = s
+        .create_object(&[
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::CertificateType(cryptoki::object::CertificateType::X_509),
+            Attribute::Token(true),
+            Attribute::Label(b"rsa2048".to_vec()),
+            Attribute::Value(der.clone()),
+        ])
+        .unwrap();
+    let key = find(s, ObjectClass::PRIVATE_KEY, "rsa2048");
+    let public = find(s, ObjectClass::PUBLIC_KEY, "rsa2048");
+    assert_eq!(find(s, ObjectClass::CERTIFICATE, "rsa2048"), cert);
+    // Paired: the certificate carries the key's CKA_ID.
+    let id_of = |h| s.get_attributes(h, &[AttributeType::Id]).unwrap();
+    assert_eq!(id_of(cert), id_of(key));
+    emu.reset_stats();
+
+    find(s, ObjectClass::CERTIFICATE, "rsa2048");
+    s.get_attributes(cert, &[AttributeType::Value]).unwrap();
+    let expected = {
+        let mut signer = openssl::sign::Signer::new(
+            openssl::hash::MessageDigest::sha256(),
+            &fixture_key("rsa2048"),
+        )
+        .unwrap();
+        signer.update(b"message").unwrap();
+        signer.sign_to_vec().unwrap()
+    };
+    s.verify(&Mechanism::Sha256RsaPkcs, public, b"message", &expected)
+        .unwrap();
+    let ciphertext = s.encrypt(&Mechanism::RsaPkcs, public, &[5u8; 32]).unwrap();
+    assert_eq!(emu.stats()["total_requests"], 0, "{}", emu.stats());
+
+    assert_eq!(
+        s.sign(&Mechanism::Sha256RsaPkcs, key, b"message").unwrap(),
+        expected
+    );
+    assert_eq!(
+        s.decrypt(&Mechanism::RsaPkcs, key, &ciphertext).unwrap(),
+        vec![5u8; 32]
+    );
+    let secret = s
+        .unwrap_key(&Mechanism::RsaPkcs, key, &ciphertext, &secret_template())
+        .unwrap();
+    assert_eq!(
+        s.get_attributes(secret, &[AttributeType::Value]).unwrap(),
+        vec![Attribute::Value(vec![5u8; 32])]
+    );
+    let stats = emu.stats();
+    assert_eq!(
+        (
+            ops(&stats, "sign"),
+            ops(&stats, "decrypt"),
+            ops(&stats, "unwrap_key"),
+            stats["total_requests"].as_u64()
+        ),
+        (1, 1, 1, Some(3)),
+        "{stats}"
+    );
+    // 300 random bytes: three /rng requests of at most 128.
+    let random = s.generate_random_vec(300).unwrap();
+    assert_eq!(random.len(), 300);
+    assert_ne!(random, vec![0u8; 300]);
+    assert_eq!(ops(&emu.stats(), "rng"), 3, "{}", emu.stats());
+
+    // Destroying the certificate removes its row; the key stays.
+    s.destroy_object(cert).unwrap();
+    assert!(
+        s.find_objects(&[
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::Label(b"rsa2048".to_vec()),
+        ])
+        .unwrap()
+        .is_empty()
+    );
+    assert_eq!(find(s, ObjectClass::PRIVATE_KEY, "rsa2048"), key);
+}
+
+/// The certificate database unreachable: the slot lists its keys and signs; writing a
+/// certificate is CKR_DEVICE_ERROR; malformed DER is CKR_ATTRIBUTE_VALUE_INVALID.
+#[test]
+fn an_unreachable_certificate_database_stops_only_certificate_writes() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let m = load(&emu.config_hsm(
+        "hsm",
+        &format!("certificates = \"postgres://identify@127.0.0.1:{port}/certs\""),
+    ));
+    let s = m.session();
+    let key = find(s, ObjectClass::PRIVATE_KEY, "p256");
+    s.sign(&Mechanism::Ecdsa, key, &[1; 32]).unwrap();
+    let write = |der: Vec<u8>| {
+        s.create_object(&[
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::CertificateType(cryptoki::object::CertificateType::X_509),
+            Attribute::Token(true),
+            Attribute::Label(b"p256".to_vec()),
+            Attribute::Value(der),
+        ])
+    };
+    let der = support::fixture_cert("p256").to_der().unwrap();
+    assert_eq!(rv(write(der).unwrap_err()), RvError::DeviceError);
+    assert_eq!(
+        rv(write(b"not a certificate".to_vec()).unwrap_err()),
+        RvError::AttributeValueInvalid
+    );
+    s.sign(&Mechanism::Ecdsa, key, &[2; 32]).unwrap();
+}

@@ -220,6 +220,11 @@ pub trait Backend: Send + Sync {
     fn sign(&self, key: &KeyRecord, request: &SignRequest, data: &[u8]) -> Result<Vec<u8>>;
     /// Decrypt with a key version.
     fn decrypt(&self, key: &KeyRecord, request: &DecryptRequest, data: &[u8]) -> Result<Vec<u8>>;
+    /// Random bytes from the store's own generator, when the slot is configured to use
+    /// it (Managed HSM's /rng); `None`: the operating system's.
+    fn random(&self, _len: usize) -> Option<Result<Vec<u8>>> {
+        None
+    }
     /// Unwrap a wrapped secret key with a key version (C_UnwrapKey): the store's own
     /// unwrap operation where it has one, else decryption.
     fn unwrap_key(

@@ -15,7 +15,11 @@
 //!   module (exercises the suite itself while our module cannot run);
 //! - `IDENTIFY_PKCS11_SUITE_PEER=key-vault`: compare SoftHSM2 with our module over a
 //!   key-vault slot on the emulator (tests/kv-emulator, seeded with the same fixture keys;
-//!   `KV_EMULATOR` or the kv-emulator cargo built beside this test).
+//!   `KV_EMULATOR` or the kv-emulator cargo built beside this test);
+//! - `IDENTIFY_PKCS11_SUITE_PEER=managed-hsm`: the same over a managed-hsm slot, whose
+//!   certificates (the fixture certificates, written with C_CreateObject at start) live in
+//!   the certificate database: SQLite, or `IDENTIFY_PKCS11_SUITE_DB` (e.g. a postgres://
+//!   URL).
 
 #![allow(dead_code)] // each test crate uses a different part of the harness
 
@@ -170,6 +174,54 @@ impl Target {
         };
         let mut target = Target::load("key-vault", Kind::KeyVault, &module, None)?;
         target._emulator = Some(emulator);
+        Ok(target)
+    }
+
+    /// identify-pkcs11 with one `managed-hsm` slot on the emulator (keys seeded from the
+    /// fixtures), the fixture certificates stored in its certificate database through
+    /// C_CreateObject.
+    pub fn managed_hsm() -> Result<Target, String> {
+        let _loading = LOADING
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let emulator = support::Emulator::start();
+        let extra = match std::env::var("IDENTIFY_PKCS11_SUITE_DB") {
+            Ok(url) => format!("allow_destroy = true\ncertificates = {url:?}"),
+            Err(_) => "allow_destroy = true".into(),
+        };
+        let config = emulator.config_hsm(TOKEN_LABEL, &extra);
+        set_env("IDENTIFY_PKCS11_CONFIG", &config);
+        let module = match std::env::var_os("IDENTIFY_PKCS11_MODULE") {
+            Some(path) => PathBuf::from(path),
+            None => built_module()?,
+        };
+        let mut target = Target::load("managed-hsm", Kind::KeyVault, &module, None)?;
+        target._emulator = Some(emulator);
+        {
+            let session = target
+                .pkcs11
+                .open_rw_session(target.slot)
+                .map_err(|e| format!("[managed-hsm] C_OpenSession: {}", describe(&e)))?;
+            for label in ALL_KEYS {
+                let der = fixture_cert(label)
+                    .to_der()
+                    .map_err(|e| format!("fixture certificate {label}: {e}"))?;
+                session
+                    .create_object(&[
+                        Attribute::Class(ObjectClass::CERTIFICATE),
+                        Attribute::CertificateType(cryptoki::object::CertificateType::X_509),
+                        Attribute::Token(true),
+                        Attribute::Label(label.as_bytes().to_vec()),
+                        Attribute::Value(der),
+                    ])
+                    .map_err(|e| {
+                        format!(
+                            "[managed-hsm] C_CreateObject(certificate {label}): {}",
+                            describe(&e)
+                        )
+                    })?;
+            }
+        }
         Ok(target)
     }
 
@@ -463,8 +515,9 @@ pub fn peer() -> &'static Target {
         Ok("softhsm") => shared(&SOFTHSM_PEER, || Target::alias(softhsm(), "softhsm-peer")),
         Ok("ours") | Err(std::env::VarError::NotPresent) => shared(&OURS, Target::ours),
         Ok("key-vault") => shared(&OURS, Target::key_vault),
+        Ok("managed-hsm") => shared(&OURS, Target::managed_hsm),
         Ok(other) => panic!(
-            "IDENTIFY_PKCS11_SUITE_PEER={other:?}: expected \"ours\" (default), \"key-vault\" or \"softhsm\""
+            "IDENTIFY_PKCS11_SUITE_PEER={other:?}: expected \"ours\" (default), \"key-vault\", \"managed-hsm\" or \"softhsm\""
         ),
         Err(e) => panic!("IDENTIFY_PKCS11_SUITE_PEER: {e}"),
     }

@@ -169,6 +169,30 @@ impl Emulator {
 
     /// As `config`, signing in as another principal (one of the emulator configuration's).
     pub fn config_as(&self, label: &str, extra: &str, client_id: &str, secret: &str) -> PathBuf {
+        self.config_for("key-vault", label, extra, client_id, secret)
+    }
+
+    /// A configuration file with one managed-hsm slot over the emulator's HSM; `extra`
+    /// is appended to the slot table (a `certificates = …` there replaces the default
+    /// SQLite file in the emulator's directory).
+    pub fn config_hsm(&self, label: &str, extra: &str) -> PathBuf {
+        self.config_for(
+            "managed-hsm",
+            label,
+            extra,
+            &self.field("client_id"),
+            &self.field("client_secret"),
+        )
+    }
+
+    fn config_for(
+        &self,
+        kind: &str,
+        label: &str,
+        extra: &str,
+        client_id: &str,
+        secret: &str,
+    ) -> PathBuf {
         let secret_file = self.dir.path().join(format!("{label}.secret"));
         std::fs::write(&secret_file, secret).unwrap();
         #[cfg(unix)]
@@ -180,10 +204,18 @@ impl Emulator {
         std::fs::write(
             &path,
             format!(
-                "[[slot]]\nlabel = {label:?}\nkind = \"key-vault\"\nvault = {:?}\nca_file = {:?}\ncertificates = \"sqlite:{}\"\n{extra}\n[slot.credential]\ntype = \"client-secret\"\ntenant_id = {:?}\nclient_id = {client_id:?}\nclient_secret_file = {secret_file:?}\nauthority_host = {:?}\n",
-                self.field("vault_url"),
+                "[[slot]]\nlabel = {label:?}\nkind = {kind:?}\n{} = {:?}\nca_file = {:?}\n{}{extra}\n[slot.credential]\ntype = \"client-secret\"\ntenant_id = {:?}\nclient_id = {client_id:?}\nclient_secret_file = {secret_file:?}\nauthority_host = {:?}\n",
+                if kind == "managed-hsm" { "hsm" } else { "vault" },
+                self.field(if kind == "managed-hsm" { "hsm_url" } else { "vault_url" }),
                 self.field("ca_file"),
-                self.dir.path().join("certificates.db").display(),
+                if extra.contains("certificates =") {
+                    String::new()
+                } else {
+                    format!(
+                        "certificates = \"sqlite:{}\"\n",
+                        self.dir.path().join(format!("{label}.certificates.db")).display()
+                    )
+                },
                 self.field("tenant_id"),
                 self.field("authority_host"),
             ),

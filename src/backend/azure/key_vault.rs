@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 use crate::mechanism::digest_info;
 use azure_security_keyvault_certificates::{CertificateClient, CertificateClientOptions};
 use azure_security_keyvault_keys::models::{
-    CreateKeyParameters, CurveName, EncryptionAlgorithm, JsonWebKey, Key, KeyClientGetKeyOptions,
-    KeyClientListKeyPropertiesVersionsOptions, KeyClientSignOptions,
+    CreateKeyParameters, CurveName, EncryptionAlgorithm, GetRandomBytesParameters, JsonWebKey, Key,
+    KeyClientGetKeyOptions, KeyClientListKeyPropertiesVersionsOptions, KeyClientSignOptions,
     KeyClientUpdateKeyPropertiesOptions, KeyOperation, KeyOperationParameters, KeyType,
     SignParameters, SignatureAlgorithm, UpdateKeyPropertiesParameters,
 };
@@ -608,6 +608,13 @@ impl Backend for KeyVaultBackend {
         self.key_operation(key, request, data, false)
     }
 
+    fn random(&self, len: usize) -> Option<Result<Vec<u8>>> {
+        if !self.cfg.hsm_random {
+            return None;
+        }
+        Some(self.hsm_random(len))
+    }
+
     fn unwrap_key(
         &self,
         key: &KeyRecord,
@@ -814,6 +821,37 @@ impl Backend for KeyVaultBackend {
         self.run(self.keys.update_key_properties(&name, body, Some(o)))?
             .map(|_| ())
             .map_err(|e| errors::map(e, &what))
+    }
+}
+
+/// The most /rng gives per request (FACTS.md §2: count 1..128).
+const RNG_MAX: usize = 128;
+
+impl KeyVaultBackend {
+    /// `len` bytes from the Managed HSM's /rng, 128 per request.
+    fn hsm_random(&self, len: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let count = (len - out.len()).min(RNG_MAX);
+            let mut p = GetRandomBytesParameters::default();
+            p.count = Some(i32::try_from(count).map_err(|_| Error::DataLenRange)?);
+            let body = p.try_into().map_err(|e| errors::map(e, "random bytes"))?;
+            let bytes = self
+                .run(self.keys.get_random_bytes(body, None))?
+                .map_err(|e| errors::map(e, "random bytes"))?
+                .into_model()
+                .map_err(|e| errors::map(e, "random bytes"))?
+                .value
+                .unwrap_or_default();
+            if bytes.len() != count {
+                return Err(Error::Backend(format!(
+                    "random bytes: asked {count}, the HSM gave {}",
+                    bytes.len()
+                )));
+            }
+            out.extend(bytes);
+        }
+        Ok(out)
     }
 }
 
