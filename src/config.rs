@@ -1059,6 +1059,52 @@ mod tests {
     }
 
     #[test]
+    fn managed_hsm_slots_and_their_certificate_database() {
+        let hsm = "[[slot]]\nlabel = \"hsm\"\nkind = \"managed-hsm\"\nhsm = \"https://contoso.managedhsm.azure.net\"\n";
+        let cred = "[slot.credential]\ntype = \"managed-identity\"\n";
+        let c = parse(&format!("{hsm}hsm_random = true\n{cred}"), Source::File("/etc/identify/c.toml".into())).unwrap();
+        let StoreConfig::Azure(a) = &c.slots[0].store else {
+            panic!("not an Azure slot")
+        };
+        assert!(a.managed_hsm && a.hsm_keys && a.hsm_random);
+        assert_eq!(a.url, "https://contoso.managedhsm.azure.net");
+        // Default: one SQLite file per slot beside the configuration.
+        assert_eq!(
+            a.certificates,
+            crate::certdb::Location::Sqlite("/etc/identify/hsm.certificates.db".into())
+        );
+        let m = err(&format!(
+            "[[slot]]\nlabel = \"hsm\"\nkind = \"managed-hsm\"\nvault = \"https://x.vault.azure.net\"\n{cred}"
+        ));
+        assert!(m.contains("`vault`") && m.contains("hsm = "), "{m}");
+        let m = err(&format!(
+            "[[slot]]\nlabel = \"v\"\nkind = \"key-vault\"\nvault = \"https://x.vault.azure.net\"\nhsm_random = true\n{cred}"
+        ));
+        assert!(m.contains("hsm_random") && m.contains("managed-hsm"), "{m}");
+        let m = err(&format!("{hsm}certificates_dir = \"/x\"\n{cred}"));
+        assert!(m.contains("line 5") && m.contains("certificates = "), "{m}");
+        let m = err(&format!("{hsm}certificates = \"mysql://db/x\"\n{cred}"));
+        assert!(m.contains("`certificates`") && m.contains("postgres://"), "{m}");
+        // A database password only in a private file, and never echoed.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        let text = format!("{hsm}certificates = \"postgres://app:s3cret@db/certs\"\n{cred}");
+        std::fs::write(&file, &text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let m = match parse(&text, Source::File(file.clone())) {
+                Err(Error::Config(m)) => m,
+                other => panic!("{other:?}"),
+            };
+            assert!(m.contains("PGPASSWORD") && m.contains("chmod 600"), "{m}");
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        parse(&text, Source::File(file)).unwrap();
+    }
+
+    #[test]
     fn valid_config_parses() {
         let dir = tempfile::tempdir().unwrap();
         let c = parse(
