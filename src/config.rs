@@ -1062,7 +1062,11 @@ mod tests {
     fn managed_hsm_slots_and_their_certificate_database() {
         let hsm = "[[slot]]\nlabel = \"hsm\"\nkind = \"managed-hsm\"\nhsm = \"https://contoso.managedhsm.azure.net\"\n";
         let cred = "[slot.credential]\ntype = \"managed-identity\"\n";
-        let c = parse(&format!("{hsm}hsm_random = true\n{cred}"), Source::File("/etc/identify/c.toml".into())).unwrap();
+        let c = parse(
+            &format!("{hsm}hsm_random = true\n{cred}"),
+            Source::File("/etc/identify/c.toml".into()),
+        )
+        .unwrap();
         let StoreConfig::Azure(a) = &c.slots[0].store else {
             panic!("not an Azure slot")
         };
@@ -1084,7 +1088,10 @@ mod tests {
         let m = err(&format!("{hsm}certificates_dir = \"/x\"\n{cred}"));
         assert!(m.contains("line 5") && m.contains("certificates = "), "{m}");
         let m = err(&format!("{hsm}certificates = \"mysql://db/x\"\n{cred}"));
-        assert!(m.contains("`certificates`") && m.contains("postgres://"), "{m}");
+        assert!(
+            m.contains("`certificates`") && m.contains("postgres://"),
+            "{m}"
+        );
         // A database password only in a private file, and never echoed.
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");

@@ -660,3 +660,30 @@ fn an_unreachable_certificate_database_stops_only_certificate_writes() {
     );
     s.sign(&Mechanism::Ecdsa, key, &[2; 32]).unwrap();
 }
+
+/// A Managed HSM Crypto Auditor reads key attributes (the listing works) but may not sign:
+/// CKR_FUNCTION_FAILED, not retried.
+#[test]
+fn an_hsm_crypto_auditor_lists_but_cannot_sign() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start_with(
+        r#"
+[[principal]]
+client_id = "auditor-app"
+client_secret = "auditor-secret"
+
+[[role_assignment]]
+principal = "auditor-app"
+role = "Managed HSM Crypto Auditor"
+scope = "hsm"
+"#,
+    );
+    let m = load(&emu.config_hsm_as("hsm", "auditor-app", "auditor-secret"));
+    let s = m.session();
+    let key = find(s, ObjectClass::PRIVATE_KEY, "rsa2048");
+    emu.reset_stats();
+    let e = s.sign(&Mechanism::Sha256RsaPkcs, key, b"data").unwrap_err();
+    assert_eq!(rv(e), RvError::FunctionFailed);
+    let stats = emu.stats();
+    assert_eq!(ops(&stats, "sign"), 1, "a 403 was retried: {stats}");
+}

@@ -185,6 +185,11 @@ impl Emulator {
         )
     }
 
+    /// As `config_hsm`, signing in as another principal.
+    pub fn config_hsm_as(&self, label: &str, client_id: &str, secret: &str) -> PathBuf {
+        self.config_for("managed-hsm", label, "", client_id, secret)
+    }
+
     fn config_for(
         &self,
         kind: &str,
