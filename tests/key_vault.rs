@@ -687,3 +687,65 @@ scope = "hsm"
     let stats = emu.stats();
     assert_eq!(ops(&stats, "sign"), 1, "a 403 was retried: {stats}");
 }
+
+/// Two module instances in two processes share one certificate database: a certificate
+/// that pkcs11-tool (another process, its own instance) writes appears in this running
+/// instance at its next refresh, paired with its key; one this instance destroys is gone
+/// for the other.
+#[test]
+fn two_processes_share_the_certificate_database() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start();
+    let config = emu.config_hsm("hsm", "refresh_seconds = 1");
+    let m = load(&config);
+    let s = m.session();
+    let key = find(s, ObjectClass::PRIVATE_KEY, "p256");
+    let certs = || {
+        s.find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE)])
+            .unwrap()
+    };
+    assert!(certs().is_empty());
+    let der = emu.dir.path().join("p256.der");
+    std::fs::write(&der, support::fixture_cert("p256").to_der().unwrap()).unwrap();
+    let tool = |args: &[&str]| {
+        let out = std::process::Command::new("pkcs11-tool")
+            .env("IDENTIFY_PKCS11_CONFIG", &config)
+            .arg("--module")
+            .arg(module_path())
+            .args(["--token-label", "hsm", "--login", "--pin", "1234"])
+            .args(args)
+            .output()
+            .expect("pkcs11-tool (package opensc) is needed by this test");
+        assert!(
+            out.status.success(),
+            "pkcs11-tool {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    tool(&[
+        "--write-object",
+        der.to_str().unwrap(),
+        "--type",
+        "cert",
+        "--label",
+        "p256",
+    ]);
+    let t = Instant::now();
+    while certs().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "not seen after refreshes"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let cert = find(s, ObjectClass::CERTIFICATE, "p256");
+    let id_of = |h| s.get_attributes(h, &[AttributeType::Id]).unwrap();
+    assert_eq!(id_of(cert), id_of(key));
+    s.destroy_object(cert).unwrap();
+    let listed = tool(&["--list-objects", "--type", "cert"]);
+    assert!(
+        !listed.contains("p256"),
+        "still listed by the other process: {listed}"
+    );
+}
