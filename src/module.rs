@@ -357,7 +357,10 @@ impl Module {
 
     pub fn logout(&self, h: CK_SESSION_HANDLE) -> Result<()> {
         let slot = session::lock(&self.session(h)?)?.slot;
-        self.sessions.logout(slot)
+        self.sessions.logout(slot)?;
+        // §5.6 C_Logout: the application's handles to private objects become invalid and
+        // stay so after a new login; the objects get new handles.
+        self.objects.reissue_private(slot)
     }
 
     // ----- objects (§5.7) -----

@@ -538,6 +538,49 @@ impl ObjectCache {
         Ok(handle)
     }
 
+    /// Gives every private object of `slot` a new handle: the old ones are invalid from
+    /// now on (C_Logout); the objects themselves are unchanged.
+    pub fn reissue_private(&self, slot: usize) -> Result<()> {
+        let so = self.slot(slot)?;
+        let mut state = so.state.write().map_err(lock_err)?;
+        let private: Vec<CK_OBJECT_HANDLE> = state
+            .objects
+            .iter()
+            .filter(|(_, o)| o.is_private())
+            .map(|(h, _)| *h)
+            .collect();
+        if private.is_empty() {
+            return Ok(());
+        }
+        // Lock order: a slot's state, then the handles (nothing takes them the other way).
+        let mut handles = self.handles.lock().map_err(lock_err)?;
+        for old in private {
+            let Some(o) = state.objects.remove(&old) else {
+                continue;
+            };
+            let handle = self.fresh_handle()?;
+            handles.slot_of.remove(&old);
+            handles.slot_of.insert(handle, slot);
+            if o.owner.is_none() {
+                handles.by_id.insert((slot, o.stable_id.clone()), handle);
+            }
+            let moved = Object {
+                handle,
+                slot: o.slot,
+                stable_id: o.stable_id.clone(),
+                kind: o.kind,
+                attrs: o.attrs.clone(),
+                sensitive: o.sensitive,
+                key: o.key.clone(),
+                owner: o.owner,
+            };
+            state.objects.insert(handle, Arc::new(moved));
+        }
+        state.generation += 1;
+        state.queries.clear();
+        Ok(())
+    }
+
     /// Removes a session object, or forgets a token object after the store deleted it.
     pub fn remove(&self, obj: &Object) -> Result<()> {
         let so = self.slot(obj.slot)?;
@@ -802,6 +845,22 @@ mod tests {
             Error::ObjectHandleInvalid
         );
         assert!(c.get(*private, |_| true).is_ok());
+        // After a logout the private key has a new handle; the old one stays invalid,
+        // also after a refresh and a new login. The public key keeps its handle.
+        c.reissue_private(0).unwrap();
+        assert_eq!(
+            c.get(*private, |_| true).unwrap_err(),
+            Error::ObjectHandleInvalid
+        );
+        c.refresh(0, true).unwrap();
+        let again = c.find(0, &[], true).unwrap();
+        assert_eq!(again.len(), 2);
+        assert!(!again.contains(private));
+        assert!(again.contains(&public_only[0]));
+        assert_eq!(
+            c.get(*private, |_| true).unwrap_err(),
+            Error::ObjectHandleInvalid
+        );
     }
 
     #[test]

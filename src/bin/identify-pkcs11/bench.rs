@@ -3,6 +3,12 @@
 //!
 //! It starts the emulator itself (tests/kv-emulator, seeded with softhsm-fixtures/keys) so
 //! that one command gives comparable figures on any machine.
+//!
+//! The bound of each run is min(threads / latency, the emulator's own capacity measured
+//! alone on this machine for the same load): before the module runs, `kv-load` (the
+//! emulator's async load generator, tests/kv-contract) drives the emulator with as many
+//! concurrent clients, the same operation, key, latency and duration. Both share the
+//! machine's cores with the emulator, as the module does.
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
@@ -25,6 +31,8 @@ pub struct Options {
     pub threads: Vec<usize>,
     pub seconds: u64,
     pub latency_ms: u64,
+    /// The emulator's load generator, for the reference runs (skipped when missing).
+    pub kv_load: PathBuf,
 }
 
 struct Emulator {
@@ -147,6 +155,7 @@ pub fn run(o: Options) -> Result<()> {
             o.latency_ms
         ),
     )?;
+    let reference = reference_runs(&o, &emu)?;
     let config = emu.config(100.0)?;
     // The module reads its configuration from the environment of the process that loads
     // it: the measurement runs in a child whose environment says so.
@@ -154,6 +163,7 @@ pub fn run(o: Options) -> Result<()> {
     let status = Command::new(exe)
         .args(std::env::args_os().skip(1))
         .env(INNER, "1")
+        .env(REFERENCE, reference)
         .env("IDENTIFY_PKCS11_CONFIG", &config)
         .status()
         .map_err(|e| e.to_string())?;
@@ -166,6 +176,42 @@ pub fn run(o: Options) -> Result<()> {
 
 /// Set in the child process that measures.
 pub const INNER: &str = "IDENTIFY_PKCS11_BENCH_INNER";
+/// The emulator-alone rates, `threads:rate,…`, handed to the child.
+const REFERENCE: &str = "IDENTIFY_PKCS11_BENCH_REFERENCE";
+
+/// The emulator alone under each thread count's load (kv-load, N concurrent clients):
+/// `threads:signs_per_second,…`; empty when kv-load is not there.
+fn reference_runs(o: &Options, emu: &Emulator) -> Result<String> {
+    if !o.kv_load.exists() {
+        eprintln!(
+            "{} not found: the emulator-alone reference is not measured (cargo build --release -p kv-contract --bin kv-load)",
+            o.kv_load.display()
+        );
+        return Ok(String::new());
+    }
+    let ready = emu.dir.path().join("ready.json");
+    let mut out = Vec::new();
+    for &n in &o.threads {
+        let run = Command::new(&o.kv_load)
+            .arg(&ready)
+            .arg(n.to_string())
+            .arg(o.seconds.to_string())
+            .args(["sign", &o.key, "vault"])
+            .output()
+            .map_err(|e| format!("{}: {e}", o.kv_load.display()))?;
+        if !run.status.success() {
+            return Err(format!(
+                "kv-load: {}",
+                String::from_utf8_lossy(&run.stderr).trim()
+            ));
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(&run.stdout).map_err(|e| format!("kv-load output: {e}"))?;
+        let rps = v["rps"].as_f64().ok_or("kv-load printed no rps")?;
+        out.push(format!("{n}:{rps}"));
+    }
+    Ok(out.join(","))
+}
 
 /// The measurement, in the child process (the configuration is in the environment).
 pub fn measure(o: &Options) -> Result<()> {
@@ -193,9 +239,17 @@ pub fn measure(o: &Options) -> Result<()> {
         "C_Sign (CKM_SHA256_RSA_PKCS, key {}) against the emulator with {} ms injected latency, {} s per run",
         o.key, o.latency_ms, o.seconds
     );
+    let reference: std::collections::HashMap<usize, f64> = std::env::var(REFERENCE)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| {
+            let (n, r) = p.split_once(':')?;
+            Some((n.parse().ok()?, r.parse().ok()?))
+        })
+        .collect();
     println!(
-        "{:>8} {:>10} {:>10} {:>10} {:>10}",
-        "threads", "signs", "signs/s", "p50 ms", "p99 ms"
+        "{:>8} {:>10} {:>10} {:>10} {:>10} {:>14} {:>8} {:>11}",
+        "threads", "signs", "signs/s", "p50 ms", "p99 ms", "emulator alone", "bound", "% of bound"
     );
     for &n in &o.threads {
         let stop = Instant::now() + Duration::from_secs(o.seconds);
@@ -230,13 +284,25 @@ pub fn measure(o: &Options) -> Result<()> {
             let i = (n * p).div_ceil(100).saturating_sub(1);
             all.get(i).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
         };
+        let rate = all.len() as f64 / elapsed;
+        // min(threads / latency, the emulator alone under the same load).
+        let latency_bound = (o.latency_ms > 0).then(|| n as f64 * 1000.0 / o.latency_ms as f64);
+        let alone = reference.get(&n).copied();
+        let bound = match (latency_bound, alone) {
+            (Some(l), Some(a)) => Some(l.min(a)),
+            (l, a) => l.or(a),
+        };
+        let show = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
         println!(
-            "{:>8} {:>10} {:>10.0} {:>10.1} {:>10.1}",
+            "{:>8} {:>10} {:>10.0} {:>10.1} {:>10.1} {:>14} {:>8} {:>11}",
             n,
             all.len(),
-            all.len() as f64 / elapsed,
+            rate,
             pct(50),
-            pct(99)
+            pct(99),
+            show(alone, &|a| format!("{a:.0}")),
+            show(bound, &|b| format!("{b:.0}")),
+            show(bound, &|b| format!("{:.0} %", 100.0 * rate / b)),
         );
     }
     if o.latency_ms > 0 {

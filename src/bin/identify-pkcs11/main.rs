@@ -88,6 +88,7 @@ fn main() -> ExitCode {
                     Some(e) => e,
                     None => beside("kv-emulator")?,
                 },
+                kv_load: beside("kv-load")?,
                 fixtures: seed_dir,
                 key,
                 threads,
