@@ -859,7 +859,8 @@ fn credential(
     Ok(out)
 }
 
-fn kind_name(k: CredentialKind) -> &'static str {
+/// The configuration's name of a credential type.
+pub fn kind_name(k: CredentialKind) -> &'static str {
     match k {
         CredentialKind::ManagedIdentity => "managed-identity",
         CredentialKind::ClientSecret => "client-secret",

@@ -220,6 +220,11 @@ pub trait Backend: Send + Sync {
     fn sign(&self, key: &KeyRecord, request: &SignRequest, data: &[u8]) -> Result<Vec<u8>>;
     /// Decrypt with a key version.
     fn decrypt(&self, key: &KeyRecord, request: &DecryptRequest, data: &[u8]) -> Result<Vec<u8>>;
+    /// One cheap authenticated round trip about `key` (the operator's latency check);
+    /// local stores have none.
+    fn ping(&self, _key: &KeyRecord) -> Result<()> {
+        Ok(())
+    }
     /// Random bytes from the store's own generator, when the slot is configured to use
     /// it (Managed HSM's /rng); `None`: the operating system's.
     fn random(&self, _len: usize) -> Option<Result<Vec<u8>>> {

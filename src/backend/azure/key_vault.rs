@@ -608,6 +608,16 @@ impl Backend for KeyVaultBackend {
         self.key_operation(key, request, data, false)
     }
 
+    fn ping(&self, key: &KeyRecord) -> Result<()> {
+        let version = Self::version_of(key)?;
+        let what = format!("get key {}/{version}", key.name);
+        let mut o = KeyClientGetKeyOptions::default();
+        o.key_version = Some(version.clone());
+        self.run(self.keys.get_key(&key.name, Some(o)))?
+            .map(|_| ())
+            .map_err(|e| errors::map(e, &what))
+    }
+
     fn random(&self, len: usize) -> Option<Result<Vec<u8>>> {
         if !self.cfg.hsm_random {
             return None;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod demo;
+mod ops;
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +31,44 @@ enum Command {
         /// Use this directory as the store instead of a temporary one.
         #[arg(long)]
         store: Option<PathBuf>,
+    },
+    /// Slots, keys and their versions (which is current), certificates (subject, SHA-1 and
+    /// SHA-256 thumbprints, not-after).
+    List {
+        /// The configuration file (default: as the module finds it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Only this slot (its label).
+        #[arg(long)]
+        slot: Option<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the configuration, credentials, permissions, latency, certificates and the
+    /// certificate database of every slot. Exit 0: all good; 1: a check failed; 2: warnings.
+    Doctor {
+        /// The configuration file (default: as the module finds it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Only this slot (its label).
+        #[arg(long)]
+        slot: Option<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Also make a test signature with the current version of every signing key.
+        #[arg(long)]
+        sign: bool,
+        /// Round trips timed for the latency median.
+        #[arg(long, default_value_t = 5)]
+        samples: usize,
+        /// A median round trip above this many milliseconds is a warning (another region).
+        #[arg(long, default_value_t = 20)]
+        latency_warn_ms: u64,
+        /// Certificates expiring within this many days are a warning.
+        #[arg(long, default_value_t = 30)]
+        expiry_days: i64,
     },
     /// Print the argon2id hash of a PIN read from standard input, for `pin_hash` in the
     /// configuration.
@@ -66,6 +105,26 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo { module, store } => demo::run(module, store),
         Command::PinHash => pin_hash(),
+        Command::List { config, slot, json } => ops::list(config.as_ref(), slot.as_deref(), json),
+        Command::Doctor {
+            config,
+            slot,
+            json,
+            sign,
+            samples,
+            latency_warn_ms,
+            expiry_days,
+        } => {
+            return ops::doctor(&ops::DoctorOptions {
+                config,
+                slot,
+                json,
+                sign,
+                samples,
+                latency_warn_ms,
+                expiry_days,
+            });
+        }
         Command::Bench {
             module,
             emulator,

@@ -1,0 +1,538 @@
+//! `list` and `doctor`: the operator's view of the configured slots, through the same
+//! configuration and backends the module uses (in process, no PKCS#11 login: the operator
+//! of the machine is trusted with what the stores hold, never with private keys).
+
+use identify_pkcs11::backend::{Backend, CertRecord, KeyRecord, Listing};
+use identify_pkcs11::config::{self, Config, StoreConfig};
+use identify_pkcs11::mechanism::PublicInfo;
+use identify_pkcs11::module::Module;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+type Result<T> = std::result::Result<T, String>;
+
+/// The configuration as the module would read it (`--config`, else IDENTIFY_PKCS11_CONFIG,
+/// else the system file, else the embedded default), with C_Initialize's messages.
+pub fn load(path: Option<&PathBuf>) -> Result<Config> {
+    match path {
+        Some(p) => config::load_file(p),
+        None => config::load(None),
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// Builds the module's slots (no network yet) and keeps only `only` when given.
+fn slots(config: Config, only: Option<&str>) -> Result<Module> {
+    if let Some(l) = only
+        && !config.slots.iter().any(|s| s.label == l)
+    {
+        let labels: Vec<&str> = config.slots.iter().map(|s| s.label.as_str()).collect();
+        return Err(format!("no slot labelled {l:?}; the slots are {labels:?}"));
+    }
+    Module::new(config, true).map_err(|e| e.to_string())
+}
+
+/// One certificate as an operator wants to see it.
+struct CertFacts {
+    subject: String,
+    not_after: String,
+    /// Seconds from now to notAfter (negative: expired).
+    remaining: i64,
+    sha1: String,
+    sha256: String,
+    spki: Vec<u8>,
+}
+
+fn cert_facts(der: &[u8]) -> Option<CertFacts> {
+    let x = openssl::x509::X509::from_der(der).ok()?;
+    let subject = x
+        .subject_name()
+        .entries()
+        .map(|e| {
+            format!(
+                "{}={}",
+                e.object().nid().short_name().unwrap_or("?"),
+                e.data().to_string().unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let now = openssl::asn1::Asn1Time::days_from_now(0).ok()?;
+    let diff = now.diff(x.not_after()).ok()?;
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    Some(CertFacts {
+        subject,
+        not_after: x.not_after().to_string(),
+        remaining: i64::from(diff.days) * 86_400 + i64::from(diff.secs),
+        sha1: hex(&openssl::sha::sha1(der)),
+        sha256: hex(&openssl::sha::sha256(der)),
+        spki: x.public_key().ok()?.public_key_to_der().ok()?,
+    })
+}
+
+fn key_kind(k: &KeyRecord) -> String {
+    match PublicInfo::from_spki(&k.spki_der) {
+        Ok(p) => match p.curve {
+            Some(c) => format!("EC {c:?}"),
+            None => format!("RSA {}", p.bits),
+        },
+        Err(_) => "unknown".into(),
+    }
+}
+
+fn key_json(k: &KeyRecord, certs: &[(&CertRecord, Option<CertFacts>)]) -> Value {
+    let paired: Vec<&str> = certs
+        .iter()
+        .filter(|(_, f)| f.as_ref().is_some_and(|f| f.spki == k.spki_der))
+        .filter_map(|(_, f)| f.as_ref().map(|f| f.sha256.as_str()))
+        .collect();
+    json!({
+        "name": k.name,
+        "version": k.version,
+        "current": k.current,
+        "type": key_kind(k),
+        "sign": k.usage.sign,
+        "decrypt": k.usage.decrypt,
+        "id": k.backend_key_id,
+        "certificates_sha256": paired,
+    })
+}
+
+fn cert_json(c: &CertRecord, f: &Option<CertFacts>) -> Value {
+    match f {
+        Some(f) => json!({
+            "label": c.label,
+            "subject": f.subject,
+            "not_after": f.not_after,
+            "days_left": f.remaining.div_euclid(86_400),
+            "sha1": f.sha1,
+            "sha256": f.sha256,
+            "authority": c.authority,
+        }),
+        None => json!({"label": c.label, "error": "not a parsable X.509 certificate"}),
+    }
+}
+
+/// `identify-pkcs11 list`.
+pub fn list(path: Option<&PathBuf>, only: Option<&str>, as_json: bool) -> Result<()> {
+    let module = slots(load(path)?, only)?;
+    let mut out = Vec::new();
+    let mut text = String::new();
+    for slot in module.slots.iter() {
+        if only.is_some_and(|l| l != slot.config.label) {
+            continue;
+        }
+        let listing = slot
+            .backend
+            .list()
+            .map_err(|e| format!("slot {:?}: {e}", slot.config.label))?;
+        let facts: Vec<(&CertRecord, Option<CertFacts>)> = listing
+            .certificates
+            .iter()
+            .map(|c| (c, cert_facts(&c.der)))
+            .collect();
+        text += &format!(
+            "slot {:?} ({}, {})\n",
+            slot.config.label,
+            slot.config.kind.as_str(),
+            store_name(&slot.config.store)
+        );
+        let mut keys: Vec<&KeyRecord> = listing.keys.iter().collect();
+        keys.sort_by(|a, b| (&a.name, !a.current).cmp(&(&b.name, !b.current)));
+        for k in &keys {
+            text += &format!(
+                "  key {}{} {}{}\n",
+                k.name,
+                k.version
+                    .as_ref()
+                    .map(|v| format!(" version {v}"))
+                    .unwrap_or_default(),
+                key_kind(k),
+                if k.current { " (current)" } else { "" },
+            );
+        }
+        for (c, f) in &facts {
+            match f {
+                Some(f) => {
+                    text += &format!(
+                        "  certificate {:?}: {}\n    not after {} ({} days)\n    SHA-1   {}\n    SHA-256 {}\n",
+                        c.label,
+                        f.subject,
+                        f.not_after,
+                        f.remaining.div_euclid(86_400),
+                        f.sha1,
+                        f.sha256
+                    );
+                }
+                None => text += &format!("  certificate {:?}: not parsable\n", c.label),
+            }
+        }
+        out.push(json!({
+            "label": slot.config.label,
+            "kind": slot.config.kind.as_str(),
+            "store": store_name(&slot.config.store),
+            "keys": keys.iter().map(|k| key_json(k, &facts)).collect::<Vec<_>>(),
+            "certificates": facts.iter().map(|(c, f)| cert_json(c, f)).collect::<Vec<_>>(),
+        }));
+    }
+    module.shutdown();
+    if as_json {
+        println!("{}", json!({ "slots": out }));
+    } else {
+        print!("{text}");
+    }
+    Ok(())
+}
+
+fn store_name(s: &StoreConfig) -> String {
+    match s {
+        StoreConfig::Directory { path, .. } => path.display().to_string(),
+        StoreConfig::Azure(a) => a.url.clone(),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Status {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+}
+
+struct Check {
+    name: &'static str,
+    status: Status,
+    detail: String,
+}
+
+fn check(name: &'static str, status: Status, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        status,
+        detail: detail.into(),
+    }
+}
+
+/// Options of `doctor`.
+pub struct DoctorOptions {
+    pub config: Option<PathBuf>,
+    pub slot: Option<String>,
+    pub json: bool,
+    pub sign: bool,
+    /// Round trips timed for the latency median.
+    pub samples: usize,
+    /// Median round trip above which a region warning is given.
+    pub latency_warn_ms: u64,
+    /// Certificates expiring within this many days are a warning.
+    pub expiry_days: i64,
+}
+
+/// `identify-pkcs11 doctor`: exit 0 when every check passes, 1 when one fails, 2 when the
+/// worst is a warning.
+pub fn doctor(o: &DoctorOptions) -> ExitCode {
+    let config = match load(o.config.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            report(
+                o.json,
+                &[(None, vec![check("configuration", Status::Fail, e)])],
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let module = match slots(config, o.slot.as_deref()) {
+        Ok(m) => m,
+        Err(e) => {
+            report(
+                o.json,
+                &[(None, vec![check("configuration", Status::Fail, e)])],
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let mut results = Vec::new();
+    for slot in module.slots.iter() {
+        if o.slot.as_deref().is_some_and(|l| l != slot.config.label) {
+            continue;
+        }
+        let mut checks = vec![check("configuration", Status::Ok, "valid")];
+        checks.extend(slot_checks(o, &slot.config.store, slot.backend.as_ref()));
+        results.push((Some(slot.config.label.clone()), checks));
+    }
+    module.shutdown();
+    let worst = results
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|c| c.status))
+        .max()
+        .unwrap_or(Status::Ok);
+    report(o.json, &results);
+    match worst {
+        Status::Ok => ExitCode::SUCCESS,
+        Status::Fail => ExitCode::from(1),
+        Status::Warn => ExitCode::from(2),
+    }
+}
+
+fn slot_checks(o: &DoctorOptions, store: &StoreConfig, backend: &dyn Backend) -> Vec<Check> {
+    let mut checks = Vec::new();
+    if let StoreConfig::Azure(a) = store {
+        checks.push(token_check(a));
+        if checks.iter().any(|c| c.status == Status::Fail) {
+            return checks;
+        }
+    }
+    let listing: Listing = match backend.list() {
+        Ok(l) => {
+            let keys = l.keys.iter().filter(|k| k.current).count();
+            checks.push(check(
+                "list keys",
+                Status::Ok,
+                format!(
+                    "{keys} keys ({} versions), {} certificates",
+                    l.keys.len(),
+                    l.certificates.len()
+                ),
+            ));
+            l
+        }
+        Err(e) => {
+            checks.push(check("list keys", Status::Fail, e.to_string()));
+            return checks;
+        }
+    };
+    if let StoreConfig::Azure(a) = store {
+        checks.push(
+            match identify_pkcs11::certdb::CertDb::new(a.certificates.clone(), &a.url).list() {
+                Ok(rows) => check(
+                    "certificate database",
+                    Status::Ok,
+                    format!("{} ({} certificates)", a.certificates.display(), rows.len()),
+                ),
+                Err(e) => check("certificate database", Status::Fail, e.to_string()),
+            },
+        );
+        if let Some(k) = listing.keys.iter().find(|k| k.current) {
+            checks.push(latency_check(o, backend, k));
+        }
+    }
+    if o.sign {
+        for k in listing.keys.iter().filter(|k| k.current && k.usage.sign) {
+            checks.push(sign_check(backend, k));
+        }
+    }
+    for c in &listing.certificates {
+        checks.push(match cert_facts(&c.der) {
+            None => check(
+                "certificate",
+                Status::Fail,
+                format!("{:?}: not parsable", c.label),
+            ),
+            Some(f) if f.remaining < 0 => check(
+                "certificate",
+                Status::Fail,
+                format!("{:?} ({}) expired on {}", c.label, f.subject, f.not_after),
+            ),
+            Some(f) if f.remaining < o.expiry_days * 86_400 => check(
+                "certificate",
+                Status::Warn,
+                format!(
+                    "{:?} ({}) expires on {}, in {} days: renew it (identify-pkcs11 cert rotate)",
+                    c.label,
+                    f.subject,
+                    f.not_after,
+                    f.remaining.div_euclid(86_400)
+                ),
+            ),
+            Some(f) => check(
+                "certificate",
+                Status::Ok,
+                format!("{:?} valid until {}", c.label, f.not_after),
+            ),
+        });
+    }
+    checks
+}
+
+/// The token audience of a vault or HSM host: the host without its first label (the
+/// vault's name), as the service's challenge names it (`vault.azure.net`,
+/// `managedhsm.azure.net`, `vault.azure.cn`, …).
+fn scope_of(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let host = u.host_str()?;
+    let (_, rest) = host.split_once('.')?;
+    Some(match u.port() {
+        Some(p) => format!("https://{rest}:{p}/.default"),
+        None => format!("https://{rest}/.default"),
+    })
+}
+
+fn token_check(a: &identify_pkcs11::config::AzureConfig) -> Check {
+    use identify_pkcs11::backend::azure::{client_options, credential, http_client};
+    let Some(scope) = scope_of(&a.url) else {
+        return check("token", Status::Fail, format!("{}: no host", a.url));
+    };
+    let deadline = Duration::from_secs(a.deadline_seconds);
+    let attempt = || -> std::result::Result<String, String> {
+        let http = http_client(a.ca_pem.as_deref(), deadline).map_err(|e| e.to_string())?;
+        let options = client_options(
+            &http,
+            a.max_retries,
+            deadline,
+            a.credential.authority_host.as_deref(),
+        );
+        let cred = credential(&a.credential, options).map_err(|e| e.to_string())?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let token = rt
+            .block_on(async {
+                tokio::time::timeout(deadline, cred.get_token(&[scope.as_str()], None)).await
+            })
+            .map_err(|_| format!("no token within {} s", deadline.as_secs()))?
+            .map_err(|e| format!("{e}"))?;
+        let left = token.expires_on - azure_core::time::OffsetDateTime::now_utc();
+        Ok(format!(
+            "{} credential: a token for {scope}, valid {} more minutes",
+            kind_name(a),
+            left.whole_minutes()
+        ))
+    };
+    match attempt() {
+        Ok(detail) => check("token", Status::Ok, detail),
+        Err(e) => check(
+            "token",
+            Status::Fail,
+            format!("{e} — check [slot.credential]: tenant, client id and secret or certificate"),
+        ),
+    }
+}
+
+fn kind_name(a: &identify_pkcs11::config::AzureConfig) -> &'static str {
+    config::kind_name(a.credential.kind)
+}
+
+fn latency_check(o: &DoctorOptions, backend: &dyn Backend, key: &KeyRecord) -> Check {
+    let mut times = Vec::new();
+    for _ in 0..o.samples.max(1) {
+        let t = Instant::now();
+        if let Err(e) = backend.ping(key) {
+            return check("round trip", Status::Fail, e.to_string());
+        }
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    let ms = median.as_secs_f64() * 1000.0;
+    if median > Duration::from_millis(o.latency_warn_ms) {
+        check(
+            "round trip",
+            Status::Warn,
+            format!(
+                "median {ms:.1} ms over {} requests (> {} ms): the store may be in another region than this server; every signature waits this long",
+                times.len(),
+                o.latency_warn_ms
+            ),
+        )
+    } else {
+        check(
+            "round trip",
+            Status::Ok,
+            format!("median {ms:.1} ms over {} requests", times.len()),
+        )
+    }
+}
+
+fn sign_check(backend: &dyn Backend, key: &KeyRecord) -> Check {
+    use identify_pkcs11::backend::{HashAlg, SignRequest};
+    use identify_pkcs11::mechanism::check_signature;
+    let Ok(public) = PublicInfo::from_spki(&key.spki_der) else {
+        return check(
+            "test signature",
+            Status::Fail,
+            format!("{}: public key", key.name),
+        );
+    };
+    let digest = openssl::sha::sha256(b"identify-pkcs11 doctor");
+    let request = match public.curve {
+        Some(_) => SignRequest::Ecdsa,
+        None => SignRequest::RsaPkcs1 {
+            hash: Some(HashAlg::Sha256),
+        },
+    };
+    let data = digest.to_vec();
+    match backend
+        .sign(key, &request, &data)
+        .and_then(|sig| check_signature(&public, &request, &data, &sig))
+    {
+        Ok(()) => check(
+            "test signature",
+            Status::Ok,
+            format!("{}: signed and verified", key.name),
+        ),
+        Err(e) => check("test signature", Status::Fail, format!("{}: {e}", key.name)),
+    }
+}
+
+fn report(as_json: bool, results: &[(Option<String>, Vec<Check>)]) {
+    if as_json {
+        let slots: Vec<Value> = results
+            .iter()
+            .map(|(label, checks)| {
+                json!({
+                    "slot": label,
+                    "checks": checks.iter().map(|c| json!({
+                        "check": c.name, "status": c.status.as_str(), "detail": c.detail
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let problems = results
+            .iter()
+            .flat_map(|(_, c)| c)
+            .filter(|c| c.status != Status::Ok)
+            .count();
+        println!("{}", json!({ "slots": slots, "problems": problems }));
+        return;
+    }
+    for (label, checks) in results {
+        if let Some(l) = label {
+            println!("slot {l:?}");
+        }
+        for c in checks {
+            println!("  [{:>4}] {}: {}", c.status.as_str(), c.name, c.detail);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_follow_the_host() {
+        assert_eq!(
+            scope_of("https://contoso.vault.azure.net").as_deref(),
+            Some("https://vault.azure.net/.default")
+        );
+        assert_eq!(
+            scope_of("https://contoso.managedhsm.azure.net").as_deref(),
+            Some("https://managedhsm.azure.net/.default")
+        );
+        assert_eq!(
+            scope_of("https://t.vault.localhost:4443").as_deref(),
+            Some("https://vault.localhost:4443/.default")
+        );
+    }
+}

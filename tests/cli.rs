@@ -1,0 +1,272 @@
+//! The operator's tool (`identify-pkcs11 list`, `doctor`) run as a program against a
+//! directory store and the emulator, with the failure paths: wrong credentials, a missing
+//! role, an unreachable vault, throttling, latency, an expiring certificate, a bad
+//! configuration.
+
+mod support;
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+use support::{Emulator, FixtureStore};
+
+fn tool(args: &[&str], config: &Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_identify-pkcs11"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("IDENTIFY_PKCS11_LOG", "off")
+        .output()
+        .expect("running identify-pkcs11");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(args: &[&str], config: &Path) -> (i32, Value) {
+    let (code, out, err) = tool(args, config);
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    (code, v)
+}
+
+/// The checks of the first slot as (name, status, detail).
+fn checks(v: &Value) -> Vec<(String, String, String)> {
+    v["slots"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+                c["detail"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn status_of(v: &Value, name: &str) -> Vec<(String, String)> {
+    checks(v)
+        .into_iter()
+        .filter(|(n, _, _)| n == name)
+        .map(|(_, s, d)| (s, d))
+        .collect()
+}
+
+#[test]
+fn list_shows_keys_and_certificate_thumbprints() {
+    let store = FixtureStore::new("fixtures", "");
+    let (code, v) = json(&["list", "--json"], &store.config);
+    assert_eq!(code, 0, "{v}");
+    let slot = &v["slots"][0];
+    assert_eq!(slot["label"], "fixtures");
+    let names: Vec<&str> = slot["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    for k in ["rsa2048", "rsa3072", "p256"] {
+        assert!(names.contains(&k), "{names:?}");
+    }
+    let der = support::fixture_cert("rsa2048").to_der().unwrap();
+    let sha256: String = openssl::sha::sha256(&der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let cert = slot["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["sha256"] == sha256.as_str())
+        .unwrap_or_else(|| panic!("no certificate with SHA-256 {sha256}: {slot}"));
+    assert!(
+        cert["subject"]
+            .as_str()
+            .unwrap()
+            .contains("fixture rsa2048")
+    );
+    let key = slot["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "rsa2048")
+        .unwrap();
+    assert_eq!(key["certificates_sha256"][0], sha256.as_str(), "{key}");
+    // Text output too.
+    let (code, out, _) = tool(&["list"], &store.config);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("SHA-256 {sha256}")), "{out}");
+    // An unknown slot is named.
+    let (code, _, err) = tool(&["list", "--slot", "nope"], &store.config);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("\"nope\"") && err.contains("fixtures"),
+        "{err}"
+    );
+}
+
+#[test]
+fn doctor_on_a_directory_store_and_an_expiring_certificate() {
+    let store = FixtureStore::new("fixtures", "");
+    let (code, v) = json(&["doctor", "--json", "--sign"], &store.config);
+    assert_eq!(code, 0, "{v}");
+    assert!(
+        status_of(&v, "test signature")
+            .iter()
+            .all(|(s, _)| s == "ok")
+    );
+    // A certificate that expires in 10 days: a warning, exit 2.
+    let key = openssl::pkey::PKey::from_ec_key(
+        openssl::ec::EcKey::generate(
+            &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "expiring").unwrap();
+    let name = name.build();
+    let mut b = openssl::x509::X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(10).unwrap())
+        .unwrap();
+    b.sign(&key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    std::fs::write(
+        store.store.join("expiring.key.pem"),
+        key.private_key_to_pem_pkcs8().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        store.store.join("expiring.crt.pem"),
+        b.build().to_pem().unwrap(),
+    )
+    .unwrap();
+    let (code, v) = json(&["doctor", "--json"], &store.config);
+    assert_eq!(code, 2, "{v}");
+    let warned: Vec<_> = status_of(&v, "certificate")
+        .into_iter()
+        .filter(|(s, _)| s == "warn")
+        .collect();
+    assert_eq!(warned.len(), 1, "{v}");
+    let d = &warned[0].1;
+    assert!(
+        d.contains("\"expiring\"") && (d.contains("in 9 days") || d.contains("in 10 days")),
+        "{warned:?}"
+    );
+}
+
+#[test]
+fn doctor_against_the_vault_and_its_failure_paths() {
+    let emu = Emulator::start_with(
+        r#"
+[[principal]]
+client_id = "reader-app"
+client_secret = "reader-secret"
+
+[[role_assignment]]
+principal = "reader-app"
+role = "Key Vault Reader"
+scope = "vault"
+"#,
+    );
+    // All good: token, listing, database, round trip, test signatures, certificates.
+    let good = emu.config("vault", "");
+    let (code, v) = json(&["doctor", "--json", "--sign"], &good);
+    assert_eq!(code, 0, "{v}");
+    for name in ["token", "list keys", "certificate database", "round trip"] {
+        assert_eq!(status_of(&v, name)[0].0, "ok", "{name}: {v}");
+    }
+    assert_eq!(status_of(&v, "test signature").len(), 3, "{v}");
+
+    // Wrong credentials: the token check fails and says what to check.
+    let wrong = emu.config_as("wrong", "", &emu.field("client_id"), "not-the-secret");
+    let (code, v) = json(&["doctor", "--json"], &wrong);
+    assert_eq!(code, 1, "{v}");
+    let (s, d) = &status_of(&v, "token")[0];
+    assert_eq!(s, "fail");
+    assert!(d.contains("slot.credential"), "{d}");
+
+    // A reader may list but not sign: the test signature names the role to assign.
+    let reader = emu.config_as("reader", "", "reader-app", "reader-secret");
+    let (code, v) = json(&["doctor", "--json", "--sign"], &reader);
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(status_of(&v, "list keys")[0].0, "ok", "{v}");
+    let signed = status_of(&v, "test signature");
+    assert!(
+        signed
+            .iter()
+            .all(|(s, d)| s == "fail" && d.contains("Key Vault Crypto User")),
+        "{signed:?}"
+    );
+
+    // Latency above the threshold: a region warning, exit 2.
+    emu.admin("PUT", "/faults", r#"{"latency_ms": 30}"#);
+    let (code, v) = json(&["doctor", "--json", "--samples", "3"], &good);
+    assert_eq!(code, 2, "{v}");
+    let (s, d) = &status_of(&v, "round trip")[0];
+    assert_eq!(s, "warn");
+    assert!(d.contains("another region"), "{d}");
+    emu.admin("DELETE", "/faults", "");
+
+    // Throttled past the retries: the listing fails with the throttling advice.
+    emu.admin(
+        "POST",
+        "/faults/once",
+        r#"{"operation": "list_keys", "status": 429, "retry_after_s": 0, "times": 40}"#,
+    );
+    let throttled = emu.config("throttled", "max_retries = 1\ndeadline_seconds = 3");
+    let (code, v) = json(&["doctor", "--json"], &throttled);
+    assert_eq!(code, 1, "{v}");
+    let failed: Vec<_> = checks(&v)
+        .into_iter()
+        .filter(|(_, s, _)| s == "fail")
+        .collect();
+    assert!(
+        failed.iter().any(|(_, _, d)| d.contains("429")),
+        "{failed:?}"
+    );
+    emu.admin("DELETE", "/faults", "");
+
+    // An unreachable vault (a port nothing listens on).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(&good).unwrap();
+    let vault = emu.field("vault_url");
+    let dead = vault.rsplit_once(':').unwrap().0.to_owned() + &format!(":{port}");
+    let unreachable = emu.dir.path().join("unreachable.toml");
+    std::fs::write(
+        &unreachable,
+        text.replace(&vault, &dead).replace(
+            "[slot.credential]",
+            "deadline_seconds = 3\n[slot.credential]",
+        ),
+    )
+    .unwrap();
+    let (code, v) = json(&["doctor", "--json"], &unreachable);
+    assert_eq!(code, 1, "{v}");
+    assert!(checks(&v).iter().any(|(_, s, _)| s == "fail"), "{v}");
+
+    // A configuration mistake: the same message as C_Initialize, exit 1.
+    let bad = emu.dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[slot]]\nlabel = \"x\"\nkind = \"vault\"\n").unwrap();
+    let (code, v) = json(&["doctor", "--json"], &bad);
+    assert_eq!(code, 1, "{v}");
+    let (s, d) = &status_of(&v, "configuration")[0];
+    assert_eq!(s, "fail");
+    assert!(
+        d.contains("bad.toml: line 3") && d.contains("key-vault"),
+        "{d}"
+    );
+}
