@@ -82,6 +82,15 @@ fn fixture_key(name: &str) -> openssl::pkey::PKey<openssl::pkey::Private> {
     openssl::pkey::PKey::private_key_from_pem(&pem).unwrap()
 }
 
+/// OpenSSL's RS256 (PKCS#1 v1.5, SHA-256) signature with a fixture key.
+fn openssl_rs256(key: &str, data: &[u8]) -> Vec<u8> {
+    let mut signer =
+        openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &fixture_key(key))
+            .unwrap();
+    signer.update(data).unwrap();
+    signer.sign_to_vec().unwrap()
+}
+
 fn rv(e: CkError) -> RvError {
     match e {
         CkError::Pkcs11(rv, _) => rv,
@@ -114,15 +123,7 @@ fn only_sign_and_decrypt_cross_the_network() {
         .unwrap();
     assert_eq!(attrs.len(), 3);
     s.get_attributes(cert, &[AttributeType::Value]).unwrap();
-    let expected = {
-        let mut signer = openssl::sign::Signer::new(
-            openssl::hash::MessageDigest::sha256(),
-            &fixture_key("rsa2048"),
-        )
-        .unwrap();
-        signer.update(b"message").unwrap();
-        signer.sign_to_vec().unwrap()
-    };
+    let expected = openssl_rs256("rsa2048", b"message");
     s.verify(&Mechanism::Sha256RsaPkcs, public, b"message", &expected)
         .unwrap();
     let oaep = PkcsOaepParams::new(
@@ -565,15 +566,7 @@ fn managed_hsm_slot_with_its_certificate_database() {
 
     find(s, ObjectClass::CERTIFICATE, "rsa2048");
     s.get_attributes(cert, &[AttributeType::Value]).unwrap();
-    let expected = {
-        let mut signer = openssl::sign::Signer::new(
-            openssl::hash::MessageDigest::sha256(),
-            &fixture_key("rsa2048"),
-        )
-        .unwrap();
-        signer.update(b"message").unwrap();
-        signer.sign_to_vec().unwrap()
-    };
+    let expected = openssl_rs256("rsa2048", b"message");
     s.verify(&Mechanism::Sha256RsaPkcs, public, b"message", &expected)
         .unwrap();
     let ciphertext = s.encrypt(&Mechanism::RsaPkcs, public, &[5u8; 32]).unwrap();

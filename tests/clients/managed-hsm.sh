@@ -20,17 +20,8 @@ rm -rf "$WORK"
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 DB=${DB:-sqlite://$WORK/certificates.db}
-ready=$WORK/ready.json
-
-"$EMULATOR" --ready-file "$ready" --seed-dir "$ROOT/softhsm-fixtures/keys" >"$WORK/emulator.log" 2>&1 &
-emulator=$!
-trap 'kill $emulator 2>/dev/null; wait $emulator 2>/dev/null' EXIT
-for _ in $(seq 100); do [ -s "$ready" ] && break; sleep 0.1; done
-[ -s "$ready" ] || { echo "the emulator did not start:"; cat "$WORK/emulator.log"; exit 1; }
-field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$ready" "$1"; }
-for host in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["hosts"]))' "$ready"); do
-    getent hosts "$host" >/dev/null || echo "127.0.0.1 $host" >>/etc/hosts
-done
+# shellcheck source=tests/clients/emulator.sh
+. "$HERE/emulator.sh"
 umask 077
 field client_secret | tr -d '\n' >"$WORK/client-secret"
 cat >"$WORK/config.toml" <<CONF

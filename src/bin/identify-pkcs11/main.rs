@@ -20,6 +20,20 @@ struct Cli {
     command: Command,
 }
 
+/// Which configuration and slots a subcommand works on, and how it prints.
+#[derive(clap::Args)]
+struct On {
+    /// The configuration file (default: as the module finds it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Only this slot (its label).
+    #[arg(long)]
+    slot: Option<String>,
+    /// JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Load the module through its C ABI, create a key and a self-signed certificate, sign a
@@ -35,28 +49,14 @@ enum Command {
     /// Slots, keys and their versions (which is current), certificates (subject, SHA-1 and
     /// SHA-256 thumbprints, not-after).
     List {
-        /// The configuration file (default: as the module finds it).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Only this slot (its label).
-        #[arg(long)]
-        slot: Option<String>,
-        /// JSON instead of text.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        on: On,
     },
     /// Check the configuration, credentials, permissions, latency, certificates and the
     /// certificate database of every slot. Exit 0: all good; 1: a check failed; 2: warnings.
     Doctor {
-        /// The configuration file (default: as the module finds it).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Only this slot (its label).
-        #[arg(long)]
-        slot: Option<String>,
-        /// JSON instead of text.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        on: On,
         /// Also make a test signature with the current version of every signing key.
         #[arg(long)]
         sign: bool,
@@ -105,11 +105,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo { module, store } => demo::run(module, store),
         Command::PinHash => pin_hash(),
-        Command::List { config, slot, json } => ops::list(config.as_ref(), slot.as_deref(), json),
+        Command::List { on } => ops::list(on.config.as_ref(), on.slot.as_deref(), on.json),
         Command::Doctor {
-            config,
-            slot,
-            json,
+            on: On { config, slot, json },
             sign,
             samples,
             latency_warn_ms,
