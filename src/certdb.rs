@@ -488,6 +488,15 @@ fn now_rfc3339() -> String {
     rfc3339(now.as_secs())
 }
 
+/// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ` (the audit log's time).
+pub fn now_rfc3339_millis() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let s = rfc3339(now.as_secs());
+    format!("{}.{:03}Z", s.trim_end_matches('Z'), now.subsec_millis())
+}
+
 /// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, Howard Hinnant's
 /// algorithm; a dependency for one timestamp would be more than this).
 fn rfc3339(secs: u64) -> String {

@@ -38,6 +38,8 @@ pub struct Config {
     pub source: Source,
     pub log: LogConfig,
     pub slots: Vec<SlotConfig>,
+    pub audit: Option<crate::telemetry::AuditConfig>,
+    pub metrics: Option<crate::telemetry::MetricsConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -184,6 +186,46 @@ struct RawConfig {
     log: LogConfig,
     #[serde(default)]
     slot: Vec<RawSlot>,
+    #[serde(default)]
+    audit: Option<toml::Spanned<RawAudit>>,
+    #[serde(default)]
+    metrics: Option<toml::Spanned<RawMetrics>>,
+}
+
+/// `[audit]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    file: PathBuf,
+    #[serde(default)]
+    max_bytes: Option<u64>,
+    #[serde(default)]
+    keep: Option<u32>,
+}
+
+/// `[metrics]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    file: PathBuf,
+    #[serde(default)]
+    interval_seconds: Option<u64>,
+}
+
+/// A file the module writes: relative to the configuration file, in an existing directory.
+fn output_file(source: &Source, p: &Path) -> std::result::Result<PathBuf, String> {
+    let path = match source {
+        Source::File(f) if p.is_relative() => f.parent().unwrap_or(Path::new(".")).join(p),
+        _ => p.to_owned(),
+    };
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() && !d.is_dir() => Err(format!(
+            "{}: the directory {} does not exist",
+            path.display(),
+            d.display()
+        )),
+        _ => Ok(path),
+    }
 }
 
 /// A validated slot.
@@ -342,6 +384,8 @@ pub fn embedded_default() -> Result<Config> {
     Ok(Config {
         source: Source::Embedded,
         log: LogConfig::default(),
+        audit: None,
+        metrics: None,
         slots: vec![SlotConfig {
             label: "identify-pkcs11".into(),
             kind: SlotKind::CertStore,
@@ -489,9 +533,59 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
             "{source}: no `[[slot]]` table; add at least one (kind = \"cert-store\")"
         )));
     }
+    let audit = match &raw.audit {
+        None => None,
+        Some(a) => {
+            let r = a.get_ref();
+            let file = output_file(&source, &r.file).map_err(|m| at(a.span(), "audit.file", m))?;
+            let max_bytes = r.max_bytes.unwrap_or(10 * 1024 * 1024);
+            if max_bytes < 4096 {
+                return Err(at(
+                    a.span(),
+                    "audit.max_bytes",
+                    format!("{max_bytes}: at least 4096"),
+                ));
+            }
+            let keep = r.keep.unwrap_or(5);
+            if keep > 100 {
+                return Err(at(
+                    a.span(),
+                    "audit.keep",
+                    format!("{keep}: 0 to 100 old files"),
+                ));
+            }
+            Some(crate::telemetry::AuditConfig {
+                file,
+                max_bytes,
+                keep,
+            })
+        }
+    };
+    let metrics = match &raw.metrics {
+        None => None,
+        Some(m) => {
+            let r = m.get_ref();
+            let file =
+                output_file(&source, &r.file).map_err(|e| at(m.span(), "metrics.file", e))?;
+            let secs = r.interval_seconds.unwrap_or(15);
+            if !(1..=3600).contains(&secs) {
+                return Err(at(
+                    m.span(),
+                    "metrics.interval_seconds",
+                    format!("{secs}: 1 to 3600"),
+                ));
+            }
+            Some(crate::telemetry::MetricsConfig {
+                file,
+                interval: std::time::Duration::from_secs(secs),
+            })
+        }
+    };
     Ok(Config {
         source,
         log: raw.log,
+        audit,
+        metrics,
         slots,
     })
 }

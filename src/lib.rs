@@ -17,5 +17,6 @@ pub mod mechanism;
 pub mod module;
 pub mod object;
 pub mod session;
+pub mod telemetry;
 
 pub use error::{Error, Result};

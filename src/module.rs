@@ -19,6 +19,7 @@ use crate::object::attributes::{self, read_bool, read_ulong};
 use crate::object::refresher::Refresher;
 use crate::object::{KeyObject, Object, ObjectCache, ObjectKind};
 use crate::session::{self, CryptOp, DigestOp, FindOp, SessionTable, SignOp};
+use crate::telemetry::{KeyUse, Telemetry};
 use cryptoki_sys::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +92,8 @@ pub struct Module {
     pub sessions: SessionTable,
     /// Lists remote slots again in the background (none without threads of our own).
     refresher: Option<Refresher>,
+    /// The audit log and the metrics.
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// How long C_Finalize waits for the refresh thread.
@@ -111,6 +114,7 @@ impl Module {
         } else {
             None
         };
+        let telemetry = Telemetry::new(config.audit.clone(), config.metrics.clone());
         let mut slots = Vec::new();
         for sc in &config.slots {
             let backend: Arc<dyn Backend> = match &sc.store {
@@ -118,7 +122,11 @@ impl Module {
                     let rt = runtime
                         .clone()
                         .ok_or_else(|| Error::Internal("no network runtime".into()))?;
-                    Arc::new(KeyVaultBackend::new((**azure).clone(), rt)?)
+                    Arc::new(KeyVaultBackend::new(
+                        (**azure).clone(),
+                        rt,
+                        telemetry.http_counts(&sc.label),
+                    )?)
                 }
                 StoreConfig::Directory {
                     path,
@@ -161,6 +169,22 @@ impl Module {
         } else {
             None
         };
+        if may_create_threads {
+            let (cache, labels) = (
+                objects.clone(),
+                slots
+                    .iter()
+                    .map(|s| s.config.label.clone())
+                    .collect::<Vec<_>>(),
+            );
+            telemetry.start_writer(move || {
+                labels
+                    .iter()
+                    .cloned()
+                    .zip(cache.counts())
+                    .collect::<Vec<_>>()
+            })?;
+        }
         Ok(Module {
             pid: std::process::id(),
             runtime,
@@ -169,6 +193,7 @@ impl Module {
             objects,
             sessions: SessionTable::default(),
             refresher,
+            telemetry,
         })
     }
 
@@ -186,6 +211,31 @@ impl Module {
         if let Some(rt) = &self.runtime {
             rt.shutdown();
         }
+        self.telemetry.stop(REFRESHER_STOP_BOUND);
+    }
+
+    /// Runs one use of a key of `slot` and records it (audit log, metrics).
+    fn key_use<T>(
+        &self,
+        slot: usize,
+        record: &KeyRecord,
+        operation: &'static str,
+        mechanism: &str,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let started = std::time::Instant::now();
+        let r = f();
+        let result = r.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.telemetry.key_use(&KeyUse {
+            slot: self.slots.get(slot).map_or("", |s| s.config.label.as_str()),
+            key: &record.name,
+            version: record.version.as_deref(),
+            operation,
+            mechanism,
+            result: &result,
+            latency: started.elapsed(),
+        });
+        r
     }
 
     // ----- slots and tokens (§5.5) -----
@@ -600,7 +650,9 @@ impl Module {
                     .record
                     .as_ref()
                     .ok_or(Error::ObjectHandleInvalid)?;
-                backend.delete_key(&record.stable_id)?;
+                self.key_use(slot, record, "delete", "", || {
+                    backend.delete_key(&record.stable_id)
+                })?;
             }
             ObjectKind::PublicKey => {
                 return Err(Error::ActionProhibited(
@@ -674,7 +726,23 @@ impl Module {
             decrypt: kt.bool(CKA_DECRYPT)?.unwrap_or(true),
             unwrap: kt.bool(CKA_UNWRAP)?.unwrap_or(true),
         };
-        let record = backend.generate_key(&name, &spec, &ObjectUpdate { label, id }, usage)?;
+        let started = std::time::Instant::now();
+        let generated = backend.generate_key(&name, &spec, &ObjectUpdate { label, id }, usage);
+        // Recorded under the requested name when nothing was created.
+        let (key_name, version) = match &generated {
+            Ok(r) => (r.name.clone(), r.version.clone()),
+            Err(_) => (name.clone(), None),
+        };
+        self.telemetry.key_use(&KeyUse {
+            slot: self.slots.get(slot).map_or("", |s| s.config.label.as_str()),
+            key: &key_name,
+            version: version.as_deref(),
+            operation: "generate",
+            mechanism: &format!("{spec:?}"),
+            result: &generated.as_ref().map(|_| ()).map_err(Clone::clone),
+            latency: started.elapsed(),
+        });
+        let record = generated?;
         self.objects.refresh(slot, true)?;
         let public = self
             .objects
@@ -753,8 +821,10 @@ impl Module {
         if wrapped.len() != material.public.size_bytes {
             return Err(Error::WrappedKeyLenRange);
         }
-        let value = backend
-            .unwrap_key(record, &scheme.0, wrapped)
+        let value = self
+            .key_use(slot, record, "unwrap", &scheme.0.describe(), || {
+                backend.unwrap_key(record, &scheme.0, wrapped)
+            })
             .map_err(|e| match e {
                 Error::EncryptedDataInvalid => Error::WrappedKeyInvalid,
                 Error::EncryptedDataLenRange => Error::WrappedKeyLenRange,
@@ -1008,12 +1078,15 @@ impl Module {
         let record = material.record.as_ref().ok_or(Error::KeyHandleInvalid)?;
         let (request, data) = scheme.request(input, &material.public)?;
         let backend = self.objects.backend(key.slot)?;
-        let signature = backend.sign(record, &request, &data)?;
-        // A store's answer is checked before it reaches the caller: a wrong signature
-        // is worse than an error.
-        mechanism::check_signature(&material.public, &request, &data, &signature).map_err(|e| {
-            tracing::error!(key = %record.stable_id, error = %e, "the store returned a signature that does not verify");
-            Error::Backend(format!("signature from {} did not verify", backend.kind()))
+        let signature = self.key_use(key.slot, record, "sign", &request.describe(), || {
+            let signature = backend.sign(record, &request, &data)?;
+            // A store's answer is checked before it reaches the caller: a wrong signature
+            // is worse than an error.
+            mechanism::check_signature(&material.public, &request, &data, &signature).map_err(|e| {
+                tracing::error!(key = %record.stable_id, error = %e, "the store returned a signature that does not verify");
+                Error::Backend(format!("signature from {} did not verify", backend.kind()))
+            })?;
+            Ok(signature)
         })?;
         Ok(Output::Data(signature))
     }
@@ -1205,7 +1278,13 @@ impl Module {
                 let material = op.key.key()?;
                 let record = material.record.as_ref().ok_or(Error::KeyHandleInvalid)?;
                 let backend = self.objects.backend(op.key.slot)?;
-                backend.decrypt(record, &op.scheme.0, input.unwrap_or(&op.buffer))?
+                self.key_use(
+                    op.key.slot,
+                    record,
+                    "decrypt",
+                    &op.scheme.0.describe(),
+                    || backend.decrypt(record, &op.scheme.0, input.unwrap_or(&op.buffer)),
+                )?
             }
         };
         if let Some(c) = capacity

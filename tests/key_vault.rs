@@ -742,3 +742,71 @@ fn two_processes_share_the_certificate_database() {
         "still listed by the other process: {listed}"
     );
 }
+
+/// The audit log gets one JSON line per key use (with the vault's request id) and the
+/// metrics file the operation counts, latency histograms, request and cache counts.
+#[test]
+fn key_uses_are_audited_and_counted() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start();
+    let config = emu.config("vault", "");
+    let audit = emu.dir.path().join("audit.jsonl");
+    let metrics = emu.dir.path().join("identify_{pid}.prom");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text += &format!(
+        "[audit]\nfile = {audit:?}\n[metrics]\nfile = {metrics:?}\ninterval_seconds = 1\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let m = load(&config);
+    let s = m.session();
+    let key = find(s, ObjectClass::PRIVATE_KEY, "rsa2048");
+    find(s, ObjectClass::PRIVATE_KEY, "rsa2048");
+    s.sign(&Mechanism::Sha256RsaPkcs, key, b"one").unwrap();
+    s.sign(&Mechanism::Sha256RsaPkcs, key, b"two").unwrap();
+    let e = s
+        .decrypt(&Mechanism::RsaPkcs, key, &[0x55; 256])
+        .unwrap_err();
+    assert_eq!(rv(e), RvError::EncryptedDataInvalid);
+    drop(m); // C_Finalize writes the metrics a last time.
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for l in &lines[..2] {
+        assert_eq!(l["operation"], "sign");
+        assert_eq!(l["result"], "CKR_OK");
+        assert_eq!(l["mechanism"], "RSA-PKCS1-SHA256");
+        assert_eq!(l["slot"], "vault");
+        assert_eq!(l["key"], "rsa2048");
+        assert_eq!(l["pid"], std::process::id());
+        assert!(l["version"].as_str().is_some_and(|v| v.len() == 32), "{l}");
+        assert!(
+            l["request_id"].as_str().is_some_and(|r| !r.is_empty()),
+            "{l}"
+        );
+        assert!(l["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{l}");
+    }
+    assert_eq!(lines[2]["operation"], "decrypt");
+    assert_eq!(lines[2]["result"], "CKR_ENCRYPTED_DATA_INVALID");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert!(!text.contains(&emu.field("client_secret")));
+
+    let prom = emu
+        .dir
+        .path()
+        .join(format!("identify_{}.prom", std::process::id()));
+    let prom = std::fs::read_to_string(&prom).unwrap();
+    for want in [
+        "identify_pkcs11_key_operations_total{slot=\"vault\",operation=\"sign\",result=\"CKR_OK\"} 2",
+        "identify_pkcs11_key_operations_total{slot=\"vault\",operation=\"decrypt\",result=\"CKR_ENCRYPTED_DATA_INVALID\"} 1",
+        "identify_pkcs11_key_operation_seconds_count{slot=\"vault\",operation=\"sign\"} 2",
+        "identify_pkcs11_http_retries_total{slot=\"vault\"} 0",
+        "identify_pkcs11_cache_hits_total{slot=\"vault\"} 1",
+        "identify_pkcs11_refreshes_total{slot=\"vault\"} 1",
+    ] {
+        assert!(prom.contains(want), "no {want} in:\n{prom}");
+    }
+}

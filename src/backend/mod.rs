@@ -127,6 +127,28 @@ pub enum DecryptRequest {
     },
 }
 
+impl SignRequest {
+    /// A short name for logs and the audit log, e.g. `RSA-PKCS1-SHA256`, `ECDSA`.
+    pub fn describe(&self) -> String {
+        match self {
+            SignRequest::RsaPkcs1 { hash: Some(h) } => format!("RSA-PKCS1-{h:?}").to_uppercase(),
+            SignRequest::RsaPkcs1 { hash: None } => "RSA-PKCS1-RAW".into(),
+            SignRequest::RsaPss { hash, .. } => format!("RSA-PSS-{hash:?}").to_uppercase(),
+            SignRequest::Ecdsa => "ECDSA".into(),
+        }
+    }
+}
+
+impl DecryptRequest {
+    /// A short name for logs and the audit log, e.g. `RSA-OAEP-SHA256`.
+    pub fn describe(&self) -> String {
+        match self {
+            DecryptRequest::RsaPkcs1 => "RSA-PKCS1".into(),
+            DecryptRequest::RsaOaep { hash, .. } => format!("RSA-OAEP-{hash:?}").to_uppercase(),
+        }
+    }
+}
+
 /// What a key may be used for, as the store says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyUsage {

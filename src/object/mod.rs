@@ -116,6 +116,8 @@ struct SlotObjects {
     login_required: bool,
     /// A background thread refreshes this slot: searches never list once loaded.
     background: std::sync::atomic::AtomicBool,
+    /// Query cache hits and misses, listings applied and failed (metrics).
+    counts: [AtomicU64; 4],
     state: RwLock<SlotState>,
 }
 
@@ -168,6 +170,7 @@ impl ObjectCache {
                     ttl,
                     login_required,
                     background: Default::default(),
+                    counts: Default::default(),
                     state: RwLock::new(SlotState::default()),
                 })
                 .collect(),
@@ -212,6 +215,14 @@ impl ObjectCache {
                 Refresh::Search
             },
         )
+    }
+
+    /// Per slot: query cache hits, misses, listings applied, listings failed.
+    pub fn counts(&self) -> Vec<[u64; 4]> {
+        self.slots
+            .iter()
+            .map(|so| so.counts.each_ref().map(|c| c.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Marks `slot` as refreshed by the background thread (see `refresher`).
@@ -259,6 +270,7 @@ impl ObjectCache {
         let listing = match so.backend.list() {
             Ok(l) => l,
             Err(e) => {
+                so.counts[3].fetch_add(1, Ordering::Relaxed);
                 let mut state = so.state.write().map_err(lock_err)?;
                 if state.loaded_at.is_some() && why != Refresh::Force {
                     state.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE.min(so.ttl));
@@ -287,6 +299,7 @@ impl ObjectCache {
         state.objects.extend(sessions);
         state.loaded_at = Some(Instant::now());
         state.retry_at = None;
+        so.counts[2].fetch_add(1, Ordering::Relaxed);
         state.epoch += 1;
         state.generation += 1;
         state.queries.clear();
@@ -462,9 +475,11 @@ impl ObjectCache {
             if let Some((generation, handles)) = state.queries.get(&key)
                 && *generation == state.generation
             {
+                so.counts[0].fetch_add(1, Ordering::Relaxed);
                 return Ok(handles.clone());
             }
         }
+        so.counts[1].fetch_add(1, Ordering::Relaxed);
         let mut state = so.state.write().map_err(lock_err)?;
         let found: Vec<CK_OBJECT_HANDLE> = state
             .objects

@@ -55,16 +55,23 @@ pub struct KeyVaultBackend {
 }
 
 impl KeyVaultBackend {
-    pub fn new(cfg: AzureConfig, runtime: Arc<AzureRuntime>) -> Result<KeyVaultBackend> {
+    /// `counts` receives the slot's request counts (metrics).
+    pub fn new(
+        cfg: AzureConfig,
+        runtime: Arc<AzureRuntime>,
+        counts: Arc<crate::telemetry::HttpCounts>,
+    ) -> Result<KeyVaultBackend> {
         let deadline = Duration::from_secs(cfg.deadline_seconds);
         let http = http_client(cfg.ca_pem.as_deref(), deadline)?;
-        let options = client_options(
+        let mut options = client_options(
             &http,
             cfg.max_retries,
             deadline,
             cfg.credential.authority_host.as_deref(),
         );
         let cred = credential(&cfg.credential, options.clone())?;
+        // Token requests are not counted; vault requests are.
+        super::count_requests(&mut options, counts);
         let mut key_options = KeyClientOptions::default();
         key_options.client_options = options.clone();
         let keys = KeyClient::new(&cfg.url, cred.clone(), Some(key_options))
@@ -121,6 +128,10 @@ impl KeyVaultBackend {
                 keys.decrypt(&name, &version, body, None).await
             }
         })?;
+        crate::telemetry::note_request_id(match &answer {
+            Ok(r) => super::request_id(r.headers()),
+            Err(e) => super::error_request_id(e),
+        });
         match answer {
             Ok(r) => r
                 .into_model()
@@ -588,11 +599,14 @@ impl Backend for KeyVaultBackend {
         let mut o = KeyClientSignOptions::default();
         o.key_version = Some(version.clone());
         let (keys, name) = (self.keys.clone(), key.name.clone());
-        let result = self
-            .runtime
-            .run_spawned(self.deadline, async move {
-                keys.sign(&name, body, Some(o)).await
-            })?
+        let answer = self.runtime.run_spawned(self.deadline, async move {
+            keys.sign(&name, body, Some(o)).await
+        })?;
+        crate::telemetry::note_request_id(match &answer {
+            Ok(r) => super::request_id(r.headers()),
+            Err(e) => super::error_request_id(e),
+        });
+        let result = answer
             .map_err(|e| errors::map(e, &what))?
             .into_model()
             .map_err(|e| errors::map(e, &what))?;

@@ -219,6 +219,88 @@ pub fn client_options(
     o
 }
 
+/// Adds the metrics' counting to a slot's request pipeline: every call, and every try of
+/// it (the tries beyond the first are retries) with its 429 and 5xx answers.
+pub fn count_requests(o: &mut ClientOptions, counts: Arc<crate::telemetry::HttpCounts>) {
+    o.per_call_policies
+        .push(Arc::new(CountCalls(counts.clone())));
+    o.per_try_policies.push(Arc::new(CountTries(counts)));
+}
+
+#[derive(Debug)]
+struct CountCalls(Arc<crate::telemetry::HttpCounts>);
+
+#[derive(Debug)]
+struct CountTries(Arc<crate::telemetry::HttpCounts>);
+
+// The SDK's Policy trait is declared with async_trait.
+#[async_trait::async_trait]
+impl azure_core::http::policies::Policy for CountCalls {
+    async fn send(
+        &self,
+        ctx: &azure_core::http::Context,
+        request: &mut azure_core::http::Request,
+        next: &[Arc<dyn azure_core::http::policies::Policy>],
+    ) -> azure_core::http::policies::PolicyResult {
+        self.0.calls.fetch_add(1, Ordering::Relaxed);
+        next_policy(ctx, request, next).await
+    }
+}
+
+#[async_trait::async_trait]
+impl azure_core::http::policies::Policy for CountTries {
+    async fn send(
+        &self,
+        ctx: &azure_core::http::Context,
+        request: &mut azure_core::http::Request,
+        next: &[Arc<dyn azure_core::http::policies::Policy>],
+    ) -> azure_core::http::policies::PolicyResult {
+        self.0.tries.fetch_add(1, Ordering::Relaxed);
+        let answer = next_policy(ctx, request, next).await;
+        if let Ok(r) = &answer {
+            match u16::from(r.status()) {
+                401 => self.0.challenges.fetch_add(1, Ordering::Relaxed),
+                429 => self.0.throttled.fetch_add(1, Ordering::Relaxed),
+                s if s >= 500 => self.0.server_errors.fetch_add(1, Ordering::Relaxed),
+                _ => 0,
+            };
+        }
+        answer
+    }
+}
+
+async fn next_policy(
+    ctx: &azure_core::http::Context<'_>,
+    request: &mut azure_core::http::Request,
+    next: &[Arc<dyn azure_core::http::policies::Policy>],
+) -> azure_core::http::policies::PolicyResult {
+    match next.split_first() {
+        Some((first, rest)) => first.send(ctx, request, rest).await,
+        None => Err(azure_core::Error::with_message(
+            azure_core::error::ErrorKind::Other,
+            "no transport after the counting policy",
+        )),
+    }
+}
+
+/// The `x-ms-request-id` of an answer (the audit log's request id).
+pub fn request_id(headers: &azure_core::http::headers::Headers) -> Option<String> {
+    headers.get_optional_string(&azure_core::http::headers::HeaderName::from_static(
+        "x-ms-request-id",
+    ))
+}
+
+/// The request id of a failed call's answer, if it got one.
+pub fn error_request_id(e: &azure_core::Error) -> Option<String> {
+    match e.kind() {
+        azure_core::error::ErrorKind::HttpResponse {
+            raw_response: Some(r),
+            ..
+        } => request_id(r.headers()),
+        _ => None,
+    }
+}
+
 /// The credential a slot's configuration names.
 pub fn credential(c: &Credential, options: ClientOptions) -> Result<Arc<dyn TokenCredential>> {
     let cfg = |e: azure_core::Error| Error::Config(format!("credential: {e}"));
