@@ -490,11 +490,14 @@ fn now_rfc3339() -> String {
 
 /// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ` (the audit log's time).
 pub fn now_rfc3339_millis() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let s = rfc3339(now.as_secs());
-    format!("{}.{:03}Z", s.trim_end_matches('Z'), now.subsec_millis())
+    rfc3339_of(std::time::SystemTime::now())
+}
+
+/// A time as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339_of(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let s = rfc3339(d.as_secs());
+    format!("{}.{:03}Z", s.trim_end_matches('Z'), d.subsec_millis())
 }
 
 /// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, Howard Hinnant's

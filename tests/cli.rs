@@ -270,3 +270,68 @@ scope = "vault"
         "{d}"
     );
 }
+
+#[test]
+fn audit_summarises_the_log_and_its_rotated_files() {
+    let store = FixtureStore::new("fixtures", "");
+    let log = store.dir.path().join("audit.jsonl");
+    let mut text = std::fs::read_to_string(&store.config).unwrap();
+    text += &format!("[audit]\nfile = {log:?}\nkeep = 2\n");
+    std::fs::write(&store.config, text).unwrap();
+    let at = |ago: u64| {
+        let t = std::time::SystemTime::now() - std::time::Duration::from_secs(ago);
+        identify_pkcs11::certdb::rfc3339_of(t)
+    };
+    let line = |ago: u64, op: &str, result: &str, ms: f64| {
+        format!(
+            "{{\"time\":\"{}\",\"pid\":1,\"process\":\"t\",\"slot\":\"fixtures\",\"key\":\"rsa2048\",\"version\":null,\"operation\":\"{op}\",\"mechanism\":\"RSA-PKCS1-SHA256\",\"result\":\"{result}\",\"latency_ms\":{ms},\"request_id\":null}}\n",
+            at(ago)
+        )
+    };
+    std::fs::write(
+        &log,
+        line(60, "sign", "CKR_OK", 10.0)
+            + &line(30, "sign", "CKR_OK", 30.0)
+            + &line(20, "decrypt", "CKR_ENCRYPTED_DATA_INVALID", 5.0)
+            + "not json\n",
+    )
+    .unwrap();
+    std::fs::write(
+        store.dir.path().join("audit.jsonl.1"),
+        line(2 * 86_400, "sign", "CKR_OK", 1.0) + &line(600, "sign", "CKR_OK", 20.0),
+    )
+    .unwrap();
+    let (code, v) = json(&["audit", "--json", "--since", "1h"], &store.config);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        (v["uses"].as_u64(), v["failed"].as_u64()),
+        (Some(4), Some(1)),
+        "{v}"
+    );
+    assert_eq!(v["unreadable_lines"], 1);
+    let signs = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["operation"] == "sign")
+        .unwrap();
+    assert_eq!(signs["count"], 3);
+    assert_eq!(signs["p50_ms"], 20.0);
+    assert_eq!(signs["p99_ms"], 30.0);
+    let (_, v) = json(&["audit", "--json", "--since", "3d"], &store.config);
+    assert_eq!(v["uses"], 5, "{v}");
+    let (code, out, _) = tool(&["audit", "--since", "1h"], &store.config);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("key uses since") && out.contains("CKR_ENCRYPTED_DATA_INVALID"),
+        "{out}"
+    );
+    let (code, _, err) = tool(&["audit", "--since", "1y"], &store.config);
+    assert_eq!(code, 1);
+    assert!(err.contains("s, m, h or d"), "{err}");
+    // No [audit] section: said so, with what to add.
+    let plain = FixtureStore::new("fixtures", "");
+    let (code, _, err) = tool(&["audit"], &plain.config);
+    assert_eq!(code, 1);
+    assert!(err.contains("[audit]"), "{err}");
+}

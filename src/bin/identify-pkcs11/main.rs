@@ -70,6 +70,19 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         expiry_days: i64,
     },
+    /// Summarise the audit log: key uses by slot, key, operation and result, with latency
+    /// percentiles.
+    Audit {
+        /// The configuration file (default: as the module finds it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// How far back: 90s, 15m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the argon2id hash of a PIN read from standard input, for `pin_hash` in the
     /// configuration.
     PinHash,
@@ -105,6 +118,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo { module, store } => demo::run(module, store),
         Command::PinHash => pin_hash(),
+        Command::Audit {
+            config,
+            since,
+            json,
+        } => ops::audit(config.as_ref(), &since, json),
         Command::List { on } => ops::list(on.config.as_ref(), on.slot.as_deref(), on.json),
         Command::Doctor {
             on: On { config, slot, json },
