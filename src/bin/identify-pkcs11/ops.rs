@@ -516,27 +516,6 @@ fn report(as_json: bool, results: &[(Option<String>, Vec<Check>)]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scopes_follow_the_host() {
-        assert_eq!(
-            scope_of("https://contoso.vault.azure.net").as_deref(),
-            Some("https://vault.azure.net/.default")
-        );
-        assert_eq!(
-            scope_of("https://contoso.managedhsm.azure.net").as_deref(),
-            Some("https://managedhsm.azure.net/.default")
-        );
-        assert_eq!(
-            scope_of("https://t.vault.localhost:4443").as_deref(),
-            Some("https://vault.localhost:4443/.default")
-        );
-    }
-}
-
 /// `identify-pkcs11 audit [--since 1h] [--json]`: a summary of the audit log (and its
 /// rotated files) since a time: uses by slot, key, operation and result, with latency
 /// percentiles.
@@ -643,4 +622,25 @@ fn parse_since(s: &str) -> Result<Duration> {
         _ => return Err(format!("--since {s:?}: the unit is s, m, h or d")),
     };
     Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_follow_the_host() {
+        assert_eq!(
+            scope_of("https://contoso.vault.azure.net").as_deref(),
+            Some("https://vault.azure.net/.default")
+        );
+        assert_eq!(
+            scope_of("https://contoso.managedhsm.azure.net").as_deref(),
+            Some("https://managedhsm.azure.net/.default")
+        );
+        assert_eq!(
+            scope_of("https://t.vault.localhost:4443").as_deref(),
+            Some("https://vault.localhost:4443/.default")
+        );
+    }
 }
