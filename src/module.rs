@@ -19,7 +19,7 @@ use crate::object::attributes::{self, read_bool, read_ulong};
 use crate::object::refresher::Refresher;
 use crate::object::{KeyObject, Object, ObjectCache, ObjectKind};
 use crate::session::{self, CryptOp, DigestOp, FindOp, SessionTable, SignOp};
-use crate::telemetry::{KeyUse, Telemetry};
+use crate::telemetry::{KeyUse, SlotFacts, Telemetry};
 use cryptoki_sys::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,8 +180,13 @@ impl Module {
             telemetry.start_writer(move || {
                 labels
                     .iter()
-                    .cloned()
                     .zip(cache.counts())
+                    .enumerate()
+                    .map(|(i, (label, counts))| SlotFacts {
+                        label: label.clone(),
+                        counts,
+                        certificates: cache.certificate_expiry(i),
+                    })
                     .collect::<Vec<_>>()
             })?;
         }

@@ -59,6 +59,16 @@ fn take_request_id() -> Option<String> {
     REQUEST_ID.with(|r| r.borrow_mut().take())
 }
 
+/// What the object cache knows of a slot, for the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct SlotFacts {
+    pub label: String,
+    /// Query cache hits, misses, listings applied, listings failed.
+    pub counts: [u64; 4],
+    /// Certificates: label, SHA-1 thumbprint (hex), notAfter (Unix seconds).
+    pub certificates: Vec<(String, String, i64)>,
+}
+
 /// A counter of the HTTP pipeline: name, help, how to read it.
 type Series = (&'static str, &'static str, fn(&HttpCounts) -> u64);
 
@@ -209,9 +219,9 @@ impl Telemetry {
         h.sum += secs;
     }
 
-    /// The Prometheus text of every metric; `cache` adds the object cache's counts per
-    /// slot label (hits, misses, refreshes, failed refreshes).
-    pub fn prometheus(&self, cache: &[(String, [u64; 4])]) -> String {
+    /// The Prometheus text of every metric; `cache` adds the object cache's counts and
+    /// certificate expiry per slot.
+    pub fn prometheus(&self, cache: &[SlotFacts]) -> String {
         let mut out = String::new();
         let r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         let mut last = "";
@@ -294,8 +304,27 @@ impl Telemetry {
                 continue;
             }
             out += &format!("# HELP {name} {help}\n# TYPE {name} counter\n");
-            for (slot, counts) in cache {
-                out += &format!("{name}{{slot=\"{}\"}} {}\n", label_value(slot), counts[i]);
+            for f in cache {
+                out += &format!(
+                    "{name}{{slot=\"{}\"}} {}\n",
+                    label_value(&f.label),
+                    f.counts[i]
+                );
+            }
+        }
+        if cache.iter().any(|f| !f.certificates.is_empty()) {
+            let name = "identify_pkcs11_certificate_not_after_seconds";
+            out += &format!(
+                "# HELP {name} notAfter of each certificate, Unix time.\n# TYPE {name} gauge\n"
+            );
+            for f in cache {
+                for (label, sha1, not_after) in &f.certificates {
+                    out += &format!(
+                        "{name}{{slot=\"{}\",label=\"{}\",sha1=\"{sha1}\"}} {not_after}\n",
+                        label_value(&f.label),
+                        label_value(label)
+                    );
+                }
             }
         }
         out
@@ -313,7 +342,7 @@ impl Telemetry {
     }
 
     /// Writes the metrics file now (temporary file + rename).
-    pub fn write_metrics(&self, cache: &[(String, [u64; 4])]) -> Result<()> {
+    pub fn write_metrics(&self, cache: &[SlotFacts]) -> Result<()> {
         let Some(path) = self.metrics_path() else {
             return Ok(());
         };
@@ -327,7 +356,7 @@ impl Telemetry {
     /// cache's counts.
     pub fn start_writer(
         self: &Arc<Self>,
-        cache: impl Fn() -> Vec<(String, [u64; 4])> + Send + 'static,
+        cache: impl Fn() -> Vec<SlotFacts> + Send + 'static,
     ) -> Result<()> {
         let Some(m) = &self.metrics else {
             return Ok(());
@@ -502,7 +531,15 @@ mod tests {
         t.key_use(&use_of(&Err(Error::Backend("x".into()))));
         t.http_counts("s").tries.fetch_add(3, Ordering::Relaxed);
         t.http_counts("s").calls.fetch_add(2, Ordering::Relaxed);
-        let text = t.prometheus(&[("s".into(), [5, 1, 2, 0])]);
+        let text = t.prometheus(&[SlotFacts {
+            label: "s".into(),
+            counts: [5, 1, 2, 0],
+            certificates: vec![("c".into(), "ab".into(), 1_900_000_000)],
+        }]);
+        assert!(
+            text.contains("identify_pkcs11_certificate_not_after_seconds{slot=\"s\",label=\"c\",sha1=\"ab\"} 1900000000"),
+            "{text}"
+        );
         assert!(text.contains("identify_pkcs11_key_operations_total{slot=\"s\",operation=\"sign\",result=\"CKR_OK\"} 1"), "{text}");
         assert!(text.contains("result=\"CKR_DEVICE_ERROR\"} 1"), "{text}");
         assert!(text.contains("identify_pkcs11_key_operation_seconds_bucket{slot=\"s\",operation=\"sign\",le=\"0.01\"} 0"), "{text}");

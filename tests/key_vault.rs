@@ -806,6 +806,8 @@ fn key_uses_are_audited_and_counted() {
         "identify_pkcs11_http_retries_total{slot=\"vault\"} 0",
         "identify_pkcs11_cache_hits_total{slot=\"vault\"} 1",
         "identify_pkcs11_refreshes_total{slot=\"vault\"} 1",
+        // The fixture certificates are valid until 2046.
+        "identify_pkcs11_certificate_not_after_seconds{slot=\"vault\",label=\"rsa2048\",sha1=\"",
     ] {
         assert!(prom.contains(want), "no {want} in:\n{prom}");
     }

@@ -225,6 +225,39 @@ impl ObjectCache {
             .collect()
     }
 
+    /// The certificates of `slot` as listed: label, SHA-1 thumbprint (hex), notAfter (Unix
+    /// seconds). Empty when the slot was not listed yet.
+    pub fn certificate_expiry(&self, slot: usize) -> Vec<(String, String, i64)> {
+        let Ok(so) = self.slot(slot) else {
+            return Vec::new();
+        };
+        let Ok(state) = so.state.read() else {
+            return Vec::new();
+        };
+        state
+            .objects
+            .values()
+            .filter(|o| o.kind == ObjectKind::Certificate)
+            .filter_map(|o| {
+                let AttrLookup::Value(der) = o.attr(CKA_VALUE) else {
+                    return None;
+                };
+                let label = match o.attr(CKA_LABEL) {
+                    AttrLookup::Value(l) => String::from_utf8_lossy(l).into_owned(),
+                    _ => String::new(),
+                };
+                let x = openssl::x509::X509::from_der(der).ok()?;
+                let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
+                let d = epoch.diff(x.not_after()).ok()?;
+                let sha1 = openssl::sha::sha1(der)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                Some((label, sha1, i64::from(d.days) * 86_400 + i64::from(d.secs)))
+            })
+            .collect()
+    }
+
     /// Marks `slot` as refreshed by the background thread (see `refresher`).
     pub fn set_background(&self, slot: usize) -> Result<()> {
         self.slot(slot)?.background.store(true, Ordering::Release);
