@@ -18,11 +18,19 @@ start)
     port=$3
     mkdir -p "$dir"
     (umask 077 && echo postgres >"$dir/pwfile")
-    if [ "$(id -u)" = 0 ]; then chown -R postgres: "$dir"; fi
+    if [ "$(id -u)" = 0 ]; then
+        chown -R postgres: "$dir"
+        # The postgres user must reach DIR through its parents (mktemp makes them 0700).
+        runuser -u postgres -- test -x "$dir" || {
+            echo "server.sh: the postgres user cannot reach $dir; use a directory under a world-searchable parent" >&2
+            exit 1
+        }
+    fi
     as_pg "$bin/initdb" -D "$dir/data" -A scram-sha-256 --pwfile="$dir/pwfile" -U postgres >"$dir/initdb.log" 2>&1 ||
-        { cat "$dir/initdb.log"; exit 1; }
+        { cat "$dir/initdb.log" >&2; exit 1; }
     as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir" start >/dev/null
+        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir" start >/dev/null ||
+        { cat "$dir/server.log" >&2; exit 1; }
     PGPASSWORD=postgres "$bin/psql" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
         -c "CREATE ROLE identify LOGIN PASSWORD 'identify'" -c "CREATE DATABASE certs OWNER identify"
     echo "postgres://identify@127.0.0.1:$port/certs"
