@@ -164,11 +164,14 @@ impl Telemetry {
 
     /// Records one use of a key: an audit line and the metrics.
     pub fn key_use(&self, u: &KeyUse<'_>) {
+        let request_id = take_request_id();
+        if self.audit.is_none() && self.metrics.is_none() {
+            return;
+        }
         let rv = match u.result {
             Ok(()) => "CKR_OK".to_string(),
             Err(e) => crate::error::rv_name(e.rv()),
         };
-        let request_id = take_request_id();
         if let Some(audit) = &self.audit {
             let line = serde_json::json!({
                 "time": crate::certdb::now_rfc3339_millis(),
@@ -526,7 +529,13 @@ mod tests {
 
     #[test]
     fn prometheus_text_has_counters_and_histograms() {
-        let t = Telemetry::disabled();
+        let t = Telemetry::new(
+            None,
+            Some(MetricsConfig {
+                file: "/nonexistent/m.prom".into(),
+                interval: Duration::from_secs(15),
+            }),
+        );
         t.key_use(&use_of(&Ok(())));
         t.key_use(&use_of(&Err(Error::Backend("x".into()))));
         t.http_counts("s").tries.fetch_add(3, Ordering::Relaxed);
