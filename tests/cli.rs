@@ -335,3 +335,118 @@ fn audit_summarises_the_log_and_its_rotated_files() {
     assert_eq!(code, 1);
     assert!(err.contains("[audit]"), "{err}");
 }
+
+/// The certificate's self-signature verifies with its own key, which is the new key's.
+fn check_self_signed(pem: &str, subject_cn: &str) -> openssl::x509::X509 {
+    let cert =
+        openssl::x509::X509::from_pem(pem.as_bytes()).unwrap_or_else(|e| panic!("{e}: {pem}"));
+    let key = cert.public_key().unwrap();
+    assert!(cert.verify(&key).unwrap(), "self-signature does not verify");
+    let cn = cert
+        .subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .next()
+        .unwrap()
+        .data()
+        .to_string()
+        .unwrap();
+    assert_eq!(cn, subject_cn);
+    cert
+}
+
+#[test]
+fn cert_self_signed_in_a_directory_and_on_a_managed_hsm() {
+    // Directory store: key and certificate files; list pairs them.
+    let store = FixtureStore::new("fixtures", "");
+    let (code, pem, err) = tool(
+        &[
+            "cert",
+            "self-signed",
+            "--slot",
+            "fixtures",
+            "--name",
+            "web",
+            "--subject",
+            "CN=web.example,O=Contoso",
+            "--key",
+            "ec:p256",
+            "--days",
+            "30",
+        ],
+        &store.config,
+    );
+    assert_eq!(code, 0, "{err}");
+    let cert = check_self_signed(&pem, "web.example");
+    let sha256: String = openssl::sha::sha256(&cert.to_der().unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(err.contains(&sha256), "{err}");
+    let (_, v) = json(&["list", "--json"], &store.config);
+    let web = v["slots"][0]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "web")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(web["certificates_sha256"][0], sha256.as_str(), "{web}");
+    assert_eq!(web["type"], "EC P256");
+
+    // Bad input: named, nothing created.
+    for (flag, value, says) in [
+        ("--key", "rsa:1024", "rsa:2048"),
+        ("--subject", "XX=1", "CN, O"),
+        ("--slot", "nope", "\"nope\""),
+        ("--days", "0", "1 to 3650"),
+    ] {
+        let mut all = vec!["cert", "self-signed"];
+        for (f, default) in [
+            ("--slot", "fixtures"),
+            ("--name", "bad"),
+            ("--subject", "CN=x"),
+        ] {
+            if f != flag {
+                all.extend([f, default]);
+            }
+        }
+        all.extend([flag, value]);
+        let (code, _, err) = tool(&all, &store.config);
+        assert_eq!(code, 1, "{all:?}: {err}");
+        assert!(err.contains(says), "{all:?}: {err}");
+    }
+    assert!(!store.store.join("bad.key.pem").exists());
+
+    // Managed HSM: an HSM key, its certificate in the certificate database.
+    let emu = Emulator::start();
+    let config = emu.config_hsm("hsm", "");
+    let (code, pem, err) = tool(
+        &[
+            "cert",
+            "self-signed",
+            "--slot",
+            "hsm",
+            "--name",
+            "signing",
+            "--subject",
+            "CN=idp.example",
+            "--key",
+            "rsa:2048",
+        ],
+        &config,
+    );
+    assert_eq!(code, 0, "{err}");
+    check_self_signed(&pem, "idp.example");
+    let (_, v) = json(&["list", "--json"], &config);
+    let key = v["slots"][0]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "signing")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(
+        key["certificates_sha256"].as_array().unwrap().len(),
+        1,
+        "{key}"
+    );
+    assert_eq!(key["type"], "RSA 2048");
+}

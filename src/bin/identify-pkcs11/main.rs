@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod bench;
+mod cert;
 mod demo;
 mod ops;
 
@@ -18,6 +19,33 @@ mod ops;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Create a key in the slot's store and a self-signed certificate signed by it (the
+    /// private key stays in the store), kept where the slot keeps certificates; prints the
+    /// certificate (PEM) and its thumbprints.
+    SelfSigned {
+        /// The configuration file (default: as the module finds it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The slot (its label).
+        #[arg(long)]
+        slot: String,
+        /// The key's name (and the objects' label).
+        #[arg(long)]
+        name: String,
+        /// The subject, e.g. "CN=signing.example.com,O=Contoso".
+        #[arg(long)]
+        subject: String,
+        /// rsa:2048, rsa:3072, rsa:4096, ec:p256 or ec:p384.
+        #[arg(long, default_value = "rsa:3072")]
+        key: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 730)]
+        days: u32,
+    },
 }
 
 /// Which configuration and slots a subcommand works on, and how it prints.
@@ -83,6 +111,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Certificates: `cert self-signed`.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
     /// Print the argon2id hash of a PIN read from standard input, for `pin_hash` in the
     /// configuration.
     PinHash,
@@ -123,6 +156,24 @@ fn main() -> ExitCode {
             since,
             json,
         } => ops::audit(config.as_ref(), &since, json),
+        Command::Cert {
+            command:
+                CertCommand::SelfSigned {
+                    config,
+                    slot,
+                    name,
+                    subject,
+                    key,
+                    days,
+                },
+        } => cert::self_signed(&cert::SelfSigned {
+            config,
+            slot,
+            name,
+            subject,
+            key,
+            days,
+        }),
         Command::List { on } => ops::list(on.config.as_ref(), on.slot.as_deref(), on.json),
         Command::Doctor {
             on: On { config, slot, json },
