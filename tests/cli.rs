@@ -450,3 +450,88 @@ fn cert_self_signed_in_a_directory_and_on_a_managed_hsm() {
     );
     assert_eq!(key["type"], "RSA 2048");
 }
+
+#[test]
+fn cert_rotate_makes_a_new_current_version_and_keeps_the_old() {
+    let emu = Emulator::start();
+    let config = emu.config("vault", "");
+    let (code, first, err) = tool(
+        &[
+            "cert",
+            "self-signed",
+            "--slot",
+            "vault",
+            "--name",
+            "idp",
+            "--subject",
+            "CN=idp.example,O=Contoso",
+            "--key",
+            "rsa:2048",
+        ],
+        &config,
+    );
+    assert_eq!(code, 0, "{err}");
+    let first = check_self_signed(&first, "idp.example");
+    let (code, second, err) = tool(
+        &[
+            "cert", "rotate", "--slot", "vault", "--name", "idp", "--days", "400",
+        ],
+        &config,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("stays for decryption"), "{err}");
+    // The same subject (taken from the current certificate), a new key.
+    let second = check_self_signed(&second, "idp.example");
+    assert_eq!(
+        format!("{:?}", second.subject_name()),
+        format!("{:?}", first.subject_name())
+    );
+    assert!(
+        !second
+            .public_key()
+            .unwrap()
+            .public_eq(&first.public_key().unwrap())
+    );
+    let (_, v) = json(&["list", "--json"], &config);
+    let versions: Vec<&Value> = v["slots"][0]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["name"] == "idp")
+        .collect();
+    assert_eq!(versions.len(), 2, "{v}");
+    let sha = |c: &openssl::x509::X509| -> String {
+        openssl::sha::sha256(&c.to_der().unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let current = versions.iter().find(|k| k["current"] == true).unwrap();
+    let old = versions.iter().find(|k| k["current"] == false).unwrap();
+    assert_eq!(
+        current["certificates_sha256"][0],
+        sha(&second).as_str(),
+        "{current}"
+    );
+    assert_eq!(old["certificates_sha256"][0], sha(&first).as_str(), "{old}");
+    assert_eq!(
+        old["decrypt"], true,
+        "the old version still decrypts: {old}"
+    );
+
+    // A directory store has no key versions: said so.
+    let store = FixtureStore::new("fixtures", "");
+    let (code, _, err) = tool(
+        &["cert", "rotate", "--slot", "fixtures", "--name", "rsa2048"],
+        &store.config,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("key-vault and managed-hsm"), "{err}");
+    // An unknown key.
+    let (code, _, err) = tool(
+        &["cert", "rotate", "--slot", "vault", "--name", "nope"],
+        &config,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("no key \"nope\""), "{err}");
+}

@@ -242,6 +242,13 @@ pub trait Backend: Send + Sync {
     fn sign(&self, key: &KeyRecord, request: &SignRequest, data: &[u8]) -> Result<Vec<u8>>;
     /// Decrypt with a key version.
     fn decrypt(&self, key: &KeyRecord, request: &DecryptRequest, data: &[u8]) -> Result<Vec<u8>>;
+    /// A new version of a key (same name, type, size and uses) that becomes the current
+    /// one; the older versions stay usable (decryption of what was encrypted to them).
+    fn rotate_key(&self, _current: &KeyRecord) -> Result<KeyRecord> {
+        Err(crate::error::Error::ActionProhibited(
+            "this store keeps one version per key; key rotation is for key-vault and managed-hsm slots".into(),
+        ))
+    }
     /// One cheap authenticated round trip about `key` (the operator's latency check);
     /// local stores have none.
     fn ping(&self, _key: &KeyRecord) -> Result<()> {

@@ -242,9 +242,34 @@ impl KeyVaultBackend {
             let e = newest.entry(name.clone()).or_insert(*created);
             *e = (*e).max(*created);
         }
+        // Versions made within the same second (a rotation right after a creation) tie on
+        // `created`: the service's own answer for the key without a version decides.
+        let mut tied: HashMap<String, usize> = HashMap::new();
+        for (name, _, created) in &versions {
+            if newest.get(name) == Some(created) {
+                *tied.entry(name.clone()).or_default() += 1;
+            }
+        }
+        let mut decided: HashMap<String, String> = HashMap::new();
+        for name in tied.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k) {
+            let what = format!("reading the current version of {name}");
+            let key = self
+                .keys
+                .get_key(name, None)
+                .await
+                .map_err(|e| errors::map(e, &what))?
+                .into_model()
+                .map_err(|e| errors::map(e, &what))?;
+            if let Some(v) = key.resource_id().ok().and_then(|id| id.version) {
+                decided.insert(name.clone(), v);
+            }
+        }
         let fetched: Vec<Result<Option<(KeyRecord, f64)>>> =
             futures::stream::iter(versions.into_iter().map(|(name, version, created)| {
-                let current = newest.get(&name) == Some(&created);
+                let current = match decided.get(&name) {
+                    Some(v) => *v == version,
+                    None => newest.get(&name) == Some(&created),
+                };
                 async move { self.fetch_version(&name, &version, current).await }
             }))
             .buffer_unordered(LIST_CONCURRENCY)
@@ -260,7 +285,7 @@ impl KeyVaultBackend {
                 Err(e) => return Err(e),
             }
         }
-        // Two versions created in the same second: keep one current per name.
+        // Never two current versions of one name (a tie the service did not settle).
         keys.sort_by(|a, b| (&a.0.name, &a.0.version).cmp(&(&b.0.name, &b.0.version)));
         let mut seen_current = std::collections::HashSet::new();
         for (k, _) in keys.iter_mut() {
@@ -655,53 +680,7 @@ impl Backend for KeyVaultBackend {
         update: &ObjectUpdate,
         usage: KeyUsage,
     ) -> Result<KeyRecord> {
-        let hsm = self.cfg.hsm_keys;
-        let mut params = CreateKeyParameters::default();
-        let mut ops = vec![KeyOperation::Sign, KeyOperation::Verify];
-        match spec {
-            KeySpec::Rsa {
-                bits,
-                public_exponent,
-            } => {
-                params.kty = Some(if hsm { KeyType::RsaHsm } else { KeyType::Rsa });
-                params.key_size = Some(i32::try_from(*bits).map_err(|_| Error::KeySizeRange)?);
-                let e = public_exponent
-                    .iter()
-                    .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
-                if e != 65537 {
-                    return Err(Error::AttributeValueInvalid(
-                        "Key Vault creates RSA keys with public exponent 65537 only".into(),
-                    ));
-                }
-                params.public_exponent = Some(65537);
-                if usage.decrypt {
-                    ops.extend([KeyOperation::Decrypt, KeyOperation::Encrypt]);
-                }
-                if usage.unwrap {
-                    ops.extend([KeyOperation::UnwrapKey, KeyOperation::WrapKey]);
-                }
-            }
-            KeySpec::Ec(curve) => {
-                params.kty = Some(if hsm { KeyType::EcHsm } else { KeyType::Ec });
-                params.curve = Some(match curve {
-                    Curve::P256 => CurveName::P256,
-                    Curve::P384 => CurveName::P384,
-                    Curve::P521 => CurveName::P521,
-                });
-            }
-        }
-        if !usage.sign {
-            ops.retain(|o| !matches!(o, KeyOperation::Sign | KeyOperation::Verify));
-        }
-        params.key_ops = Some(ops);
-        let mut tags = HashMap::new();
-        if let Some(l) = &update.label {
-            tags.insert(TAG_LABEL.to_owned(), l.clone());
-        }
-        if let Some(i) = &update.id {
-            tags.insert(TAG_ID.to_owned(), crate::backend::directory::hex(i));
-        }
-        params.tags = Some(tags);
+        let params = self.create_params(spec, update, usage)?;
         let base = Self::key_name(name);
         // C_GenerateKeyPair makes a new key: a free name, never a new version of another.
         let mut chosen = None;
@@ -718,29 +697,26 @@ impl Backend for KeyVaultBackend {
         }
         let key_name =
             chosen.ok_or_else(|| Error::Backend(format!("no free key name near {base}")))?;
-        let what = format!("create key {key_name}");
-        let body = params.try_into().map_err(|e| errors::map(e, &what))?;
-        let key: Key = self
-            .runtime
-            .run(
-                self.deadline * 3,
-                self.keys.create_key(&key_name, body, None),
-            )?
-            .map_err(|e| errors::map(e, &what))?
-            .into_model()
-            .map_err(|e| errors::map(e, &what))?;
-        let id = key.resource_id().map_err(|e| errors::map(e, &what))?;
-        let version = id
-            .version
-            .ok_or_else(|| Error::Backend(format!("{what}: no version in the answer")))?;
-        self.run(self.fetch_version(&key_name, &version, true))??
-            .map(|(mut k, _)| {
-                k.local = true;
-                k
-            })
-            .ok_or_else(|| Error::Backend(format!("{what}: the new key has no public key")))
+        self.create_version(&key_name, params)
     }
 
+    fn rotate_key(&self, current: &KeyRecord) -> Result<KeyRecord> {
+        let public = crate::mechanism::PublicInfo::from_spki(&current.spki_der)?;
+        let spec = match public.curve {
+            Some(c) => KeySpec::Ec(c),
+            None => KeySpec::Rsa {
+                bits: u32::try_from(public.bits).map_err(|_| Error::KeySizeRange)?,
+                public_exponent: vec![1, 0, 1],
+            },
+        };
+        let update = ObjectUpdate {
+            label: current.label.clone(),
+            id: None,
+        };
+        let params = self.create_params(&spec, &update, current.usage)?;
+        // A create under an existing name makes a new version of that key.
+        self.create_version(&current.name, params)
+    }
     fn store_certificate(
         &self,
         der: &[u8],
@@ -845,6 +821,90 @@ impl Backend for KeyVaultBackend {
         self.run(self.keys.update_key_properties(&name, body, Some(o)))?
             .map(|_| ())
             .map_err(|e| errors::map(e, &what))
+    }
+}
+
+impl KeyVaultBackend {
+    /// The parameters of a new key (or key version) of `spec` with the permitted uses.
+    fn create_params(
+        &self,
+        spec: &KeySpec,
+        update: &ObjectUpdate,
+        usage: KeyUsage,
+    ) -> Result<CreateKeyParameters> {
+        let hsm = self.cfg.hsm_keys;
+        let mut params = CreateKeyParameters::default();
+        let mut ops = vec![KeyOperation::Sign, KeyOperation::Verify];
+        match spec {
+            KeySpec::Rsa {
+                bits,
+                public_exponent,
+            } => {
+                params.kty = Some(if hsm { KeyType::RsaHsm } else { KeyType::Rsa });
+                params.key_size = Some(i32::try_from(*bits).map_err(|_| Error::KeySizeRange)?);
+                let e = public_exponent
+                    .iter()
+                    .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+                if e != 65537 {
+                    return Err(Error::AttributeValueInvalid(
+                        "Key Vault creates RSA keys with public exponent 65537 only".into(),
+                    ));
+                }
+                params.public_exponent = Some(65537);
+                if usage.decrypt {
+                    ops.extend([KeyOperation::Decrypt, KeyOperation::Encrypt]);
+                }
+                if usage.unwrap {
+                    ops.extend([KeyOperation::UnwrapKey, KeyOperation::WrapKey]);
+                }
+            }
+            KeySpec::Ec(curve) => {
+                params.kty = Some(if hsm { KeyType::EcHsm } else { KeyType::Ec });
+                params.curve = Some(match curve {
+                    Curve::P256 => CurveName::P256,
+                    Curve::P384 => CurveName::P384,
+                    Curve::P521 => CurveName::P521,
+                });
+            }
+        }
+        if !usage.sign {
+            ops.retain(|o| !matches!(o, KeyOperation::Sign | KeyOperation::Verify));
+        }
+        params.key_ops = Some(ops);
+        let mut tags = HashMap::new();
+        if let Some(l) = &update.label {
+            tags.insert(TAG_LABEL.to_owned(), l.clone());
+        }
+        if let Some(i) = &update.id {
+            tags.insert(TAG_ID.to_owned(), crate::backend::directory::hex(i));
+        }
+        params.tags = Some(tags);
+        Ok(params)
+    }
+
+    /// Creates key `key_name` (a new key, or a new version of an existing one).
+    fn create_version(&self, key_name: &str, params: CreateKeyParameters) -> Result<KeyRecord> {
+        let what = format!("create key {key_name}");
+        let body = params.try_into().map_err(|e| errors::map(e, &what))?;
+        let key: Key = self
+            .runtime
+            .run(
+                self.deadline * 3,
+                self.keys.create_key(key_name, body, None),
+            )?
+            .map_err(|e| errors::map(e, &what))?
+            .into_model()
+            .map_err(|e| errors::map(e, &what))?;
+        let id = key.resource_id().map_err(|e| errors::map(e, &what))?;
+        let version = id
+            .version
+            .ok_or_else(|| Error::Backend(format!("{what}: no version in the answer")))?;
+        self.run(self.fetch_version(key_name, &version, true))??
+            .map(|(mut k, _)| {
+                k.local = true;
+                k
+            })
+            .ok_or_else(|| Error::Backend(format!("{what}: the new key has no public key")))
     }
 }
 

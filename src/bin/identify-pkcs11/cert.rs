@@ -179,37 +179,7 @@ fn make(
     let record = backend
         .generate_key(&o.name, spec, &update, KeyUsage::ALL)
         .map_err(|e| format!("creating key {:?} in slot {:?}: {e}", o.name, o.slot))?;
-    let public = PublicInfo::from_spki(&record.spki_der).map_err(|e| e.to_string())?;
-    let key_bits = {
-        use x509_cert::der::Decode;
-        x509_cert::spki::SubjectPublicKeyInfoRef::from_der(&record.spki_der)
-            .map_err(|e| format!("public key: {e}"))?
-            .subject_public_key
-            .raw_bytes()
-            .to_vec()
-    };
-    let key = StoreKey {
-        backend,
-        record: &record,
-        public,
-        key_bits,
-    };
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = dn;
-    let now = std::time::SystemTime::now();
-    params.not_before = (now - std::time::Duration::from_secs(300)).into();
-    params.not_after = (now + std::time::Duration::from_secs(u64::from(o.days) * 86_400)).into();
-    let mut serial = [0u8; 16];
-    openssl::rand::rand_bytes(&mut serial).map_err(|e| e.to_string())?;
-    serial[0] &= 0x7f;
-    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::DigitalSignature,
-        rcgen::KeyUsagePurpose::KeyEncipherment,
-    ];
-    let cert = params
-        .self_signed(&key)
-        .map_err(|e| format!("signing the certificate with {:?}: {e}", record.name))?;
+    let cert = issue(backend, &record, dn, o.days)?;
     let der = cert.der().to_vec();
     backend
         .store_certificate(&der, Some(&record), &update)
@@ -229,6 +199,160 @@ fn make(
     );
     print!("{}", cert.pem());
     Ok(())
+}
+
+pub struct Rotate {
+    pub config: Option<PathBuf>,
+    pub slot: String,
+    pub name: String,
+    /// Default: the subject of the current version's certificate.
+    pub subject: Option<String>,
+    pub days: u32,
+}
+
+/// The subject of a certificate as rcgen's name (the attributes `subject` accepts).
+fn subject_of(der: &[u8]) -> Option<rcgen::DistinguishedName> {
+    use openssl::nid::Nid;
+    let x = openssl::x509::X509::from_der(der).ok()?;
+    let mut dn = rcgen::DistinguishedName::new();
+    for e in x.subject_name().entries() {
+        let t = match e.object().nid() {
+            Nid::COMMONNAME => rcgen::DnType::CommonName,
+            Nid::ORGANIZATIONNAME => rcgen::DnType::OrganizationName,
+            Nid::ORGANIZATIONALUNITNAME => rcgen::DnType::OrganizationalUnitName,
+            Nid::COUNTRYNAME => rcgen::DnType::CountryName,
+            Nid::STATEORPROVINCENAME => rcgen::DnType::StateOrProvinceName,
+            Nid::LOCALITYNAME => rcgen::DnType::LocalityName,
+            _ => continue,
+        };
+        dn.push(t, e.data().to_string().ok()?);
+    }
+    Some(dn)
+}
+
+/// `identify-pkcs11 cert rotate`: a new version of key N becomes current with a new
+/// certificate (same subject unless `--subject`); the older versions stay, so what was
+/// encrypted to them still decrypts.
+pub fn rotate(o: &Rotate) -> Result<()> {
+    if !(1..=3650).contains(&o.days) {
+        return Err(format!("--days {}: 1 to 3650", o.days));
+    }
+    let given = o.subject.as_deref().map(subject).transpose()?;
+    let module = Module::new(ops::load(o.config.as_ref())?, true).map_err(|e| e.to_string())?;
+    let result = rotate_in(&module, o, given);
+    module.shutdown();
+    result
+}
+
+fn rotate_in(module: &Module, o: &Rotate, given: Option<rcgen::DistinguishedName>) -> Result<()> {
+    let slot = module
+        .slots
+        .iter()
+        .find(|s| s.config.label == o.slot)
+        .ok_or_else(|| {
+            let labels: Vec<&str> = module
+                .slots
+                .iter()
+                .map(|s| s.config.label.as_str())
+                .collect();
+            format!("no slot labelled {:?}; the slots are {labels:?}", o.slot)
+        })?;
+    let backend = slot.backend.as_ref();
+    let listing = backend
+        .list()
+        .map_err(|e| format!("slot {:?}: {e}", o.slot))?;
+    let current = listing
+        .keys
+        .iter()
+        .find(|k| k.name == o.name && k.current)
+        .ok_or_else(|| format!("slot {:?} has no key {:?}", o.slot, o.name))?;
+    let dn = match given {
+        Some(dn) => dn,
+        None => listing
+            .certificates
+            .iter()
+            .filter_map(|c| {
+                let x = openssl::x509::X509::from_der(&c.der).ok()?;
+                let spki = x.public_key().ok()?.public_key_to_der().ok()?;
+                (spki == current.spki_der)
+                    .then(|| subject_of(&c.der))
+                    .flatten()
+            })
+            .next()
+            .ok_or_else(|| {
+                format!(
+                    "key {:?} has no certificate to take the subject from: give --subject",
+                    o.name
+                )
+            })?,
+    };
+    let new = backend
+        .rotate_key(current)
+        .map_err(|e| format!("rotating key {:?} in slot {:?}: {e}", o.name, o.slot))?;
+    let cert = issue(backend, &new, dn, o.days)?;
+    let der = cert.der().to_vec();
+    backend
+        .store_certificate(
+            &der,
+            Some(&new),
+            &ObjectUpdate {
+                label: Some(o.name.clone()),
+                id: None,
+            },
+        )
+        .map_err(|e| format!("storing the certificate in slot {:?}: {e}", o.slot))?;
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    eprintln!(
+        "key {:?}: version {} is current; version {} stays for decryption\nSHA-1   {}\nSHA-256 {}",
+        o.name,
+        new.version.as_deref().unwrap_or("?"),
+        current.version.as_deref().unwrap_or("?"),
+        hex(&openssl::sha::sha1(&der)),
+        hex(&openssl::sha::sha256(&der)),
+    );
+    print!("{}", cert.pem());
+    Ok(())
+}
+
+/// A certificate for `record`'s public key, built by rcgen and signed by the store's key.
+fn issue(
+    backend: &dyn Backend,
+    record: &KeyRecord,
+    dn: rcgen::DistinguishedName,
+    days: u32,
+) -> Result<rcgen::Certificate> {
+    let public = PublicInfo::from_spki(&record.spki_der).map_err(|e| e.to_string())?;
+    let key_bits = {
+        use x509_cert::der::Decode;
+        x509_cert::spki::SubjectPublicKeyInfoRef::from_der(&record.spki_der)
+            .map_err(|e| format!("public key: {e}"))?
+            .subject_public_key
+            .raw_bytes()
+            .to_vec()
+    };
+    let key = StoreKey {
+        backend,
+        record,
+        public,
+        key_bits,
+    };
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = dn;
+    let now = std::time::SystemTime::now();
+    params.not_before = (now - std::time::Duration::from_secs(300)).into();
+    params.not_after = (now + std::time::Duration::from_secs(u64::from(days) * 86_400)).into();
+    let mut serial = [0u8; 16];
+    openssl::rand::rand_bytes(&mut serial).map_err(|e| e.to_string())?;
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::DigitalSignature,
+        rcgen::KeyUsagePurpose::KeyEncipherment,
+    ];
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| format!("signing the certificate with {:?}: {e}", record.name))?;
+    Ok(cert)
 }
 
 #[cfg(test)]

@@ -46,6 +46,26 @@ enum CertCommand {
         #[arg(long, default_value_t = 730)]
         days: u32,
     },
+    /// Make a new version of key N current, with a new certificate (the same subject
+    /// unless --subject); the older versions stay for decryption. Prints the certificate
+    /// (PEM) and its thumbprints for federation metadata. Key-vault and managed-hsm slots.
+    Rotate {
+        /// The configuration file (default: as the module finds it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The slot (its label).
+        #[arg(long)]
+        slot: String,
+        /// The key's name.
+        #[arg(long)]
+        name: String,
+        /// The new certificate's subject (default: the current certificate's).
+        #[arg(long)]
+        subject: Option<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 730)]
+        days: u32,
+    },
 }
 
 /// Which configuration and slots a subcommand works on, and how it prints.
@@ -172,6 +192,22 @@ fn main() -> ExitCode {
             name,
             subject,
             key,
+            days,
+        }),
+        Command::Cert {
+            command:
+                CertCommand::Rotate {
+                    config,
+                    slot,
+                    name,
+                    subject,
+                    days,
+                },
+        } => cert::rotate(&cert::Rotate {
+            config,
+            slot,
+            name,
+            subject,
             days,
         }),
         Command::List { on } => ops::list(on.config.as_ref(), on.slot.as_deref(), on.json),
