@@ -23,6 +23,23 @@ pub struct SelfSigned {
     pub days: u32,
 }
 
+/// The store of the slot labelled `label`.
+fn backend_of<'a>(module: &'a Module, label: &str) -> Result<&'a dyn Backend> {
+    module
+        .slots
+        .iter()
+        .find(|s| s.config.label == label)
+        .map(|s| s.backend.as_ref())
+        .ok_or_else(|| {
+            let labels: Vec<&str> = module
+                .slots
+                .iter()
+                .map(|s| s.config.label.as_str())
+                .collect();
+            format!("no slot labelled {label:?}; the slots are {labels:?}")
+        })
+}
+
 /// `rsa:2048|3072|4096`, `ec:p256|p384|p521`.
 fn key_spec(s: &str) -> Result<KeySpec> {
     let bad = || format!("--key {s:?}: rsa:2048, rsa:3072, rsa:4096, ec:p256, ec:p384 or ec:p521");
@@ -156,19 +173,7 @@ fn make(
     spec: &KeySpec,
     dn: rcgen::DistinguishedName,
 ) -> Result<()> {
-    let slot = module
-        .slots
-        .iter()
-        .find(|s| s.config.label == o.slot)
-        .ok_or_else(|| {
-            let labels: Vec<&str> = module
-                .slots
-                .iter()
-                .map(|s| s.config.label.as_str())
-                .collect();
-            format!("no slot labelled {:?}; the slots are {labels:?}", o.slot)
-        })?;
-    let backend = slot.backend.as_ref();
+    let backend = backend_of(module, &o.slot)?;
     if !backend.writable() {
         return Err(format!("slot {:?} is read-only (writable = false)", o.slot));
     }
@@ -245,19 +250,7 @@ pub fn rotate(o: &Rotate) -> Result<()> {
 }
 
 fn rotate_in(module: &Module, o: &Rotate, given: Option<rcgen::DistinguishedName>) -> Result<()> {
-    let slot = module
-        .slots
-        .iter()
-        .find(|s| s.config.label == o.slot)
-        .ok_or_else(|| {
-            let labels: Vec<&str> = module
-                .slots
-                .iter()
-                .map(|s| s.config.label.as_str())
-                .collect();
-            format!("no slot labelled {:?}; the slots are {labels:?}", o.slot)
-        })?;
-    let backend = slot.backend.as_ref();
+    let backend = backend_of(module, &o.slot)?;
     let listing = backend
         .list()
         .map_err(|e| format!("slot {:?}: {e}", o.slot))?;
