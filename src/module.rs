@@ -357,14 +357,27 @@ impl Module {
     }
 
     pub fn close_session(&self, h: CK_SESSION_HANDLE) -> Result<()> {
+        let before = session::lock(&self.session(h)?)?.slot;
+        let was_logged_in = self.logged_in(before);
         let slot = self.sessions.close(h)?;
-        self.objects.close_session(slot, h)
+        self.objects.close_session(slot, h)?;
+        self.after_implicit_logout(slot, was_logged_in)
     }
 
     pub fn close_all_sessions(&self, id: CK_SLOT_ID) -> Result<()> {
         let (index, _) = self.slot(id)?;
+        let was_logged_in = self.logged_in(index);
         for h in self.sessions.close_all(index)? {
             self.objects.close_session(index, h)?;
+        }
+        self.after_implicit_logout(index, was_logged_in)
+    }
+
+    /// Closing the last session logs the slot out: as after C_Logout, the handles to
+    /// private objects become invalid for good.
+    fn after_implicit_logout(&self, slot: usize, was_logged_in: bool) -> Result<()> {
+        if was_logged_in && !self.logged_in(slot) {
+            self.objects.reissue_private(slot)?;
         }
         Ok(())
     }

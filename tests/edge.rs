@@ -708,7 +708,8 @@ fn session_handles_and_login_are_per_application() {
         info.state, CKS_RW_USER_FUNCTIONS,
         "login on one session covers the others"
     );
-    assert_eq!(find(b, CKO_PRIVATE_KEY, "rsa2048").len(), 1);
+    let before = find(b, CKO_PRIVATE_KEY, "rsa2048");
+    assert_eq!(before.len(), 1);
     // SAFETY: handles are values.
     unsafe {
         assert_eq!(C_Logout(b), CKR_OK);
@@ -721,7 +722,12 @@ fn session_handles_and_login_are_per_application() {
         unsafe { C_Login(a, CKU_SO, b"4321".as_ptr() as *mut _, 4) },
         CKR_USER_TYPE_INVALID
     );
+    // After C_Logout the private key's old handle stays invalid, also after a new login.
     assert_eq!(login(a, "4321"), CKR_OK);
+    let new = find(a, CKO_PRIVATE_KEY, "rsa2048");
+    assert_eq!(new.len(), 1);
+    assert_ne!(new, before, "a private handle survived C_Logout");
+    assert_eq!(class_of(a, before[0]), CKR_OBJECT_HANDLE_INVALID);
     // Closing every session logs out; handles are never reused.
     // SAFETY: handles are values.
     unsafe {
@@ -733,6 +739,27 @@ fn session_handles_and_login_are_per_application() {
     // SAFETY: valid out-pointer.
     assert_eq!(unsafe { C_GetSessionInfo(c, &mut info) }, CKR_OK);
     assert_eq!(info.state, CKS_RO_PUBLIC_SESSION);
+    // That implicit logout also retired the private key's handle.
+    assert_eq!(login(c, "4321"), CKR_OK);
+    let after = find(c, CKO_PRIVATE_KEY, "rsa2048");
+    assert_eq!(after.len(), 1);
+    assert_ne!(
+        after, new,
+        "a private handle survived the logout of closing all sessions"
+    );
+    assert_eq!(class_of(c, new[0]), CKR_OBJECT_HANDLE_INVALID);
+}
+
+/// C_GetAttributeValue(CKA_CLASS) of an object: its return code.
+fn class_of(s: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE) -> CK_RV {
+    let mut class: CK_OBJECT_CLASS = 0;
+    let mut t = [CK_ATTRIBUTE {
+        type_: CKA_CLASS,
+        pValue: &mut class as *mut _ as *mut _,
+        ulValueLen: std::mem::size_of::<CK_OBJECT_CLASS>() as CK_ULONG,
+    }];
+    // SAFETY: a template of one attribute with its buffer.
+    unsafe { C_GetAttributeValue(s, object, t.as_mut_ptr(), 1) }
 }
 
 #[test]
