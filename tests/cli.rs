@@ -237,11 +237,7 @@ scope = "vault"
     emu.admin("DELETE", "/faults", "");
 
     // An unreachable vault (a port nothing listens on).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::closed_port();
     let text = std::fs::read_to_string(&good).unwrap();
     let vault = emu.field("vault_url");
     let dead = vault.rsplit_once(':').unwrap().0.to_owned() + &format!(":{port}");

@@ -624,11 +624,7 @@ fn an_unreachable_certificate_database_stops_only_certificate_writes() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let emu = Emulator::start();
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::closed_port();
     let m = load(&emu.config_hsm(
         "hsm",
         &format!("certificates = \"postgres://identify@127.0.0.1:{port}/certs\""),

@@ -66,6 +66,15 @@ impl FixtureStore {
     }
 }
 
+/// A local port nothing listens on (for unreachable-service tests).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn fixture_cert(name: &str) -> openssl::x509::X509 {
     let pem = std::fs::read(fixtures_dir().join(format!("keys/{name}.crt.pem"))).unwrap();
     openssl::x509::X509::from_pem(&pem).unwrap()

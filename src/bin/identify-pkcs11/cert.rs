@@ -115,7 +115,7 @@ impl rcgen::PublicKeyData for StoreKey<'_> {
             None => &rcgen::PKCS_RSA_SHA256,
             Some(Curve::P256) => &rcgen::PKCS_ECDSA_P256_SHA256,
             Some(Curve::P384) => &rcgen::PKCS_ECDSA_P384_SHA384,
-            // rcgen 0.14 names no P-521 algorithm: refused before the key is made.
+            // rcgen 0.14 names no P-521 algorithm: `issue` refuses such keys first.
             Some(_) => &rcgen::PKCS_ECDSA_P256_SHA256,
         }
     }
@@ -259,6 +259,13 @@ fn rotate_in(module: &Module, o: &Rotate, given: Option<rcgen::DistinguishedName
         .iter()
         .find(|k| k.name == o.name && k.current)
         .ok_or_else(|| format!("slot {:?} has no key {:?}", o.slot, o.name))?;
+    // Refused before a new version is made: no certificate could be issued for it.
+    if PublicInfo::from_spki(&current.spki_der).is_ok_and(|p| p.curve == Some(Curve::P521)) {
+        return Err(format!(
+            "key {:?} is EC P-521: certificates are made for RSA and EC P-256/P-384 keys only",
+            o.name
+        ));
+    }
     let dn = match given {
         Some(dn) => dn,
         None => listing
@@ -315,6 +322,12 @@ fn issue(
     days: u32,
 ) -> Result<rcgen::Certificate> {
     let public = PublicInfo::from_spki(&record.spki_der).map_err(|e| e.to_string())?;
+    if public.curve == Some(Curve::P521) {
+        return Err(format!(
+            "key {:?} is EC P-521: certificates are made for RSA and EC P-256/P-384 keys only",
+            record.name
+        ));
+    }
     let key_bits = {
         use x509_cert::der::Decode;
         x509_cert::spki::SubjectPublicKeyInfoRef::from_der(&record.spki_der)
