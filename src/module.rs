@@ -601,6 +601,7 @@ impl Module {
                     id: update.id.clone(),
                     der: der.to_vec(),
                     authority: t.ulong(CKA_CERTIFICATE_CATEGORY)? == Some(2),
+                    managed: false,
                 };
                 // Parses and validates the DER before anything is stored.
                 let (attrs, facts) = attributes::certificate(&record, token, true, None)?;

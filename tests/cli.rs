@@ -108,6 +108,28 @@ fn list_shows_keys_and_certificate_thumbprints() {
     );
 }
 
+/// A self-signed certificate `CN=cn` for `key`, valid from now for `days`.
+fn x509_for(
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+    cn: &str,
+    days: u32,
+) -> openssl::x509::X509 {
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = openssl::x509::X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(key).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(days).unwrap())
+        .unwrap();
+    b.sign(key, openssl::hash::MessageDigest::sha256()).unwrap();
+    b.build()
+}
+
 #[test]
 fn doctor_on_a_directory_store_and_an_expiring_certificate() {
     let store = FixtureStore::new("fixtures", "");
@@ -126,20 +148,6 @@ fn doctor_on_a_directory_store_and_an_expiring_certificate() {
         .unwrap(),
     )
     .unwrap();
-    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", "expiring").unwrap();
-    let name = name.build();
-    let mut b = openssl::x509::X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(10).unwrap())
-        .unwrap();
-    b.sign(&key, openssl::hash::MessageDigest::sha256())
-        .unwrap();
     std::fs::write(
         store.store.join("expiring.key.pem"),
         key.private_key_to_pem_pkcs8().unwrap(),
@@ -147,7 +155,7 @@ fn doctor_on_a_directory_store_and_an_expiring_certificate() {
     .unwrap();
     std::fs::write(
         store.store.join("expiring.crt.pem"),
-        b.build().to_pem().unwrap(),
+        x509_for(&key, "expiring", 10).to_pem().unwrap(),
     )
     .unwrap();
     let (code, v) = json(&["doctor", "--json"], &store.config);
@@ -332,6 +340,31 @@ fn audit_summarises_the_log_and_its_rotated_files() {
     assert!(err.contains("[audit]"), "{err}");
 }
 
+/// `cert self-signed --slot SLOT --name NAME --subject SUBJECT --key KEY` and more args.
+fn self_signed(
+    config: &Path,
+    slot: &str,
+    name: &str,
+    subject: &str,
+    key: &str,
+    more: &[&str],
+) -> (i32, String, String) {
+    let mut args = vec![
+        "cert",
+        "self-signed",
+        "--slot",
+        slot,
+        "--name",
+        name,
+        "--subject",
+        subject,
+        "--key",
+        key,
+    ];
+    args.extend(more);
+    tool(&args, config)
+}
+
 /// The certificate's self-signature verifies with its own key, which is the new key's.
 fn check_self_signed(pem: &str, subject_cn: &str) -> openssl::x509::X509 {
     let cert =
@@ -354,22 +387,13 @@ fn check_self_signed(pem: &str, subject_cn: &str) -> openssl::x509::X509 {
 fn cert_self_signed_in_a_directory_and_on_a_managed_hsm() {
     // Directory store: key and certificate files; list pairs them.
     let store = FixtureStore::new("fixtures", "");
-    let (code, pem, err) = tool(
-        &[
-            "cert",
-            "self-signed",
-            "--slot",
-            "fixtures",
-            "--name",
-            "web",
-            "--subject",
-            "CN=web.example,O=Contoso",
-            "--key",
-            "ec:p256",
-            "--days",
-            "30",
-        ],
+    let (code, pem, err) = self_signed(
         &store.config,
+        "fixtures",
+        "web",
+        "CN=web.example,O=Contoso",
+        "ec:p256",
+        &["--days", "30"],
     );
     assert_eq!(code, 0, "{err}");
     let cert = check_self_signed(&pem, "web.example");
@@ -415,21 +439,8 @@ fn cert_self_signed_in_a_directory_and_on_a_managed_hsm() {
     // Managed HSM: an HSM key, its certificate in the certificate database.
     let emu = Emulator::start();
     let config = emu.config_hsm("hsm", "");
-    let (code, pem, err) = tool(
-        &[
-            "cert",
-            "self-signed",
-            "--slot",
-            "hsm",
-            "--name",
-            "signing",
-            "--subject",
-            "CN=idp.example",
-            "--key",
-            "rsa:2048",
-        ],
-        &config,
-    );
+    let (code, pem, err) =
+        self_signed(&config, "hsm", "signing", "CN=idp.example", "rsa:2048", &[]);
     assert_eq!(code, 0, "{err}");
     check_self_signed(&pem, "idp.example");
     let (_, v) = json(&["list", "--json"], &config);
@@ -450,27 +461,20 @@ fn cert_self_signed_in_a_directory_and_on_a_managed_hsm() {
 #[test]
 fn cert_rotate_makes_a_new_current_version_and_keeps_the_old() {
     let emu = Emulator::start();
-    let config = emu.config("vault", "");
-    let (code, first, err) = tool(
-        &[
-            "cert",
-            "self-signed",
-            "--slot",
-            "vault",
-            "--name",
-            "idp",
-            "--subject",
-            "CN=idp.example,O=Contoso",
-            "--key",
-            "rsa:2048",
-        ],
+    let config = emu.config_hsm("hsm", "");
+    let (code, first, err) = self_signed(
         &config,
+        "hsm",
+        "idp",
+        "CN=idp.example,O=Contoso",
+        "rsa:2048",
+        &[],
     );
     assert_eq!(code, 0, "{err}");
     let first = check_self_signed(&first, "idp.example");
     let (code, second, err) = tool(
         &[
-            "cert", "rotate", "--slot", "vault", "--name", "idp", "--days", "400",
+            "cert", "rotate", "--slot", "hsm", "--name", "idp", "--days", "400",
         ],
         &config,
     );
@@ -515,19 +519,414 @@ fn cert_rotate_makes_a_new_current_version_and_keeps_the_old() {
         "the old version still decrypts: {old}"
     );
 
-    // A directory store has no key versions: said so.
-    let store = FixtureStore::new("fixtures", "");
-    let (code, _, err) = tool(
-        &["cert", "rotate", "--slot", "fixtures", "--name", "rsa2048"],
-        &store.config,
-    );
-    assert_eq!(code, 1);
-    assert!(err.contains("key-vault and managed-hsm"), "{err}");
     // An unknown key.
     let (code, _, err) = tool(
-        &["cert", "rotate", "--slot", "vault", "--name", "nope"],
+        &["cert", "rotate", "--slot", "hsm", "--name", "nope"],
         &config,
     );
     assert_eq!(code, 1);
     assert!(err.contains("no key \"nope\""), "{err}");
+}
+
+/// A new RSA-2048 key and a self-signed certificate for it, as a PKCS#12 file with
+/// password `pw` (and the password file), and as PEM.
+struct Operator {
+    dir: tempfile::TempDir,
+    cert: openssl::x509::X509,
+}
+
+impl Operator {
+    fn new(cn: &str) -> Operator {
+        let key =
+            openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        let cert = x509_for(&key, cn, 365);
+        let dir = tempfile::tempdir().unwrap();
+        let p12 = openssl::pkcs12::Pkcs12::builder()
+            .name(cn)
+            .pkey(&key)
+            .cert(&cert)
+            .build2("pw")
+            .unwrap();
+        std::fs::write(dir.path().join("signing.pfx"), p12.to_der().unwrap()).unwrap();
+        std::fs::write(dir.path().join("pw.txt"), "pw\n").unwrap();
+        std::fs::write(dir.path().join("wrong.txt"), "not-it\n").unwrap();
+        let mut pem = key.private_key_to_pem_pkcs8().unwrap();
+        pem.extend(cert.to_pem().unwrap());
+        std::fs::write(dir.path().join("web-signing.pem"), pem).unwrap();
+        std::fs::write(dir.path().join("garbage.pfx"), b"not a certificate").unwrap();
+        Operator { dir, cert }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn sha256(&self) -> String {
+        hex(&openssl::sha::sha256(&self.cert.to_der().unwrap()))
+    }
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The listed versions of key `name` in the first slot.
+fn key_versions(config: &Path, name: &str) -> Vec<Value> {
+    let (code, v) = json(&["list", "--json"], config);
+    assert_eq!(code, 0, "{v}");
+    v["slots"][0]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["name"] == name)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn cert_import_into_a_directory_a_vault_and_a_managed_hsm() {
+    let op = Operator::new("imported.example");
+    let store = FixtureStore::new("fixtures", "");
+    let emu = Emulator::start();
+    let vault = emu.config("vault", "");
+    let hsm = emu.config_hsm("hsm", "");
+    let import_pfx = |slot: &str, config: &Path| {
+        tool(
+            &[
+                "cert",
+                "import",
+                "--slot",
+                slot,
+                "--password-file",
+                &op.path("pw.txt"),
+                &op.path("signing.pfx"),
+            ],
+            config,
+        )
+    };
+    for (slot, config) in [
+        ("fixtures", &store.config),
+        ("vault", &vault),
+        ("hsm", &hsm),
+    ] {
+        let (code, pem, err) = import_pfx(slot, config);
+        assert_eq!(code, 0, "{slot}: {err}");
+        assert!(err.contains(&op.sha256()), "{slot}: {err}");
+        assert_eq!(
+            openssl::x509::X509::from_pem(pem.as_bytes())
+                .unwrap()
+                .to_der()
+                .unwrap(),
+            op.cert.to_der().unwrap()
+        );
+        // The key (named after the file) is listed with its certificate and signs.
+        let versions = key_versions(config, "signing");
+        assert_eq!(versions.len(), 1, "{slot}: {versions:?}");
+        assert_eq!(
+            versions[0]["certificates_sha256"][0],
+            op.sha256().as_str(),
+            "{slot}: {versions:?}"
+        );
+        let (code, v) = json(&["doctor", "--json", "--sign"], config);
+        assert_eq!(code, 0, "{slot}: {v}");
+        // The name is taken now: refused, nothing replaced.
+        let (code, _, err) = import_pfx(slot, config);
+        assert_eq!(code, 1, "{slot}");
+        assert!(
+            err.contains("already") && err.contains("signing"),
+            "{slot}: {err}"
+        );
+    }
+    // PEM (key and certificate in one file), named by --name.
+    let (code, _, err) = tool(
+        &[
+            "cert",
+            "import",
+            "--slot",
+            "vault",
+            "--name",
+            "pem-import",
+            &op.path("web-signing.pem"),
+        ],
+        &vault,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(key_versions(&vault, "pem-import").len(), 1);
+    // Failure paths: the wrong password, no password, not a certificate file.
+    for (args, says) in [
+        (
+            vec![
+                "--password-file",
+                &op.path("wrong.txt") as &str,
+                &op.path("signing.pfx"),
+            ],
+            "--password-file",
+        ),
+        (vec![&op.path("signing.pfx") as &str], "--password-file"),
+        (
+            vec![&op.path("garbage.pfx") as &str],
+            "neither PEM nor PKCS#12",
+        ),
+    ] {
+        let mut all = vec!["cert", "import", "--slot", "fixtures", "--name", "other"];
+        all.extend(args.iter().copied());
+        let (code, _, err) = tool(&all, &store.config);
+        assert_eq!(code, 1, "{all:?}: {err}");
+        assert!(err.contains(says), "{all:?}: {err}");
+    }
+    assert!(!store.store.join("other.key.pem").exists());
+}
+
+#[test]
+fn vault_issued_certificate_rotates_with_its_key() {
+    // The vault issues the certificate itself (a Key Vault certificate, `Self` issuer).
+    let emu = Emulator::start_with("cert_retry_after_s = 1\ncert_pending_polls = 1\n");
+    let config = emu.config("vault", "");
+    let (code, first, err) = self_signed(
+        &config,
+        "vault",
+        "issued",
+        "CN=issued.example, O=Contoso",
+        "ec:p256",
+        &["--days", "90"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("issued by the vault"), "{err}");
+    let first = check_self_signed(&first, "issued.example");
+    // 90 days are three whole months in the vault's policy.
+    let days = openssl::asn1::Asn1Time::days_from_now(0)
+        .unwrap()
+        .diff(first.not_after())
+        .unwrap()
+        .days;
+    assert!((85..=93).contains(&days), "{days}");
+    let (code, second, err) = tool(
+        &["cert", "rotate", "--slot", "vault", "--name", "issued"],
+        &config,
+    );
+    assert_eq!(code, 0, "{err}");
+    let second = check_self_signed(&second, "issued.example");
+    assert!(
+        !second
+            .public_key()
+            .unwrap()
+            .public_eq(&first.public_key().unwrap())
+    );
+    // Both versions are listed, each with its own certificate.
+    let versions = key_versions(&config, "issued");
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    for (cert, current) in [(&first, false), (&second, true)] {
+        let sha = hex(&openssl::sha::sha256(&cert.to_der().unwrap()));
+        let v = versions.iter().find(|k| k["current"] == current).unwrap();
+        assert_eq!(v["certificates_sha256"][0], sha.as_str(), "{v}");
+    }
+    // A second self-signed of the same name is refused.
+    let (code, _, err) = self_signed(&config, "vault", "issued", "CN=x", "rsa:2048", &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cert rotate"), "{err}");
+}
+
+#[test]
+fn directory_rotation_keeps_the_previous_key_relabelled() {
+    let store = FixtureStore::new("fixtures", "");
+    let (code, first, err) = self_signed(
+        &store.config,
+        "fixtures",
+        "idp",
+        "CN=idp.example",
+        "rsa:2048",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let first = check_self_signed(&first, "idp.example");
+    for round in 0..2 {
+        let (code, next, err) = tool(
+            &["cert", "rotate", "--slot", "fixtures", "--name", "idp"],
+            &store.config,
+        );
+        assert_eq!(code, 0, "round {round}: {err}");
+        assert!(err.contains("stays for decryption"), "{err}");
+        check_self_signed(&next, "idp.example");
+    }
+    let (_, v) = json(&["list", "--json"], &store.config);
+    let keys: Vec<&Value> = v["slots"][0]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["label"].as_str().is_some_and(|l| l.starts_with("idp")))
+        .collect();
+    assert_eq!(keys.len(), 3, "{v}");
+    let current: Vec<_> = keys.iter().filter(|k| k["label"] == "idp").collect();
+    assert_eq!(current.len(), 1, "{keys:?}");
+    let sha = hex(&openssl::sha::sha256(&first.to_der().unwrap()));
+    let oldest = keys
+        .iter()
+        .find(|k| k["certificates_sha256"][0] == sha.as_str())
+        .unwrap();
+    assert!(
+        oldest["label"].as_str().unwrap().starts_with("idp (until "),
+        "{oldest}"
+    );
+}
+
+#[test]
+fn backup_and_restore_with_their_failure_paths() {
+    let emu = Emulator::start();
+    let hsm = emu.config_hsm("hsm", "");
+    let (code, _, err) = self_signed(&hsm, "hsm", "signing", "CN=idp.example", "rsa:2048", &[]);
+    assert_eq!(code, 0, "{err}");
+    let out = emu.dir.path().join("backup");
+    let out_s = out.display().to_string();
+    let (code, text, err) = tool(
+        &[
+            "backup", "--slot", "hsm", "--out", &out_s, "--key", "signing",
+        ],
+        &hsm,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("1 key(s) and 1 stored certificate(s)"),
+        "{text}"
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["kind"], "managed-hsm");
+    assert_eq!(manifest["keys"][0]["name"], "signing");
+    // Never into a directory that holds files.
+    let (code, _, err) = tool(&["backup", "--slot", "hsm", "--out", &out_s], &hsm);
+    assert_eq!(code, 1);
+    assert!(err.contains("not empty"), "{err}");
+
+    // The same key is there: kept, nothing to do.
+    let (code, text, err) = tool(&["restore", "--slot", "hsm", &out_s], &hsm);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("already present with the same versions"),
+        "{text}"
+    );
+
+    // Into a fresh certificate database: the database's rows come back.
+    let fresh = emu.config_hsm("fresh", "");
+    let (code, text, err) = tool(&["restore", "--slot", "fresh", &out_s], &fresh);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("and 1 stored certificate(s) (0 already present)"),
+        "{text}"
+    );
+    assert_eq!(
+        key_versions(&fresh, "signing")[0]["certificates_sha256"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The key changed since (a new version): refused without --force, nothing changed.
+    let (code, _, err) = tool(
+        &["cert", "rotate", "--slot", "hsm", "--name", "signing"],
+        &hsm,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = tool(&["restore", "--slot", "hsm", &out_s], &hsm);
+    assert_eq!(code, 1);
+    assert!(err.contains("--force") && err.contains("signing"), "{err}");
+    assert_eq!(key_versions(&hsm, "signing").len(), 2);
+    // --force needs deleting to be allowed in the slot.
+    let (code, _, err) = tool(&["restore", "--slot", "hsm", "--force", &out_s], &hsm);
+    assert_eq!(code, 1);
+    assert!(err.contains("allow_destroy"), "{err}");
+    let destroy = emu.config_hsm("destroy", "allow_destroy = true");
+    let (code, text, err) = tool(
+        &["restore", "--slot", "destroy", "--force", &out_s],
+        &destroy,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("signing  restored"), "{text}");
+    let versions = key_versions(&destroy, "signing");
+    assert_eq!(versions.len(), 1, "the backup's one version: {versions:?}");
+    assert_eq!(
+        versions[0]["version"], manifest["keys"][0]["versions"][0]["version"],
+        "{versions:?}"
+    );
+
+    // A damaged backup: named, nothing restored.
+    let blob = out.join("keys/signing.blob");
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+    let (code, _, err) = tool(
+        &["restore", "--slot", "destroy", "--force", &out_s],
+        &destroy,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("signing.blob") && err.contains("checksum"),
+        "{err}"
+    );
+    std::fs::write(out.join("manifest.json"), b"{").unwrap();
+    let (code, _, err) = tool(&["restore", "--slot", "hsm", &out_s], &hsm);
+    assert_eq!(code, 1);
+    assert!(err.contains("manifest.json"), "{err}");
+
+    // Another kind of slot: refused, naming both.
+    let store = FixtureStore::new("fixtures", "");
+    let good = emu.dir.path().join("good-backup");
+    let (code, _, err) = tool(
+        &[
+            "backup",
+            "--slot",
+            "hsm",
+            "--out",
+            &good.display().to_string(),
+        ],
+        &hsm,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = tool(
+        &["restore", "--slot", "fixtures", &good.display().to_string()],
+        &store.config,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("managed-hsm") && err.contains("cert-store"),
+        "{err}"
+    );
+}
+
+#[test]
+fn directory_backup_restores_into_an_empty_store() {
+    let store = FixtureStore::new("fixtures", "");
+    let out = store.dir.path().join("backup");
+    let (code, text, err) = tool(
+        &[
+            "backup",
+            "--slot",
+            "fixtures",
+            "--out",
+            &out.display().to_string(),
+        ],
+        &store.config,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("rsa2048"), "{text}");
+    let (_, before) = json(&["list", "--json"], &store.config);
+    // Empty the store, restore, list again: the same keys and certificates.
+    for e in std::fs::read_dir(&store.store).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let (code, _, err) = tool(
+        &["restore", "--slot", "fixtures", &out.display().to_string()],
+        &store.config,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, after) = json(&["list", "--json"], &store.config);
+    assert_eq!(before["slots"][0]["keys"], after["slots"][0]["keys"]);
+    // Again: every key is there already and the same.
+    let (code, text, _) = tool(
+        &["restore", "--slot", "fixtures", &out.display().to_string()],
+        &store.config,
+    );
+    assert_eq!(code, 0);
+    assert!(text.contains("restored 0 key(s)"), "{text}");
 }

@@ -14,6 +14,8 @@
 //! reader never sees half a file. Private-key arithmetic is OpenSSL's (constant-time RSA
 //! and ECDSA); the `rsa` crate is never used for it (RUSTSEC-2023-0071).
 
+mod lifecycle;
+
 use super::{
     Backend, CertRecord, Curve, DecryptRequest, KeyRecord, KeySpec, KeyUsage, Listing,
     ObjectUpdate, SignRequest,
@@ -267,6 +269,7 @@ impl DirectoryBackend {
                 id,
                 authority: !is_leaf && is_ca(cert),
                 der,
+                managed: false,
             });
         }
         Ok(())
@@ -556,6 +559,39 @@ impl Backend for DirectoryBackend {
             .into_iter()
             .find(|c| c.stable_id == id)
             .ok_or_else(|| Error::Internal("stored certificate not listed".into()))
+    }
+
+    fn import_key(
+        &self,
+        name: &str,
+        pkcs8_der: &[u8],
+        chain: &[Vec<u8>],
+        update: &ObjectUpdate,
+    ) -> Result<KeyRecord> {
+        self.import(name, pkcs8_der, chain, update)
+    }
+
+    fn rotate_key(&self, current: &KeyRecord) -> Result<KeyRecord> {
+        self.rotate(current)
+    }
+
+    fn backup_key(&self, name: &str) -> Result<Vec<u8>> {
+        self.backup(name)
+    }
+
+    fn stored_certificates(
+        &self,
+        keys: Option<&[String]>,
+    ) -> Result<Vec<super::StoredCertificate>> {
+        self.loose_certificates(keys)
+    }
+
+    fn restore_certificates(&self, certificates: &[super::StoredCertificate]) -> Result<usize> {
+        self.restore_loose(certificates)
+    }
+
+    fn restore_key(&self, name: &str, blob: &[u8], replace: bool) -> Result<()> {
+        self.restore(name, blob, replace)
     }
 
     fn delete_key(&self, stable_id: &str) -> Result<()> {

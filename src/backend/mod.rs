@@ -98,6 +98,21 @@ pub enum KeySpec {
     Ec(Curve),
 }
 
+impl KeySpec {
+    /// The spec of a new key like the one with this public key (a rotation): RSA of the
+    /// same size with exponent 65537, or EC on the same curve.
+    pub fn like(spki_der: &[u8]) -> Result<KeySpec> {
+        let public = crate::mechanism::PublicInfo::from_spki(spki_der)?;
+        Ok(match public.curve {
+            Some(c) => KeySpec::Ec(c),
+            None => KeySpec::Rsa {
+                bits: u32::try_from(public.bits).map_err(|_| crate::error::Error::KeySizeRange)?,
+                public_exponent: vec![1, 0, 1],
+            },
+        })
+    }
+}
+
 /// A private-key signature request. The input is already hashed where a hash applies;
 /// the core computes DigestInfo recognition and multi-part hashing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,6 +214,49 @@ pub struct CertRecord {
     pub der: Vec<u8>,
     /// A CA certificate of a chain rather than an end-entity one.
     pub authority: bool,
+    /// The store issued it and manages it with its key (a Key Vault certificate): a new
+    /// version of that key comes with a new certificate from the store
+    /// ([`Backend::issue_certificate`]), never from `rotate_key`.
+    pub managed: bool,
+}
+
+/// A certificate as a store keeps it beside its keys (the certificate database of
+/// key-vault and managed-hsm slots): what a backup saves and a restore puts back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredCertificate {
+    pub key_name: Option<String>,
+    pub key_version: Option<String>,
+    pub label: String,
+    /// CKA_ID set through PKCS#11 (hex; empty: none).
+    pub cka_id: String,
+    /// DER, base64.
+    pub der: String,
+}
+
+impl StoredCertificate {
+    /// The DER certificate (checked to be X.509) and the CKA_ID bytes.
+    pub fn decode(&self) -> Result<(Vec<u8>, Vec<u8>)> {
+        use crate::error::Error;
+        let der = openssl::base64::decode_block(&self.der).map_err(|e| {
+            Error::AttributeValueInvalid(format!("certificate {:?}: {e}", self.label))
+        })?;
+        openssl::x509::X509::from_der(&der).map_err(|e| {
+            Error::AttributeValueInvalid(format!("certificate {:?}: not X.509: {e}", self.label))
+        })?;
+        let id = directory::unhex(&self.cka_id).ok_or_else(|| {
+            Error::AttributeValueInvalid(format!("certificate {:?}: CKA_ID is not hex", self.label))
+        })?;
+        Ok((der, id))
+    }
+}
+
+/// A certificate to be issued by a store that issues certificates itself.
+#[derive(Debug, Clone)]
+pub struct IssueRequest<'a> {
+    pub spec: &'a KeySpec,
+    /// An X.500 name, e.g. `CN=signing.example.com,O=Contoso`.
+    pub subject: &'a str,
+    pub days: u32,
 }
 
 /// Everything a store currently holds.
@@ -285,6 +343,64 @@ pub trait Backend: Send + Sync {
         key: Option<&KeyRecord>,
         update: &ObjectUpdate,
     ) -> Result<CertRecord>;
+    /// A key `name` with a certificate that the store issues itself (Key Vault: a
+    /// certificate with a `Self` issuer); a new version of both when `name` is a
+    /// certificate the store manages. `None`: this store does not issue certificates
+    /// (the caller makes the key, has it sign a certificate and stores that).
+    fn issue_certificate(
+        &self,
+        _name: &str,
+        _request: &IssueRequest<'_>,
+    ) -> Result<Option<KeyRecord>> {
+        Ok(None)
+    }
+    /// Bring an operator's key (PKCS#8 DER) and its certificate chain (leaf first) into
+    /// the store under `name`, which must be free.
+    fn import_key(
+        &self,
+        _name: &str,
+        _pkcs8_der: &[u8],
+        _chain: &[Vec<u8>],
+        _update: &ObjectUpdate,
+    ) -> Result<KeyRecord> {
+        Err(crate::error::Error::ActionProhibited(format!(
+            "{} slots do not import keys",
+            self.kind()
+        )))
+    }
+    /// The store's backup of key `name` (all its versions): an opaque blob only a store of
+    /// the same kind restores.
+    fn backup_key(&self, _name: &str) -> Result<Vec<u8>> {
+        Err(crate::error::Error::ActionProhibited(format!(
+            "{} slots have no key backup",
+            self.kind()
+        )))
+    }
+    /// Restore key `name` from `backup_key`'s blob. A key of that name in the store is an
+    /// error unless `replace`, which deletes it first (where deleting is allowed).
+    fn restore_key(&self, _name: &str, _blob: &[u8], _replace: bool) -> Result<()> {
+        Err(crate::error::Error::ActionProhibited(format!(
+            "{} slots have no key restore",
+            self.kind()
+        )))
+    }
+    /// The certificates a key backup does not carry, of the keys in `keys` (all when
+    /// `None`): the certificate database's rows (key-vault, managed-hsm), a directory's
+    /// certificates without a key. A vault's own certificates come with their keys.
+    fn stored_certificates(&self, _keys: Option<&[String]>) -> Result<Vec<StoredCertificate>> {
+        Ok(Vec::new())
+    }
+    /// Put back certificates from `stored_certificates`: those already there are kept;
+    /// returns how many were added.
+    fn restore_certificates(&self, certificates: &[StoredCertificate]) -> Result<usize> {
+        if certificates.is_empty() {
+            return Ok(0);
+        }
+        Err(crate::error::Error::ActionProhibited(format!(
+            "{} slots keep no certificate database",
+            self.kind()
+        )))
+    }
     /// Delete a key version (all its objects) by stable id.
     fn delete_key(&self, stable_id: &str) -> Result<()>;
     /// Delete a certificate by stable id.

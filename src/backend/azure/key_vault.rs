@@ -8,6 +8,8 @@
 //! none in the vault; for every Managed HSM key) are kept in the certificate database
 //! (`crate::certdb`), shared by every server configured with the same database.
 
+mod lifecycle;
+
 use super::errors::{self, RemoteKind};
 use super::rate::{RateBudget, weight};
 use super::{AzureRuntime, client_options, credential, http_client};
@@ -390,17 +392,79 @@ impl KeyVaultBackend {
                 .map_err(|e| errors::map(e, &what))?
                 .into_model()
                 .map_err(|e| errors::map(e, &what))?;
-            if let (Some(der), Some(id)) = (cert.cer, cert.id) {
+            let Some(current) = cert.id.clone() else {
+                continue;
+            };
+            if let Some(der) = cert.cer {
                 out.push(CertRecord {
-                    stable_id: id.to_ascii_lowercase(),
-                    label: name,
+                    stable_id: current.to_ascii_lowercase(),
+                    label: name.clone(),
                     id: None,
                     der,
                     authority: false,
+                    managed: true,
+                });
+            }
+            // Older versions: their keys stay listed for decryption, and an application
+            // finds such a key by its certificate.
+            out.extend(self.older_certificates(client, &name, &current).await?);
+        }
+        Ok(out)
+    }
+
+    /// The enabled versions of certificate `name` other than `current` (its id), labelled
+    /// `name/version` like their keys.
+    async fn older_certificates(
+        &self,
+        client: &CertificateClient,
+        name: &str,
+        current: &str,
+    ) -> Result<Vec<CertRecord>> {
+        let what = format!("listing the versions of certificate {name}");
+        let mut older = Vec::new();
+        let mut pager = client
+            .list_certificate_properties_versions(name, None)
+            .map_err(|e| errors::map(e, &what))?;
+        while let Some(item) = pager.try_next().await.map_err(|e| errors::map(e, &what))? {
+            let enabled = item
+                .attributes
+                .as_ref()
+                .and_then(|a| a.enabled)
+                .unwrap_or(true);
+            let Some(id) = item
+                .id
+                .filter(|id| enabled && !id.eq_ignore_ascii_case(current))
+            else {
+                continue;
+            };
+            let Some(version) = id
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let mut o = azure_security_keyvault_certificates::models::CertificateClientGetCertificateOptions::default();
+            o.certificate_version = Some(version.clone());
+            let cert = client
+                .get_certificate(name, Some(o))
+                .await
+                .map_err(|e| errors::map(e, &what))?
+                .into_model()
+                .map_err(|e| errors::map(e, &what))?;
+            if let Some(der) = cert.cer {
+                older.push(CertRecord {
+                    stable_id: id.to_ascii_lowercase(),
+                    label: format!("{name}/{version}"),
+                    id: None,
+                    der,
+                    authority: false,
+                    managed: true,
                 });
             }
         }
-        Ok(out)
+        Ok(older)
     }
 
     /// The algorithm and the value Key Vault signs for a request (issue 4's table).
@@ -701,14 +765,7 @@ impl Backend for KeyVaultBackend {
     }
 
     fn rotate_key(&self, current: &KeyRecord) -> Result<KeyRecord> {
-        let public = crate::mechanism::PublicInfo::from_spki(&current.spki_der)?;
-        let spec = match public.curve {
-            Some(c) => KeySpec::Ec(c),
-            None => KeySpec::Rsa {
-                bits: u32::try_from(public.bits).map_err(|_| Error::KeySizeRange)?,
-                public_exponent: vec![1, 0, 1],
-            },
-        };
+        let spec = KeySpec::like(&current.spki_der)?;
         let update = ObjectUpdate {
             label: current.label.clone(),
             id: None,
@@ -738,6 +795,46 @@ impl Backend for KeyVaultBackend {
             der,
         })?;
         Ok(cert_record(row))
+    }
+
+    fn issue_certificate(
+        &self,
+        name: &str,
+        request: &crate::backend::IssueRequest<'_>,
+    ) -> Result<Option<KeyRecord>> {
+        self.issue(name, request)
+    }
+
+    fn import_key(
+        &self,
+        name: &str,
+        pkcs8_der: &[u8],
+        chain: &[Vec<u8>],
+        update: &ObjectUpdate,
+    ) -> Result<KeyRecord> {
+        self.import(name, pkcs8_der, chain, update)
+    }
+
+    fn backup_key(&self, name: &str) -> Result<Vec<u8>> {
+        self.backup(name)
+    }
+
+    fn restore_key(&self, name: &str, blob: &[u8], replace: bool) -> Result<()> {
+        self.restore(name, blob, replace)
+    }
+
+    fn stored_certificates(
+        &self,
+        keys: Option<&[String]>,
+    ) -> Result<Vec<crate::backend::StoredCertificate>> {
+        self.stored(keys)
+    }
+
+    fn restore_certificates(
+        &self,
+        certificates: &[crate::backend::StoredCertificate],
+    ) -> Result<usize> {
+        self.restore_stored(certificates)
     }
 
     fn delete_key(&self, stable_id: &str) -> Result<()> {
@@ -951,6 +1048,7 @@ fn cert_record(row: crate::certdb::CertRow) -> CertRecord {
         id: (!row.cka_id.is_empty()).then_some(row.cka_id),
         der: row.der,
         authority: false,
+        managed: false,
     }
 }
 

@@ -6,7 +6,7 @@
 
 use crate::ops;
 use identify_pkcs11::backend::{
-    Backend, Curve, HashAlg, KeyRecord, KeySpec, KeyUsage, ObjectUpdate, SignRequest,
+    Backend, Curve, HashAlg, IssueRequest, KeyRecord, KeySpec, KeyUsage, ObjectUpdate, SignRequest,
 };
 use identify_pkcs11::mechanism::{PublicInfo, check_signature};
 use identify_pkcs11::module::Module;
@@ -24,7 +24,7 @@ pub struct SelfSigned {
 }
 
 /// The store of the slot labelled `label`.
-fn backend_of<'a>(module: &'a Module, label: &str) -> Result<&'a dyn Backend> {
+pub fn backend_of<'a>(module: &'a Module, label: &str) -> Result<&'a dyn Backend> {
     module
         .slots
         .iter()
@@ -84,6 +84,29 @@ fn subject(s: &str) -> Result<rcgen::DistinguishedName> {
         ));
     }
     Ok(dn)
+}
+
+/// The subject as an X.500 string for a store that issues the certificate itself (the
+/// names here are built by `subject` and `subject_of`, UTF-8 strings of six types).
+fn subject_string(dn: &rcgen::DistinguishedName) -> String {
+    dn.iter()
+        .filter_map(|(t, v)| {
+            let k = match t {
+                rcgen::DnType::CommonName => "CN",
+                rcgen::DnType::OrganizationName => "O",
+                rcgen::DnType::OrganizationalUnitName => "OU",
+                rcgen::DnType::CountryName => "C",
+                rcgen::DnType::StateOrProvinceName => "ST",
+                rcgen::DnType::LocalityName => "L",
+                _ => return None,
+            };
+            match v {
+                rcgen::DnValue::Utf8String(s) => Some(format!("{k}={s}")),
+                _ => None,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// rcgen's view of a key in a store: it signs through the backend, the signature is
@@ -177,6 +200,40 @@ fn make(
     if !backend.writable() {
         return Err(format!("slot {:?} is read-only (writable = false)", o.slot));
     }
+    let listing = backend
+        .list()
+        .map_err(|e| format!("slot {:?}: {e}", o.slot))?;
+    if listing
+        .keys
+        .iter()
+        .any(|k| k.name.eq_ignore_ascii_case(&o.name))
+    {
+        return Err(format!(
+            "slot {:?} already has a key {:?}; `cert rotate` makes a new version of it",
+            o.slot, o.name
+        ));
+    }
+    // A vault issues the certificate itself (a Key Vault certificate with its key).
+    let request = IssueRequest {
+        spec,
+        subject: &subject_string(&dn),
+        days: o.days,
+    };
+    if let Some(record) = backend
+        .issue_certificate(&o.name, &request)
+        .map_err(|e| format!("issuing certificate {:?} in slot {:?}: {e}", o.name, o.slot))?
+    {
+        let der = certificate_of(backend, &record, &o.slot)?;
+        return report(
+            &format!(
+                "key {:?}{} and its certificate issued by the vault in slot {:?}",
+                record.name,
+                version_note(&record),
+                o.slot
+            ),
+            &der,
+        );
+    }
     let update = ObjectUpdate {
         label: Some(o.name.clone()),
         id: None,
@@ -189,21 +246,65 @@ fn make(
     backend
         .store_certificate(&der, Some(&record), &update)
         .map_err(|e| format!("storing the certificate in slot {:?}: {e}", o.slot))?;
+    report(
+        &format!(
+            "key {:?}{} created in slot {:?}; certificate stored",
+            record.name,
+            version_note(&record),
+            o.slot
+        ),
+        &der,
+    )
+}
+
+fn version_note(record: &KeyRecord) -> String {
+    record
+        .version
+        .as_ref()
+        .map(|v| format!(" (version {v})"))
+        .unwrap_or_default()
+}
+
+/// Tells what was done with the thumbprints on standard error, and prints the certificate
+/// (PEM) on standard output for federation metadata.
+fn report(what: &str, der: &[u8]) -> Result<()> {
     let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
     eprintln!(
-        "key {:?}{} created in slot {:?}; certificate stored\nSHA-1   {}\nSHA-256 {}",
-        record.name,
-        record
-            .version
-            .as_ref()
-            .map(|v| format!(" (version {v})"))
-            .unwrap_or_default(),
-        o.slot,
-        hex(&openssl::sha::sha1(&der)),
-        hex(&openssl::sha::sha256(&der)),
+        "{what}\nSHA-1   {}\nSHA-256 {}",
+        hex(&openssl::sha::sha1(der)),
+        hex(&openssl::sha::sha256(der)),
     );
-    print!("{}", cert.pem());
+    let pem = openssl::x509::X509::from_der(der)
+        .and_then(|x| x.to_pem())
+        .map_err(|e| e.to_string())?;
+    print!("{}", String::from_utf8_lossy(&pem));
     Ok(())
+}
+
+/// The certificate the store lists for `record`'s public key.
+fn certificate_of(backend: &dyn Backend, record: &KeyRecord, slot: &str) -> Result<Vec<u8>> {
+    backend
+        .list()
+        .map_err(|e| format!("slot {slot:?}: {e}"))?
+        .certificates
+        .into_iter()
+        .find(|c| spki_of(&c.der).as_deref() == Some(record.spki_der.as_slice()))
+        .map(|c| c.der)
+        .ok_or_else(|| {
+            format!(
+                "slot {slot:?} lists no certificate for key {:?}",
+                record.name
+            )
+        })
+}
+
+fn spki_of(der: &[u8]) -> Option<Vec<u8>> {
+    openssl::x509::X509::from_der(der)
+        .ok()?
+        .public_key()
+        .ok()?
+        .public_key_to_der()
+        .ok()
 }
 
 pub struct Rotate {
@@ -254,10 +355,12 @@ fn rotate_in(module: &Module, o: &Rotate, given: Option<rcgen::DistinguishedName
     let listing = backend
         .list()
         .map_err(|e| format!("slot {:?}: {e}", o.slot))?;
+    // By label first: in a directory the rotated key is a new entry that took the label.
     let current = listing
         .keys
         .iter()
-        .find(|k| k.name == o.name && k.current)
+        .find(|k| k.current && k.label.as_deref() == Some(o.name.as_str()))
+        .or_else(|| listing.keys.iter().find(|k| k.current && k.name == o.name))
         .ok_or_else(|| format!("slot {:?} has no key {:?}", o.slot, o.name))?;
     // Refused before a new version is made: no certificate could be issued for it.
     if PublicInfo::from_spki(&current.spki_der).is_ok_and(|p| p.curve == Some(Curve::P521)) {
@@ -271,14 +374,8 @@ fn rotate_in(module: &Module, o: &Rotate, given: Option<rcgen::DistinguishedName
         None => listing
             .certificates
             .iter()
-            .filter_map(|c| {
-                let x = openssl::x509::X509::from_der(&c.der).ok()?;
-                let spki = x.public_key().ok()?.public_key_to_der().ok()?;
-                (spki == current.spki_der)
-                    .then(|| subject_of(&c.der))
-                    .flatten()
-            })
-            .next()
+            .filter(|c| spki_of(&c.der).as_deref() == Some(current.spki_der.as_slice()))
+            .find_map(|c| subject_of(&c.der))
             .ok_or_else(|| {
                 format!(
                     "key {:?} has no certificate to take the subject from: give --subject",
@@ -286,6 +383,41 @@ fn rotate_in(module: &Module, o: &Rotate, given: Option<rcgen::DistinguishedName
                 )
             })?,
     };
+    let kept = |new: &KeyRecord| match (&new.version, &current.version) {
+        (Some(n), Some(c)) => format!(
+            "key {:?}: version {n} is current; version {c} stays for decryption",
+            o.name
+        ),
+        _ => format!(
+            "key {:?}: the new key {:?} is current; the previous one ({:?}) stays for decryption, relabelled",
+            o.name, new.name, current.name
+        ),
+    };
+    // A certificate the vault manages gets its new version from the vault (a new key
+    // version comes with it); the key of such a certificate cannot be rotated alone.
+    let managed = listing
+        .certificates
+        .iter()
+        .any(|c| c.managed && c.label.eq_ignore_ascii_case(&o.name));
+    if managed {
+        let spec = KeySpec::like(&current.spki_der).map_err(|e| e.to_string())?;
+        let request = IssueRequest {
+            spec: &spec,
+            subject: &subject_string(&dn),
+            days: o.days,
+        };
+        let new = backend
+            .issue_certificate(&current.name, &request)
+            .map_err(|e| {
+                format!(
+                    "issuing a new version of certificate {:?} in slot {:?}: {e}",
+                    o.name, o.slot
+                )
+            })?
+            .ok_or_else(|| format!("slot {:?} does not issue certificates", o.slot))?;
+        let der = certificate_of(backend, &new, &o.slot)?;
+        return report(&kept(&new), &der);
+    }
     let new = backend
         .rotate_key(current)
         .map_err(|e| format!("rotating key {:?} in slot {:?}: {e}", o.name, o.slot))?;
@@ -301,17 +433,7 @@ fn rotate_in(module: &Module, o: &Rotate, given: Option<rcgen::DistinguishedName
             },
         )
         .map_err(|e| format!("storing the certificate in slot {:?}: {e}", o.slot))?;
-    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    eprintln!(
-        "key {:?}: version {} is current; version {} stays for decryption\nSHA-1   {}\nSHA-256 {}",
-        o.name,
-        new.version.as_deref().unwrap_or("?"),
-        current.version.as_deref().unwrap_or("?"),
-        hex(&openssl::sha::sha1(&der)),
-        hex(&openssl::sha::sha256(&der)),
-    );
-    print!("{}", cert.pem());
-    Ok(())
+    report(&kept(&new), &der)
 }
 
 /// A certificate for `record`'s public key, built by rcgen and signed by the store's key.
@@ -361,6 +483,161 @@ fn issue(
     Ok(cert)
 }
 
+pub struct Import {
+    pub config: Option<PathBuf>,
+    pub slot: String,
+    pub file: PathBuf,
+    pub password_file: Option<PathBuf>,
+    /// Default: the file's name without its extension.
+    pub name: Option<String>,
+}
+
+/// A key and its certificates read from an operator's file.
+struct Bundle {
+    key: openssl::pkey::PKey<openssl::pkey::Private>,
+    /// The key's certificate first, then the others.
+    chain: Vec<openssl::x509::X509>,
+}
+
+/// Reads a PKCS#12 file, or PEM with a private key (encrypted with the password when one
+/// is given) and certificates.
+fn read_bundle(file: &std::path::Path, password: Option<&str>) -> Result<Bundle> {
+    let shown = file.display();
+    let bytes = std::fs::read(file).map_err(|e| format!("{shown}: {e}"))?;
+    let (key, mut certs) = if bytes.starts_with(b"-----BEGIN")
+        || bytes.trim_ascii_start().starts_with(b"-----BEGIN")
+    {
+        let key = match password {
+            Some(p) => openssl::pkey::PKey::private_key_from_pem_passphrase(&bytes, p.as_bytes()),
+            None => openssl::pkey::PKey::private_key_from_pem(&bytes),
+        }
+        .map_err(|_| {
+            format!(
+                "{shown}: no private key readable{}",
+                if password.is_some() {
+                    " with the password of --password-file"
+                } else {
+                    " (an encrypted key needs --password-file)"
+                }
+            )
+        })?;
+        let certs = openssl::x509::X509::stack_from_pem(&bytes)
+            .map_err(|e| format!("{shown}: certificates: {e}"))?;
+        (key, certs)
+    } else {
+        let p12 = openssl::pkcs12::Pkcs12::from_der(&bytes)
+            .map_err(|_| format!("{shown}: neither PEM nor PKCS#12 (PFX)"))?;
+        let parsed = p12.parse2(password.unwrap_or("")).map_err(|_| {
+            format!("{shown}: the PKCS#12 file does not open with the password of --password-file (none given means an empty password)")
+        })?;
+        let key = parsed
+            .pkey
+            .ok_or_else(|| format!("{shown}: the PKCS#12 file holds no private key"))?;
+        let mut certs: Vec<_> = parsed.cert.into_iter().collect();
+        certs.extend(parsed.ca.into_iter().flatten());
+        (key, certs)
+    };
+    let public = PublicInfo::from_spki(&key.public_key_to_der().map_err(|e| e.to_string())?)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    match public.curve {
+        None if ![2048, 3072, 4096].contains(&public.bits) => {
+            return Err(format!(
+                "{shown}: an RSA key of {} bits; RSA 2048, 3072 or 4096 are accepted",
+                public.bits
+            ));
+        }
+        _ => {}
+    }
+    let leaf = certs
+        .iter()
+        .position(|c| c.public_key().is_ok_and(|p| p.public_eq(&key)))
+        .ok_or_else(|| format!("{shown}: no certificate for its private key"))?;
+    let first = certs.remove(leaf);
+    certs.insert(0, first);
+    Ok(Bundle { key, chain: certs })
+}
+
+/// A key name from a file name: letters, digits and '-' (what Key Vault accepts).
+fn name_from_file(file: &std::path::Path) -> String {
+    let stem = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(|n| n.split('.').next().unwrap_or(n))
+        .unwrap_or("imported");
+    let name: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let name = name.trim_matches('-').to_owned();
+    if name.is_empty() {
+        "imported".into()
+    } else {
+        name
+    }
+}
+
+/// `identify-pkcs11 cert import`: a PFX or PEM key with its certificate into the slot's
+/// store (Key Vault: certificate import; Managed HSM: key import and the certificate into
+/// the database; directory: files).
+pub fn import(o: &Import) -> Result<()> {
+    let password = match &o.password_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| format!("--password-file {}: {e}", f.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let bundle = read_bundle(&o.file, password.as_deref())?;
+    let name = o.name.clone().unwrap_or_else(|| name_from_file(&o.file));
+    let module = Module::new(ops::load(o.config.as_ref())?, true).map_err(|e| e.to_string())?;
+    let result = (|| {
+        let backend = backend_of(&module, &o.slot)?;
+        if !backend.writable() {
+            return Err(format!("slot {:?} is read-only (writable = false)", o.slot));
+        }
+        let pkcs8 = bundle
+            .key
+            .private_key_to_pkcs8()
+            .map_err(|e| e.to_string())?;
+        let chain = bundle
+            .chain
+            .iter()
+            .map(|c| c.to_der().map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>>>()?;
+        let record = backend
+            .import_key(
+                &name,
+                &pkcs8,
+                &chain,
+                &ObjectUpdate {
+                    label: Some(name.clone()),
+                    id: None,
+                },
+            )
+            .map_err(|e| {
+                format!(
+                    "importing {} into slot {:?} as {name:?}: {e}",
+                    o.file.display(),
+                    o.slot
+                )
+            })?;
+        report(
+            &format!(
+                "key {:?}{} imported into slot {:?} with {} certificate(s)",
+                record.name,
+                version_note(&record),
+                o.slot,
+                chain.len()
+            ),
+            &chain[0],
+        )
+    })();
+    module.shutdown();
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,5 +657,17 @@ mod tests {
         assert!(subject("CN").unwrap_err().contains("KEY=value"));
         assert!(subject("XX=1").unwrap_err().contains("CN, O"));
         assert!(subject("").is_err());
+        assert_eq!(
+            subject_string(&subject("CN=a.example, O=Contoso,C=DK").unwrap()),
+            "CN=a.example, O=Contoso, C=DK"
+        );
+    }
+
+    #[test]
+    fn names_from_files() {
+        let n = |f: &str| name_from_file(std::path::Path::new(f));
+        assert_eq!(n("/etc/x/signing.pfx"), "signing");
+        assert_eq!(n("My Cert_2026.p12"), "My-Cert-2026");
+        assert_eq!(n("..."), "imported");
     }
 }

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod backup;
 mod bench;
 mod cert;
 mod demo;
@@ -45,6 +46,25 @@ enum CertCommand {
         /// Validity in days.
         #[arg(long, default_value_t = 730)]
         days: u32,
+    },
+    /// Bring a key and its certificate from a PFX (PKCS#12) or PEM file into the slot's
+    /// store: a vault certificate (key-vault), a key plus the certificate in the
+    /// certificate database (managed-hsm), files (cert-store directory).
+    Import {
+        /// The configuration file (default: as the module finds it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The slot (its label).
+        #[arg(long)]
+        slot: String,
+        /// The key's name (default: the file's name without extension, letters, digits, '-').
+        #[arg(long)]
+        name: Option<String>,
+        /// A file holding the PFX's password or the PEM key's passphrase (its first line).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// The PFX/PKCS#12 or PEM file.
+        file: PathBuf,
     },
     /// Make a new version of key N current, with a new certificate (the same subject
     /// unless --subject); the older versions stay for decryption. Prints the certificate
@@ -131,7 +151,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Certificates: `cert self-signed`.
+    /// Back up the slot's keys (the store's own backup blobs: all versions of each key)
+    /// and its certificate-database rows to a new directory, with a manifest of SHA-256
+    /// checksums.
+    Backup {
+        /// The configuration file (default: as the module finds it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The slot (its label).
+        #[arg(long)]
+        slot: String,
+        /// A directory that does not exist yet or is empty.
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this key (repeatable; default: every key of the slot).
+        #[arg(long = "key")]
+        keys: Vec<String>,
+    },
+    /// Restore a backup into a slot of the same kind. Every checksum is checked first; keys
+    /// already there with the same versions are kept; other keys of the same name make it
+    /// refuse unless --force (which deletes them first, where allow_destroy permits).
+    Restore {
+        /// The configuration file (default: as the module finds it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The slot (its label).
+        #[arg(long)]
+        slot: String,
+        /// Replace keys of the same name that differ from the backup's.
+        #[arg(long)]
+        force: bool,
+        /// The backup directory (made by `backup`).
+        dir: PathBuf,
+    },
+    /// Certificates: `cert self-signed`, `cert import`, `cert rotate`.
     Cert {
         #[command(subcommand)]
         command: CertCommand,
@@ -209,6 +262,44 @@ fn main() -> ExitCode {
             name,
             subject,
             days,
+        }),
+        Command::Cert {
+            command:
+                CertCommand::Import {
+                    config,
+                    slot,
+                    name,
+                    password_file,
+                    file,
+                },
+        } => cert::import(&cert::Import {
+            config,
+            slot,
+            file,
+            password_file,
+            name,
+        }),
+        Command::Backup {
+            config,
+            slot,
+            out,
+            keys,
+        } => backup::backup(&backup::Backup {
+            config,
+            slot,
+            out,
+            keys,
+        }),
+        Command::Restore {
+            config,
+            slot,
+            force,
+            dir,
+        } => backup::restore(&backup::Restore {
+            config,
+            slot,
+            dir,
+            force,
         }),
         Command::List { on } => ops::list(on.config.as_ref(), on.slot.as_deref(), on.json),
         Command::Doctor {

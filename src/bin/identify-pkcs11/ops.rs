@@ -90,6 +90,8 @@ fn key_json(k: &KeyRecord, certs: &[(&CertRecord, Option<CertFacts>)]) -> Value 
         .collect();
     json!({
         "name": k.name,
+        // A label set through PKCS#11 or by the tool (null: derived from the name).
+        "label": k.label,
         "version": k.version,
         "current": k.current,
         "type": key_kind(k),
@@ -143,13 +145,18 @@ pub fn list(path: Option<&PathBuf>, only: Option<&str>, as_json: bool) -> Result
         keys.sort_by(|a, b| (&a.name, !a.current).cmp(&(&b.name, !b.current)));
         for k in &keys {
             text += &format!(
-                "  key {}{} {}{}\n",
+                "  key {}{} {}{}{}\n",
                 k.name,
                 k.version
                     .as_ref()
                     .map(|v| format!(" version {v}"))
                     .unwrap_or_default(),
                 key_kind(k),
+                k.label
+                    .as_ref()
+                    .filter(|l| **l != k.name)
+                    .map(|l| format!(" label {l:?}"))
+                    .unwrap_or_default(),
                 if k.current { " (current)" } else { "" },
             );
         }

@@ -1,0 +1,427 @@
+//! The operator's lifecycle writes to a vault or Managed HSM: certificates the vault issues
+//! itself, imports, and key backup / restore.
+
+use super::{KeyVaultBackend, TAG_LABEL, errors};
+use crate::backend::{IssueRequest, KeyRecord, KeySpec, ObjectUpdate, StoredCertificate};
+use crate::certdb::NewCert;
+use crate::error::{Error, Result};
+use azure_security_keyvault_certificates::models::{
+    CertificatePolicy, CertificatePolicyAction, CreateCertificateParameters,
+    CurveName as CertCurve, ImportCertificateParameters, IssuerParameters, KeyProperties,
+    KeyType as CertKeyType, KeyUsageType, LifetimeAction, LifetimeActionTrigger,
+    LifetimeActionType, SecretProperties, X509CertificateProperties,
+};
+use azure_security_keyvault_keys::models::{
+    CurveName, ImportKeyParameters, JsonWebKey, KeyType, RestoreKeyParameters,
+};
+use openssl::pkey::{Id, PKey, Private};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How long a certificate the vault issues may take (Key Vault polls every 10 s; an
+/// RSA-HSM key takes tens of seconds).
+const ISSUE_BOUND: Duration = Duration::from_secs(300);
+
+/// Key Vault's policy counts validity in whole months: `days` rounded up.
+fn months(days: u32) -> i32 {
+    i32::try_from(days.saturating_mul(12).div_ceil(365).max(1)).unwrap_or(i32::MAX)
+}
+
+/// The name and version in a Key Vault key id `https://host/keys/NAME/VERSION`.
+fn name_version(kid: &str) -> Option<(String, String)> {
+    let url = url::Url::parse(kid).ok()?;
+    let mut s = url.path_segments()?;
+    if s.next()? != "keys" {
+        return None;
+    }
+    Some((s.next()?.to_owned(), s.next()?.to_owned()))
+}
+
+fn cert_curve(c: crate::backend::Curve) -> CertCurve {
+    match c {
+        crate::backend::Curve::P256 => CertCurve::P256,
+        crate::backend::Curve::P384 => CertCurve::P384,
+        crate::backend::Curve::P521 => CertCurve::P521,
+    }
+}
+
+impl KeyVaultBackend {
+    /// A certificate with a `Self` issuer: the vault makes the key (HSM-protected when the
+    /// slot's keys are) and the certificate; on an existing certificate, new versions.
+    pub(super) fn issue(&self, name: &str, r: &IssueRequest<'_>) -> Result<Option<KeyRecord>> {
+        let Some(client) = &self.certificates else {
+            return Ok(None);
+        };
+        let hsm = self.cfg.hsm_keys;
+        let mut key = KeyProperties {
+            exportable: Some(false),
+            reuse_key: Some(false),
+            ..Default::default()
+        };
+        // The key's operations follow the usages: key and data encipherment give an RSA
+        // key wrapKey/unwrapKey and encrypt/decrypt (XML-Encryption key transport is
+        // C_Decrypt); the vault refuses those operations on EC keys.
+        let usage = match r.spec {
+            KeySpec::Rsa { bits, .. } => {
+                key.key_type = Some(if hsm {
+                    CertKeyType::RsaHsm
+                } else {
+                    CertKeyType::Rsa
+                });
+                key.key_size = Some(i32::try_from(*bits).map_err(|_| Error::KeySizeRange)?);
+                vec![
+                    KeyUsageType::DigitalSignature,
+                    KeyUsageType::KeyEncipherment,
+                    KeyUsageType::DataEncipherment,
+                ]
+            }
+            KeySpec::Ec(c) => {
+                key.key_type = Some(if hsm {
+                    CertKeyType::EcHsm
+                } else {
+                    CertKeyType::Ec
+                });
+                key.curve = Some(cert_curve(*c));
+                vec![KeyUsageType::DigitalSignature]
+            }
+        };
+        let policy = CertificatePolicy {
+            issuer_parameters: Some(IssuerParameters {
+                name: Some("Self".into()),
+                ..Default::default()
+            }),
+            key_properties: Some(key),
+            secret_properties: Some(SecretProperties {
+                content_type: Some("application/x-pkcs12".into()),
+            }),
+            x509_certificate_properties: Some(X509CertificateProperties {
+                subject: Some(r.subject.to_owned()),
+                key_usage: Some(usage),
+                validity_in_months: Some(months(r.days)),
+                ..Default::default()
+            }),
+            // A signing certificate in federation metadata must not change by itself:
+            // the contacts are told 30 days ahead, `cert rotate` renews.
+            lifetime_actions: Some(vec![LifetimeAction {
+                action: Some(LifetimeActionType {
+                    action_type: Some(CertificatePolicyAction::EmailContacts),
+                }),
+                trigger: Some(LifetimeActionTrigger {
+                    days_before_expiry: Some(30),
+                    ..Default::default()
+                }),
+            }]),
+            ..Default::default()
+        };
+        let body = CreateCertificateParameters {
+            certificate_policy: Some(policy),
+            ..Default::default()
+        };
+        let what = format!("issue certificate {name}");
+        let body = body.try_into().map_err(|e| errors::map(e, &what))?;
+        let cert = self
+            .runtime
+            .run(ISSUE_BOUND.max(self.deadline * 3), async {
+                // Polled every 2 s where the service gives no Retry-After (the SDK's
+                // default is 30 s).
+                let mut o = azure_security_keyvault_certificates::models::CertificateClientCreateCertificateOptions::default();
+                o.method_options.frequency = azure_core::time::Duration::seconds(2);
+                client.begin_create_certificate(name, body, Some(o))?.await
+            })?
+            .map_err(|e| errors::map(e, &what))?
+            .into_model()
+            .map_err(|e| errors::map(e, &what))?;
+        let (key_name, version) = cert
+            .kid
+            .as_deref()
+            .and_then(name_version)
+            .ok_or_else(|| Error::Backend(format!("{what}: no key id in the answer")))?;
+        self.run(self.fetch_version(&key_name, &version, true))??
+            .map(|(mut k, _)| {
+                k.local = true;
+                Some(k)
+            })
+            .ok_or_else(|| Error::Backend(format!("{what}: the new key has no public key")))
+    }
+
+    pub(super) fn import(
+        &self,
+        name: &str,
+        pkcs8_der: &[u8],
+        chain: &[Vec<u8>],
+        update: &ObjectUpdate,
+    ) -> Result<KeyRecord> {
+        if self.run(self.exists(name))?? {
+            return Err(Error::ActionProhibited(format!(
+                "{} already has a key {name:?}; choose another name (`cert rotate` makes new versions)",
+                self.cfg.url
+            )));
+        }
+        let pkey = PKey::private_key_from_der(pkcs8_der)?;
+        let mut tags = HashMap::new();
+        if let Some(l) = &update.label {
+            tags.insert(TAG_LABEL.to_owned(), l.clone());
+        }
+        let (key_name, version) = match &self.certificates {
+            Some(client) => {
+                // A vault keeps the certificate with its key: certificate import of a PEM
+                // bundle (PKCS#8 key, then the chain), the key not exportable.
+                let mut pem = pkey.private_key_to_pem_pkcs8()?;
+                for der in chain {
+                    pem.extend(openssl::x509::X509::from_der(der)?.to_pem()?);
+                }
+                let params = ImportCertificateParameters {
+                    base64_encoded_certificate: Some(openssl::base64::encode_block(&pem)),
+                    certificate_policy: Some(CertificatePolicy {
+                        key_properties: Some(KeyProperties {
+                            exportable: Some(false),
+                            ..Default::default()
+                        }),
+                        secret_properties: Some(SecretProperties {
+                            content_type: Some("application/x-pem-file".into()),
+                        }),
+                        ..Default::default()
+                    }),
+                    tags: Some(tags),
+                    ..Default::default()
+                };
+                let what = format!("import certificate {name}");
+                let body = params.try_into().map_err(|e| errors::map(e, &what))?;
+                let cert = self
+                    .run(client.import_certificate(name, body, None))?
+                    .map_err(|e| errors::map(e, &what))?
+                    .into_model()
+                    .map_err(|e| errors::map(e, &what))?;
+                cert.kid
+                    .as_deref()
+                    .and_then(name_version)
+                    .ok_or_else(|| Error::Backend(format!("{what}: no key id in the answer")))?
+            }
+            None => {
+                // Managed HSM keeps keys only: the key is imported, the certificates go to
+                // the certificate database.
+                let params = ImportKeyParameters {
+                    hsm: Some(true),
+                    key: Some(jwk(&pkey)?),
+                    tags: Some(tags),
+                    ..Default::default()
+                };
+                let what = format!("import key {name}");
+                let body = params.try_into().map_err(|e| errors::map(e, &what))?;
+                let key = self
+                    .run(self.keys.import_key(name, body, None))?
+                    .map_err(|e| errors::map(e, &what))?
+                    .into_model()
+                    .map_err(|e| errors::map(e, &what))?;
+                key.key
+                    .as_ref()
+                    .and_then(|k| k.kid.as_deref())
+                    .and_then(name_version)
+                    .ok_or_else(|| Error::Backend(format!("{what}: no key id in the answer")))?
+            }
+        };
+        let record = self
+            .run(self.fetch_version(&key_name, &version, true))??
+            .map(|(k, _)| k)
+            .ok_or_else(|| Error::Backend(format!("imported key {name}: no public key")))?;
+        if self.certificates.is_none() {
+            let label = update.label.clone().unwrap_or_else(|| name.to_owned());
+            for (i, der) in chain.iter().enumerate() {
+                self.local_certificates.insert(&NewCert {
+                    key_name: (i == 0).then_some(key_name.as_str()),
+                    key_version: (i == 0).then_some(version.as_str()),
+                    cka_id: &[],
+                    label: &label,
+                    der,
+                })?;
+            }
+        }
+        Ok(record)
+    }
+
+    pub(super) fn backup(&self, name: &str) -> Result<Vec<u8>> {
+        let what = format!("back up key {name}");
+        self.run(self.keys.backup_key(name, None))?
+            .map_err(|e| errors::map(e, &what))?
+            .into_model()
+            .map_err(|e| errors::map(e, &what))?
+            .value
+            .ok_or_else(|| Error::Backend(format!("{what}: no blob in the answer")))
+    }
+
+    pub(super) fn restore(&self, name: &str, blob: &[u8], replace: bool) -> Result<()> {
+        if self.run(self.exists(name))?? {
+            if !replace {
+                return Err(Error::ActionProhibited(format!(
+                    "{} already has a key {name:?}",
+                    self.cfg.url
+                )));
+            }
+            self.delete_and_purge(name)?;
+        }
+        let params = RestoreKeyParameters {
+            key_backup: Some(blob.to_vec()),
+        };
+        let what = format!("restore key {name}");
+        let body = params.try_into().map_err(|e| errors::map(e, &what))?;
+        self.run(self.keys.restore_key(body, None))?
+            .map(|_| ())
+            .map_err(|e| errors::map(e, &what))
+    }
+
+    /// Deletes key `name` and purges it, so that its name is free for a restore. Needs
+    /// `allow_destroy`; the purge is retried while the service is still deleting.
+    fn delete_and_purge(&self, name: &str) -> Result<()> {
+        if !self.cfg.allow_destroy {
+            return Err(Error::ActionProhibited(format!(
+                "replacing key {name:?} deletes it from {}; set allow_destroy = true in the slot to allow it",
+                self.cfg.url
+            )));
+        }
+        let what = format!("delete key {name}");
+        self.run(self.keys.delete_key(name, None))?
+            .map_err(|e| errors::map(e, &what))?;
+        let what = format!("purge key {name}");
+        let until = Instant::now() + ISSUE_BOUND;
+        loop {
+            match self.run(self.keys.purge_deleted_key(name, None))? {
+                Ok(_) => return Ok(()),
+                // 409 ObjectIsBeingDeleted, or 404 while the deletion is not yet visible.
+                Err(e)
+                    if matches!(e.http_status().map(u16::from), Some(404 | 409))
+                        && Instant::now() < until =>
+                {
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => return Err(errors::map(e, &what)),
+            }
+        }
+    }
+
+    pub(super) fn stored(&self, keys: Option<&[String]>) -> Result<Vec<StoredCertificate>> {
+        Ok(self
+            .local_certificates
+            .list()?
+            .into_iter()
+            .filter(|r| match (keys, &r.key_name) {
+                (None, _) => true,
+                (Some(k), Some(n)) => k.contains(n),
+                (Some(_), None) => false,
+            })
+            .map(|r| StoredCertificate {
+                key_name: r.key_name,
+                key_version: r.key_version,
+                label: r.label,
+                cka_id: crate::backend::directory::hex(&r.cka_id),
+                der: openssl::base64::encode_block(&r.der),
+            })
+            .collect())
+    }
+
+    pub(super) fn restore_stored(&self, certificates: &[StoredCertificate]) -> Result<usize> {
+        let decoded = certificates
+            .iter()
+            .map(|c| c.decode().map(|(der, id)| (c, der, id)))
+            .collect::<Result<Vec<_>>>()?;
+        let before = self.local_certificates.list()?.len();
+        for (c, der, id) in &decoded {
+            self.local_certificates.insert(&NewCert {
+                key_name: c.key_name.as_deref(),
+                key_version: c.key_version.as_deref(),
+                cka_id: id,
+                label: &c.label,
+                der,
+            })?;
+        }
+        Ok(self.local_certificates.list()?.len().saturating_sub(before))
+    }
+}
+
+/// The private key as a JSON Web Key for a Managed HSM import (RSA-HSM / EC-HSM).
+fn jwk(pkey: &PKey<Private>) -> Result<JsonWebKey> {
+    let mut k = JsonWebKey::default();
+    match pkey.id() {
+        Id::RSA => {
+            let rsa = pkey.rsa()?;
+            let v = |b: Option<&openssl::bn::BigNumRef>| b.map(|b| b.to_vec());
+            k.kty = Some(KeyType::RsaHsm);
+            k.n = Some(rsa.n().to_vec());
+            k.e = Some(rsa.e().to_vec());
+            k.d = Some(rsa.d().to_vec());
+            k.p = v(rsa.p());
+            k.q = v(rsa.q());
+            k.dp = v(rsa.dmp1());
+            k.dq = v(rsa.dmq1());
+            k.qi = v(rsa.iqmp());
+            k.key_ops = Some(
+                [
+                    "sign",
+                    "verify",
+                    "encrypt",
+                    "decrypt",
+                    "wrapKey",
+                    "unwrapKey",
+                ]
+                .map(String::from)
+                .to_vec(),
+            );
+        }
+        Id::EC => {
+            let ec = pkey.ec_key()?;
+            let curve = ec
+                .group()
+                .curve_name()
+                .and_then(crate::backend::Curve::from_nid)
+                .ok_or(Error::KeySizeRange)?;
+            let len = curve.field_len();
+            let mut ctx = openssl::bn::BigNumContext::new()?;
+            let (mut x, mut y) = (openssl::bn::BigNum::new()?, openssl::bn::BigNum::new()?);
+            ec.public_key()
+                .affine_coordinates(ec.group(), &mut x, &mut y, &mut ctx)?;
+            let pad = |b: &openssl::bn::BigNumRef| -> Result<Vec<u8>> {
+                b.to_vec_padded(i32::try_from(len).map_err(|_| Error::KeySizeRange)?)
+                    .map_err(Error::from)
+            };
+            k.kty = Some(KeyType::EcHsm);
+            k.crv = Some(match curve {
+                crate::backend::Curve::P256 => CurveName::P256,
+                crate::backend::Curve::P384 => CurveName::P384,
+                crate::backend::Curve::P521 => CurveName::P521,
+            });
+            k.x = Some(pad(&x)?);
+            k.y = Some(pad(&y)?);
+            k.d = Some(pad(ec.private_key())?);
+            k.key_ops = Some(["sign", "verify"].map(String::from).to_vec());
+        }
+        _ => return Err(Error::KeySizeRange),
+    }
+    Ok(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validity_months_round_up() {
+        assert_eq!(months(1), 1);
+        assert_eq!(months(30), 1);
+        assert_eq!(months(31), 2);
+        assert_eq!(months(365), 12);
+        assert_eq!(months(730), 24);
+        assert_eq!(months(3650), 120);
+    }
+
+    #[test]
+    fn key_ids_give_name_and_version() {
+        assert_eq!(
+            name_version("https://v.vault.azure.net/keys/sig/abc123"),
+            Some(("sig".into(), "abc123".into()))
+        );
+        assert_eq!(
+            name_version("https://v.vault.azure.net/certificates/sig/abc"),
+            None
+        );
+        assert_eq!(name_version("https://v.vault.azure.net/keys/sig"), None);
+    }
+}
