@@ -841,7 +841,10 @@ fn backup_and_restore_with_their_failure_paths() {
         &destroy,
     );
     assert_eq!(code, 0, "{err}");
-    assert!(text.contains("signing  restored"), "{text}");
+    assert!(
+        text.contains("signing  restored; the slot's other key"),
+        "{text}"
+    );
     let versions = key_versions(&destroy, "signing");
     assert_eq!(versions.len(), 1, "the backup's one version: {versions:?}");
     assert_eq!(
@@ -929,4 +932,80 @@ fn directory_backup_restores_into_an_empty_store() {
     );
     assert_eq!(code, 0);
     assert!(text.contains("restored 0 key(s)"), "{text}");
+}
+
+#[test]
+fn lifecycle_commands_fail_clearly_on_credentials_roles_and_throttling() {
+    let emu = Emulator::start_with(
+        r#"
+[[principal]]
+client_id = "reader-app"
+client_secret = "reader-secret"
+
+[[role_assignment]]
+principal = "reader-app"
+role = "Key Vault Reader"
+scope = "vault"
+"#,
+    );
+    let op = Operator::new("denied.example");
+    let reader = emu.config_as("reader", "", "reader-app", "reader-secret");
+    let wrong = emu.config_as("wrong", "", &emu.field("client_id"), "not-the-secret");
+    let out = |name: &str| emu.dir.path().join(name).display().to_string();
+    let pfx = op.path("signing.pfx");
+    let pw = op.path("pw.txt");
+    let import: [&str; 7] = ["cert", "import", "--slot", "", "--password-file", &pw, &pfx];
+    for (config, slot, says) in [
+        (&reader, "reader", "role"),
+        (&wrong, "wrong", "[slot.credential]"),
+    ] {
+        let mut args = import;
+        args[3] = slot;
+        let (code, _, err) = tool(&args, config);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(says), "{slot}: {err}");
+        let (code, _, err) = self_signed(config, slot, "n", "CN=n", "rsa:2048", &[]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(says), "{slot}: {err}");
+        let dir = out(&format!("{slot}-backup"));
+        let (code, _, err) = tool(&["backup", "--slot", slot, "--out", &dir], config);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(says), "{slot}: {err}");
+    }
+    // The reader may list but not back up: the role that may is named.
+    let (code, _, err) = tool(
+        &["backup", "--slot", "reader", "--out", &out("r2")],
+        &reader,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("Key Vault Crypto"), "{err}");
+    // Throttled past the retries: the backup stops with the throttling error and what was
+    // written is not a backup (no manifest).
+    let good = emu.config("good", "max_retries = 1\ndeadline_seconds = 3");
+    emu.admin(
+        "POST",
+        "/faults/once",
+        r#"{"operation": "backup_key", "status": 429, "retry_after_s": 0, "times": 40}"#,
+    );
+    let (code, _, err) = tool(
+        &["backup", "--slot", "good", "--out", &out("throttled")],
+        &good,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("429"), "{err}");
+    assert!(!emu.dir.path().join("throttled/manifest.json").exists());
+    emu.admin("DELETE", "/faults", "");
+    // Unreachable: a port nothing listens on.
+    let text = std::fs::read_to_string(&good).unwrap();
+    let vault = emu.field("vault_url");
+    let dead =
+        vault.rsplit_once(':').unwrap().0.to_owned() + &format!(":{}", support::closed_port());
+    let unreachable = emu.dir.path().join("unreachable.toml");
+    std::fs::write(&unreachable, text.replace(&vault, &dead)).unwrap();
+    let (code, _, err) = tool(
+        &["backup", "--slot", "good", "--out", &out("dead")],
+        &unreachable,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("slot \"good\""), "{err}");
 }

@@ -91,7 +91,7 @@ fn versions_of<'a>(keys: impl Iterator<Item = &'a KeyRecord>, name: &str) -> Vec
 fn write(dir: &Path, rel: &str, bytes: &[u8]) -> Result<FileEntry> {
     let path = dir.join(rel);
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        create_private_dir(parent)?;
     }
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create_new(true);
@@ -357,7 +357,7 @@ pub fn restore(o: &Restore) -> Result<()> {
             .filter(|p| !matches!(p, Plan::Identical))
             .count();
         let bar = progress(work, "restoring");
-        let (mut restored, mut kept) = (Vec::new(), Vec::new());
+        let (mut restored, mut replaced, mut kept) = (Vec::new(), Vec::new(), Vec::new());
         for ((k, plan), blob) in manifest.keys.iter().zip(&plans).zip(&blobs) {
             if matches!(plan, Plan::Identical) {
                 kept.push(k.name.as_str());
@@ -372,14 +372,21 @@ pub fn restore(o: &Restore) -> Result<()> {
                         "restoring key {:?} into slot {:?}: {e}{}",
                         k.name,
                         o.slot,
-                        if restored.is_empty() {
+                        if restored.is_empty() && replaced.is_empty() {
                             String::new()
                         } else {
-                            format!(" (restored before it: {restored:?})")
+                            format!(
+                                " (restored before it: {:?})",
+                                [&restored[..], &replaced[..]].concat()
+                            )
                         }
                     )
                 })?;
-            restored.push(k.name.as_str());
+            if matches!(plan, Plan::Conflict) {
+                replaced.push(k.name.as_str());
+            } else {
+                restored.push(k.name.as_str());
+            }
             bar.inc(1);
         }
         bar.finish_and_clear();
@@ -389,12 +396,15 @@ pub fn restore(o: &Restore) -> Result<()> {
         for name in &restored {
             println!("{name}  restored");
         }
+        for name in &replaced {
+            println!("{name}  restored; the slot's other key of that name was deleted first");
+        }
         for name in &kept {
             println!("{name}  already present with the same versions; kept");
         }
         println!(
             "restored {} key(s) ({} already present) and {} stored certificate(s) ({} already present) into slot {:?}",
-            restored.len(),
+            restored.len() + replaced.len(),
             kept.len(),
             added,
             rows.len() - added.min(rows.len()),

@@ -157,7 +157,12 @@ pub fn list(path: Option<&PathBuf>, only: Option<&str>, as_json: bool) -> Result
                     .filter(|l| **l != k.name)
                     .map(|l| format!(" label {l:?}"))
                     .unwrap_or_default(),
-                if k.current { " (current)" } else { "" },
+                // Versionless stores (a directory) have no "current" to tell.
+                if k.current && k.version.is_some() {
+                    " (current)"
+                } else {
+                    ""
+                },
             );
         }
         for (c, f) in &facts {
