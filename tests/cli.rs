@@ -172,10 +172,8 @@ fn doctor_on_a_directory_store_and_an_expiring_certificate() {
     );
 }
 
-#[test]
-fn doctor_against_the_vault_and_its_failure_paths() {
-    let emu = Emulator::start_with(
-        r#"
+/// The emulator's configuration with a principal that has Key Vault Reader only.
+const WITH_READER: &str = r#"
 [[principal]]
 client_id = "reader-app"
 client_secret = "reader-secret"
@@ -184,8 +182,11 @@ client_secret = "reader-secret"
 principal = "reader-app"
 role = "Key Vault Reader"
 scope = "vault"
-"#,
-    );
+"#;
+
+#[test]
+fn doctor_against_the_vault_and_its_failure_paths() {
+    let emu = Emulator::start_with(WITH_READER);
     // All good: token, listing, database, round trip, test signatures, certificates.
     let good = emu.config("vault", "");
     let (code, v) = json(&["doctor", "--json", "--sign"], &good);
@@ -936,18 +937,7 @@ fn directory_backup_restores_into_an_empty_store() {
 
 #[test]
 fn lifecycle_commands_fail_clearly_on_credentials_roles_and_throttling() {
-    let emu = Emulator::start_with(
-        r#"
-[[principal]]
-client_id = "reader-app"
-client_secret = "reader-secret"
-
-[[role_assignment]]
-principal = "reader-app"
-role = "Key Vault Reader"
-scope = "vault"
-"#,
-    );
+    let emu = Emulator::start_with(WITH_READER);
     let op = Operator::new("denied.example");
     let reader = emu.config_as("reader", "", "reader-app", "reader-secret");
     let wrong = emu.config_as("wrong", "", &emu.field("client_id"), "not-the-secret");
