@@ -101,6 +101,9 @@ struct RawSlot {
     kind: toml::Spanned<SlotKind>,
     #[serde(default)]
     path: Option<toml::Spanned<PathBuf>>,
+    /// A Windows certificate store, `CurrentUser/My` (cert-store slots on Windows).
+    #[serde(default)]
+    store: Option<toml::Spanned<String>>,
     #[serde(default)]
     writable: Option<bool>,
     #[serde(default)]
@@ -251,6 +254,8 @@ pub enum StoreConfig {
     },
     /// An Azure Key Vault (`key-vault`) or Managed HSM (`managed-hsm`).
     Azure(Box<AzureConfig>),
+    /// A Windows certificate store (`cert-store` with `store = "CurrentUser/My"`).
+    Windows(crate::backend::windows::WindowsStoreConfig),
 }
 
 /// A key-vault or managed-hsm slot.
@@ -462,40 +467,64 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
                             .into(),
                     ));
                 }
-                let Some(path) = &s.path else {
-                    return Err(at(
-                        s.kind.span(),
-                        "path",
-                        "a `cert-store` slot needs `path = \"DIR\"`, the directory of PKCS#12 and PEM files".into(),
-                    ));
-                };
-                // A relative path is relative to the configuration file, not to whatever
-                // directory the application happens to be in.
-                let dir = match &source {
-                    Source::File(f) if path.get_ref().is_relative() => {
-                        f.parent().unwrap_or(Path::new(".")).join(path.get_ref())
+                if let Some(store) = &s.store {
+                    if let Some(p) = &s.path {
+                        return Err(at(
+                            p.span(),
+                            "path",
+                            "a `cert-store` slot takes `path` (a directory) or `store` (a Windows certificate store), not both".into(),
+                        ));
                     }
-                    _ => path.get_ref().clone(),
-                };
-                if !dir.is_dir() {
-                    return Err(at(
-                        path.span(),
-                        "path",
-                        format!("{} is not an existing directory", dir.display()),
-                    ));
-                }
-                let pkcs12_password = match &s.pkcs12_password_file {
-                    None => None,
-                    Some(f) => Some(
-                        read_secret_file(f.get_ref())
-                            .map_err(|m| at(f.span(), "pkcs12_password_file", m))?,
-                    ),
-                };
-                StoreConfig::Directory {
-                    path: dir,
-                    writable: s.writable.unwrap_or(true),
-                    pkcs12_password,
-                    create: false,
+                    if let Some(p) = &s.pkcs12_password_file {
+                        return Err(at(
+                            p.span(),
+                            "pkcs12_password_file",
+                            "is for directory stores (`path`), not for `store`".into(),
+                        ));
+                    }
+                    let parsed = windows_store(store.get_ref(), s.writable.unwrap_or(true))
+                        .map_err(|m| at(store.span(), "store", m))?;
+                    StoreConfig::Windows(parsed)
+                } else {
+                    let Some(path) = &s.path else {
+                        return Err(at(
+                            s.kind.span(),
+                            "path",
+                            if cfg!(windows) {
+                                "a `cert-store` slot needs `store = \"CurrentUser/My\"` (a Windows certificate store) or `path = \"DIR\"` (a directory of PKCS#12 and PEM files)".into()
+                            } else {
+                                "a `cert-store` slot needs `path = \"DIR\"`, the directory of PKCS#12 and PEM files".into()
+                            },
+                        ));
+                    };
+                    // A relative path is relative to the configuration file, not to whatever
+                    // directory the application happens to be in.
+                    let dir = match &source {
+                        Source::File(f) if path.get_ref().is_relative() => {
+                            f.parent().unwrap_or(Path::new(".")).join(path.get_ref())
+                        }
+                        _ => path.get_ref().clone(),
+                    };
+                    if !dir.is_dir() {
+                        return Err(at(
+                            path.span(),
+                            "path",
+                            format!("{} is not an existing directory", dir.display()),
+                        ));
+                    }
+                    let pkcs12_password = match &s.pkcs12_password_file {
+                        None => None,
+                        Some(f) => Some(
+                            read_secret_file(f.get_ref())
+                                .map_err(|m| at(f.span(), "pkcs12_password_file", m))?,
+                        ),
+                    };
+                    StoreConfig::Directory {
+                        path: dir,
+                        writable: s.writable.unwrap_or(true),
+                        pkcs12_password,
+                        create: false,
+                    }
                 }
             }
             SlotKind::KeyVault | SlotKind::ManagedHsm => {
@@ -588,6 +617,21 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
         metrics,
         slots,
     })
+}
+
+/// `store = "CurrentUser/My"`: parsed everywhere, accepted only on Windows.
+fn windows_store(
+    value: &str,
+    writable: bool,
+) -> std::result::Result<crate::backend::windows::WindowsStoreConfig, String> {
+    let parsed = crate::backend::windows::WindowsStoreConfig::parse(value, writable)?;
+    if cfg!(windows) {
+        Ok(parsed)
+    } else {
+        Err(format!(
+            "{value:?} names a Windows certificate store, and this is not Windows; here a `cert-store` slot takes `path = \"DIR\"`"
+        ))
+    }
 }
 
 impl RawSlot {

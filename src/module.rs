@@ -128,6 +128,18 @@ impl Module {
                         telemetry.http_counts(&sc.label),
                     )?)
                 }
+                #[cfg(windows)]
+                StoreConfig::Windows(w) => {
+                    Arc::new(crate::backend::windows::WindowsStoreBackend::new(w.clone()))
+                }
+                // The configuration accepts Windows stores only on Windows.
+                #[cfg(not(windows))]
+                StoreConfig::Windows(w) => {
+                    return Err(Error::Config(format!(
+                        "{}: a Windows certificate store on another system",
+                        w.display()
+                    )));
+                }
                 StoreConfig::Directory {
                     path,
                     writable,
@@ -710,6 +722,9 @@ impl Module {
                 let bits = pt
                     .ulong(CKA_MODULUS_BITS)?
                     .ok_or(Error::TemplateIncomplete("CKA_MODULUS_BITS"))?;
+                // CK_ULONG is u64 on Unix and u32 on Windows, where this conversion is
+                // the identity.
+                #[allow(clippy::useless_conversion)]
                 let bits = match bits {
                     2048 | 3072 | 4096 => u32::try_from(bits).map_err(|_| Error::KeySizeRange)?,
                     _ => return Err(Error::KeySizeRange),

@@ -396,11 +396,16 @@ fn get_attribute_value_processes_every_attribute() {
         .contains(&rv),
         "{rv:#x}"
     );
-    assert_eq!(t[0].ulValueLen, 7, "label length, still processed");
-    assert_eq!(t[1].ulValueLen, CK_UNAVAILABLE_INFORMATION, "sensitive");
-    assert_eq!(t[2].ulValueLen, CK_UNAVAILABLE_INFORMATION, "unknown type");
+    assert_eq!({ t[0].ulValueLen }, 7, "label length, still processed");
+    assert_eq!({ t[1].ulValueLen }, CK_UNAVAILABLE_INFORMATION, "sensitive");
     assert_eq!(
-        t[3].ulValueLen, CK_UNAVAILABLE_INFORMATION,
+        { t[2].ulValueLen },
+        CK_UNAVAILABLE_INFORMATION,
+        "unknown type"
+    );
+    assert_eq!(
+        { t[3].ulValueLen },
+        CK_UNAVAILABLE_INFORMATION,
         "too small: not the needed length"
     );
     assert_eq!(small[0], 0, "nothing written into a short buffer");
@@ -705,7 +710,8 @@ fn session_handles_and_login_are_per_application() {
     // SAFETY: valid out-pointer.
     assert_eq!(unsafe { C_GetSessionInfo(b, &mut info) }, CKR_OK);
     assert_eq!(
-        info.state, CKS_RW_USER_FUNCTIONS,
+        { info.state },
+        CKS_RW_USER_FUNCTIONS,
         "login on one session covers the others"
     );
     let before = find(b, CKO_PRIVATE_KEY, "rsa2048");
@@ -716,7 +722,7 @@ fn session_handles_and_login_are_per_application() {
         assert_eq!(C_Logout(a), CKR_USER_NOT_LOGGED_IN);
         assert_eq!(C_GetSessionInfo(a, &mut info), CKR_OK);
     }
-    assert_eq!(info.state, CKS_RO_PUBLIC_SESSION);
+    assert_eq!({ info.state }, CKS_RO_PUBLIC_SESSION);
     // SAFETY: the PIN pointer/length pair.
     assert_eq!(
         unsafe { C_Login(a, CKU_SO, b"4321".as_ptr() as *mut _, 4) },
@@ -738,7 +744,7 @@ fn session_handles_and_login_are_per_application() {
     assert!(c != a && c != b);
     // SAFETY: valid out-pointer.
     assert_eq!(unsafe { C_GetSessionInfo(c, &mut info) }, CKR_OK);
-    assert_eq!(info.state, CKS_RO_PUBLIC_SESSION);
+    assert_eq!({ info.state }, CKS_RO_PUBLIC_SESSION);
     // That implicit logout also retired the private key's handle.
     assert_eq!(login(c, "4321"), CKR_OK);
     let after = find(c, CKO_PRIVATE_KEY, "rsa2048");

@@ -265,7 +265,7 @@ impl Mech {
                 let params = PkcsPssParams {
                     hash_alg: hash_alg.mechanism_type(),
                     mgf: mgf.mgf(),
-                    s_len: u64::try_from(salt)
+                    s_len: cryptoki_sys::CK_ULONG::try_from(salt)
                         .expect("salt length fits a CK_ULONG")
                         .into(),
                 };
@@ -1831,7 +1831,7 @@ fn key_generation() {
                 if ec {
                     public_template.push(Attribute::EcParams(P256_PARAMS.to_vec()));
                 } else {
-                    public_template.extend([Attribute::ModulusBits(2048u64.into()), Attribute::PublicExponent(vec![1, 0, 1])]);
+                    public_template.extend([Attribute::ModulusBits(2048.into()), Attribute::PublicExponent(vec![1, 0, 1])]);
                 }
                 let (public, private) = side
                     .session

@@ -35,11 +35,13 @@ cryptoki_fn! {
         if !pInitArgs.is_null() {
             // SAFETY: a non-NULL pInitArgs points to a CK_C_INITIALIZE_ARGS (§5.4.1).
             let a = unsafe { read(pInitArgs as *const CK_C_INITIALIZE_ARGS, "pInitArgs") }?;
+            // Copied out by value (`{ … }`): on Windows the structure is packed, and a
+            // reference to one of its fields could be misaligned.
             let callbacks = [
-                a.CreateMutex.is_some(),
-                a.DestroyMutex.is_some(),
-                a.LockMutex.is_some(),
-                a.UnlockMutex.is_some(),
+                { a.CreateMutex }.is_some(),
+                { a.DestroyMutex }.is_some(),
+                { a.LockMutex }.is_some(),
+                { a.UnlockMutex }.is_some(),
             ];
             let given = callbacks.iter().filter(|c| **c).count();
             if given != 0 && given != 4 {

@@ -202,6 +202,7 @@ fn store_name(s: &StoreConfig) -> String {
     match s {
         StoreConfig::Directory { path, .. } => path.display().to_string(),
         StoreConfig::Azure(a) => a.url.clone(),
+        StoreConfig::Windows(w) => w.display(),
     }
 }
 
