@@ -381,8 +381,21 @@ impl CertDb {
         let mut c = rusqlite::Connection::open(path).map_err(|e| self.err("opening", e))?;
         c.busy_timeout(BUSY).map_err(|e| self.err("opening", e))?;
         // WAL: readers in other processes never block the writer and see committed rows.
-        c.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| self.err("opening", e))?;
+        // Switching to it takes a lock the busy timeout does not wait for (seen on Windows
+        // when several processes open a new database at once): retried within BUSY.
+        let until = std::time::Instant::now() + BUSY;
+        loop {
+            match c.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(f, _))
+                    if f.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < until =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(self.err("opening", e)),
+            }
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -1168,6 +1168,26 @@ mod tests {
     }
 
     #[test]
+    fn windows_stores_are_named_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = err("[[slot]]\nlabel = \"a\"\nkind = \"cert-store\"\nstore = \"Elsewhere/My\"\n");
+        assert!(m.contains("line 4") && m.contains("CurrentUser/My"), "{m}");
+        let m = err(&format!(
+            "[[slot]]\nlabel = \"a\"\nkind = \"cert-store\"\nstore = \"CurrentUser/My\"\npath = {:?}\n",
+            dir.path()
+        ));
+        assert!(m.contains("not both"), "{m}");
+        let text = "[[slot]]\nlabel = \"a\"\nkind = \"cert-store\"\nstore = \"CurrentUser/My\"\n";
+        if cfg!(windows) {
+            let c = parse(text, Source::File(dir.path().join("c.toml"))).unwrap();
+            assert!(matches!(c.slots[0].store, StoreConfig::Windows(_)));
+        } else {
+            let m = err(text);
+            assert!(m.contains("line 4") && m.contains("not Windows"), "{m}");
+        }
+    }
+
+    #[test]
     fn relative_store_path_is_relative_to_the_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("store")).unwrap();

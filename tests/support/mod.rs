@@ -17,11 +17,16 @@ pub fn module_path() -> PathBuf {
     // only `cargo build` copies it up one level; the deps copy is the fresh one.
     let exe = std::env::current_exe().expect("test executable path");
     let deps = exe.parent().expect("target/<profile>/deps");
+    let name = format!(
+        "{}identify_pkcs11{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
     [deps, deps.parent().unwrap_or(deps)]
         .iter()
-        .map(|d| d.join("libidentify_pkcs11.so"))
+        .map(|d| d.join(&name))
         .find(|p| p.exists())
-        .expect("libidentify_pkcs11.so is built by cargo test beside the test executable")
+        .unwrap_or_else(|| panic!("{name} is built by cargo test beside the test executable"))
 }
 
 /// A temporary store with the fixture keys (PEM pairs and the PKCS#12 chain) and a

@@ -490,6 +490,14 @@ impl Backend for WindowsStoreBackend {
             c::BCRYPT_ECCPUBLIC_BLOB
         })?;
         let spki = spki_of_blob(&blob, rsa)?;
+        // Signing opens the key again by name: a system whose CNG keeps no persisted keys
+        // (Wine 8) fails here, clearly, instead of leaving a key no listing finds.
+        if let Err(e) = NcryptKey::open(&provider, &key_name, machine) {
+            let _ = key.delete();
+            return Err(Error::Backend(format!(
+                "CNG key {key_name} was created but cannot be opened again by name ({e}); this system does not keep persisted CNG keys"
+            )));
+        }
         let prov = ProvInfo {
             container: key_name.clone(),
             provider,
@@ -555,6 +563,9 @@ impl Backend for WindowsStoreBackend {
             }
         }
         Self::apply(&cert, &update)?;
+        // Closed before listing: a new handle sees what this one wrote.
+        drop(cert);
+        drop(store);
         let id = cert_id(&openssl::sha::sha1(der));
         self.list()?
             .certificates
@@ -639,7 +650,16 @@ impl Backend for WindowsStoreBackend {
         update: &ObjectUpdate,
     ) -> Result<KeyRecord> {
         self.require_writable()?;
+        // Opened for writing first: that creates the store when the profile has none yet.
+        let store = self.store(true)?;
         let listing = self.list()?;
+        let containers: std::collections::HashSet<String> = self
+            .keys
+            .lock()
+            .map_err(lock_err)?
+            .keys()
+            .cloned()
+            .collect();
         if listing.keys.iter().any(|k| k.name == name) {
             return Err(Error::ActionProhibited(format!(
                 "{} already has a key {name:?}; choose another name",
@@ -664,31 +684,37 @@ impl Backend for WindowsStoreBackend {
             .build2(&password)?
             .to_der()?;
         let imported = Store::import_pfx(&p12, &password, self.config.machine())?;
-        let store = self.store(true)?;
         let mut added = None;
         for cert in imported.certificates() {
-            if cert.prov_info().is_some() {
+            if let Some(prov) = cert.prov_info() {
+                // Windows puts every imported key in a new container. Wine's import uses
+                // the user's default container: a second import replaces the key of the
+                // first certificate. Said, rather than listed as two working keys.
+                if containers.contains(&key_id(&prov)) {
+                    return Err(Error::Backend(format!(
+                        "PFXImportCertStore put the key into container {:?} of {:?}, which another certificate of {} already uses: that certificate's key was replaced (Wine's import does this; Windows makes a new container per import)",
+                        prov.container,
+                        prov.provider,
+                        self.config.display()
+                    )));
+                }
                 let c = store.add(&cert)?;
                 c.set_friendly_name(update.label.as_deref().unwrap_or(name))?;
                 if let Some(id) = &update.id {
                     c.set_bytes(PROP_CKA_ID, Some(id))?;
                 }
-                added = Some(openssl::sha::sha1(&c.der()));
+                added = Some(());
             }
         }
-        let sha1 = added.ok_or_else(|| {
-            Error::Backend("the PKCS#12 import gave no certificate with a key".into())
-        })?;
-        let id = cert_id(&sha1);
-        let listing = self.list()?;
-        let spki = listing
-            .certificates
-            .iter()
-            .find(|c| c.stable_id == id)
-            .and_then(|c| openssl::x509::X509::from_der(&c.der).ok())
-            .and_then(|x| x.public_key().ok()?.public_key_to_der().ok())
-            .ok_or_else(|| Error::Internal("imported certificate not listed".into()))?;
-        listing
+        if added.is_none() {
+            return Err(Error::Backend(
+                "the PKCS#12 import gave no certificate with a key".into(),
+            ));
+        }
+        // Closed before listing: a new handle sees what this one wrote.
+        drop(store);
+        let spki = leaf.public_key()?.public_key_to_der()?;
+        self.list()?
             .keys
             .into_iter()
             .find(|k| k.spki_der == spki)

@@ -114,15 +114,16 @@ fn check_status(status: i32, what: &str) -> WinResult<()> {
 pub struct Store(c::HCERTSTORE);
 
 impl Store {
-    /// Opens system store `name` (`My`, `Root`, …) at `location`, read-only unless
-    /// `write`. It must exist already.
+    /// Opens system store `name` (`My`, `Root`, …) at `location`: read-only and only if
+    /// it exists (a misspelt name is an error, not an empty store), or for writing,
+    /// created when missing (a new user profile may not have `My` yet).
     pub fn open(location: Location, name: &str, write: bool) -> WinResult<Store> {
         let mut flags = match location {
             Location::CurrentUser => c::CERT_SYSTEM_STORE_CURRENT_USER,
             Location::LocalMachine => c::CERT_SYSTEM_STORE_LOCAL_MACHINE,
-        } | c::CERT_STORE_OPEN_EXISTING_FLAG;
+        };
         if !write {
-            flags |= c::CERT_STORE_READONLY_FLAG;
+            flags |= c::CERT_STORE_READONLY_FLAG | c::CERT_STORE_OPEN_EXISTING_FLAG;
         }
         let name = wide(name);
         // SAFETY: CERT_STORE_PROV_SYSTEM_W takes the store name as a NUL-terminated UTF-16
