@@ -275,6 +275,49 @@ fn pfx_import_listing_and_the_cryptoapi_paths() {
         assert!(v.verify(&sig).unwrap(), "CNG signature verifies");
         write_out("sig-cng.bin", &sig);
     }
+    // The store reaches the key through its certificate: destroying the certificate alone
+    // is refused, and a new label becomes the certificate's friendly name.
+    let cert_handle = certs
+        .iter()
+        .copied()
+        .find(|h| {
+            matches!(
+                s.get_attributes(*h, &[AttributeType::Value]).ok().and_then(|mut v| v.pop()),
+                Some(Attribute::Value(v)) if v == cert.to_der().unwrap()
+            )
+        })
+        .unwrap();
+    match s.destroy_object(cert_handle) {
+        Err(CkError::Pkcs11(rv, _)) => assert_eq!(rv, RvError::ActionProhibited),
+        other => panic!("destroying the certificate of a key: {other:?}"),
+    }
+    s.update_attributes(keys[0], &[Attribute::Label(b"renamed".to_vec())])
+        .unwrap();
+    let (_, listed, _) = tool(&["list"], &config);
+    if std::env::var_os("IDENTIFY_UNDER_WINE").is_none() {
+        // Windows persists certificate properties; Wine 8's registry store does not
+        // write a property changed on a stored certificate.
+        assert!(listed.contains("certificate \"renamed\""), "{listed}");
+    } else {
+        // Wine imports every PFX key into the user's default container: a second import
+        // would replace the first key, and the module says so.
+        let (code, _, err) = tool(
+            &[
+                "cert",
+                "import",
+                "--slot",
+                "win",
+                "--name",
+                "second",
+                "--password-file",
+                pw_path.to_str().unwrap(),
+                pfx_path.to_str().unwrap(),
+            ],
+            &config,
+        );
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("already uses"), "{err}");
+    }
     // A ciphertext that is not one: CKR_ENCRYPTED_DATA_INVALID, not a crash.
     match s.decrypt(&Mechanism::RsaPkcs, keys[0], &[0x5a; 256]) {
         Err(CkError::Pkcs11(rv, _)) => assert_eq!(rv, RvError::EncryptedDataInvalid),

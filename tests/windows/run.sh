@@ -20,10 +20,10 @@ echo "--- clippy for $TARGET"
 cargo clippy --locked --target $TARGET --all-targets -- -D warnings
 
 echo "--- build the DLL, the tool and the tests for $TARGET"
-cargo build --locked --target $TARGET --lib --bins
+# The integration test's build makes the DLL (the cdylib) and the tool it runs.
 cargo test --locked --target $TARGET --no-run --lib --test windows_store
 
-dll=target/$TARGET/debug/identify_pkcs11.dll
+dll=target/$TARGET/debug/deps/identify_pkcs11.dll
 echo "--- exports of $dll"
 exports=$(x86_64-w64-mingw32-objdump -p "$dll")
 for f in C_GetFunctionList C_GetInterfaceList C_GetInterface; do

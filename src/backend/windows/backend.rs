@@ -1,7 +1,9 @@
 //! The Windows store backend: listing, signing and decryption through CNG or CryptoAPI,
 //! key generation, certificates, PFX import.
 
-use super::win32::{self, AcquiredKey, CapiProvider, CngPadding, NcryptKey, ProvInfo, Store};
+use super::win32::{
+    self, Acquired, AcquiredKey, CapiProvider, CngPadding, NcryptKey, ProvInfo, Store,
+};
 use super::{WindowsStoreConfig, spki_of_blob};
 use crate::backend::{
     Backend, CertRecord, Curve, DecryptRequest, HashAlg, KeyRecord, KeySpec, KeyUsage, Listing,
@@ -48,8 +50,15 @@ fn lock_err<T>(_: T) -> Error {
 /// The stable id of a key: its provider and container, which do not change when its
 /// certificate is added or replaced.
 fn key_id(p: &ProvInfo) -> String {
-    let digest =
-        openssl::sha::sha1(format!("{}\n{}\n{}", p.provider, p.container, p.key_spec).as_bytes());
+    let digest = openssl::sha::sha1(
+        format!(
+            "{}\n{}\n{}",
+            p.provider.as_deref().unwrap_or(""),
+            p.container.as_deref().unwrap_or(""),
+            p.key_spec
+        )
+        .as_bytes(),
+    );
     format!("winkey:{}", hex(&digest[..10]))
 }
 
@@ -60,6 +69,7 @@ fn cert_id(sha1: &[u8]) -> String {
 fn cng_hash(h: HashAlg) -> windows_sys::core::PCWSTR {
     match h {
         HashAlg::Sha1 => c::BCRYPT_SHA1_ALGORITHM,
+        // CNG has no SHA-224: PKCS#1 signs its DigestInfo raw, PSS and OAEP refuse it.
         HashAlg::Sha224 => windows_sys::core::w!("SHA224"),
         HashAlg::Sha256 => c::BCRYPT_SHA256_ALGORITHM,
         HashAlg::Sha384 => c::BCRYPT_SHA384_ALGORITHM,
@@ -70,6 +80,9 @@ fn cng_hash(h: HashAlg) -> windows_sys::core::PCWSTR {
 /// The CryptoAPI algorithm of a digest CryptSignHash signs (PKCS#1 v1.5 only).
 fn capi_alg(request: &SignRequest, len: usize) -> Result<u32> {
     match request {
+        SignRequest::RsaPkcs1 { hash: Some(h) } if len != h.output_len() => {
+            Err(Error::DataLenRange)
+        }
         SignRequest::RsaPkcs1 { hash: Some(h) } => match h {
             HashAlg::Sha1 => Ok(c::CALG_SHA1),
             HashAlg::Sha256 => Ok(c::CALG_SHA_256),
@@ -81,9 +94,8 @@ fn capi_alg(request: &SignRequest, len: usize) -> Result<u32> {
         },
         // TLS 1.0/1.1's MD5+SHA-1 concatenation is CryptoAPI's CALG_SSL3_SHAMD5.
         SignRequest::RsaPkcs1 { hash: None } if len == 36 => Ok(c::CALG_SSL3_SHAMD5),
-        SignRequest::RsaPkcs1 { hash: None } => Err(Error::MechanismParamInvalid(
-            "CryptoAPI keys sign raw PKCS#1 input only as a 36-byte MD5+SHA-1".into(),
-        )),
+        // CryptoAPI signs raw PKCS#1 input only as a 36-byte MD5+SHA-1.
+        SignRequest::RsaPkcs1 { hash: None } => Err(Error::DataLenRange),
         _ => Err(Error::MechanismInvalid),
     }
 }
@@ -115,6 +127,18 @@ impl WindowsStoreBackend {
             .map_err(|e| Error::Backend(format!("Windows store {}: {e}", self.config.display())))
     }
 
+    /// The prefix of the CNG keys this slot generates: the store's name is in it, so a
+    /// key waiting for its certificate shows in its own store's slot only.
+    fn key_prefix(&self) -> String {
+        let store: String = self
+            .config
+            .name
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        format!("{KEY_PREFIX}{}-", store.to_ascii_lowercase())
+    }
+
     fn require_writable(&self) -> Result<()> {
         if self.config.writable {
             Ok(())
@@ -133,7 +157,7 @@ impl WindowsStoreBackend {
     }
 
     /// The key of a listed record, acquired silently.
-    fn acquire(&self, loc: &Locator) -> Result<AcquiredKey> {
+    fn acquire(&self, loc: &Locator) -> Result<Acquired> {
         match &loc.cert_sha1 {
             Some(sha1) => {
                 let store = self.store(false)?;
@@ -147,9 +171,9 @@ impl WindowsStoreBackend {
                 Ok(cert.private_key()?)
             }
             // A generated CNG key without its certificate yet.
-            None => Ok(AcquiredKey::Cng(NcryptKey::open(
-                &loc.prov.provider,
-                &loc.prov.container,
+            None => Ok(Acquired::cng(NcryptKey::open(
+                loc.prov.provider.as_deref(),
+                loc.prov.container.as_deref().unwrap_or_default(),
                 loc.prov.machine(),
             )?)),
         }
@@ -181,8 +205,15 @@ impl WindowsStoreBackend {
             id,
             spki_der,
             usage: KeyUsage::ALL,
-            local: prov.container.starts_with(KEY_PREFIX),
-            backend_key_id: format!("{}: {}", prov.provider, prov.container),
+            local: prov
+                .container
+                .as_deref()
+                .is_some_and(|c| c.starts_with(KEY_PREFIX)),
+            backend_key_id: format!(
+                "{}: {}",
+                prov.provider.as_deref().unwrap_or("(default provider)"),
+                prov.container.as_deref().unwrap_or("(default container)")
+            ),
         }
     }
 
@@ -251,12 +282,12 @@ impl WindowsStoreBackend {
         // Keys this module generated whose certificate is not stored yet.
         let machine = self.config.machine();
         let provider = win32_provider_name();
-        let cng = win32::cng_key_names(&provider, KEY_PREFIX, machine).unwrap_or_default();
+        let cng = win32::cng_key_names(&provider, &self.key_prefix(), machine).unwrap_or_default();
         let pending = self.pending.lock().map_err(lock_err)?.clone();
         for name in cng {
             let prov = ProvInfo {
-                container: name.clone(),
-                provider: provider.clone(),
+                container: Some(name.clone()),
+                provider: Some(provider.clone()),
                 prov_type: 0,
                 flags: if machine { c::CRYPT_MACHINE_KEYSET } else { 0 },
                 key_spec: 0,
@@ -265,7 +296,7 @@ impl WindowsStoreBackend {
             if linked.contains(&stable_id) {
                 continue;
             }
-            let Ok(key) = NcryptKey::open(&provider, &name, machine) else {
+            let Ok(key) = NcryptKey::open(Some(&provider), &name, machine) else {
                 continue;
             };
             let spki = key
@@ -351,12 +382,17 @@ impl Backend for WindowsStoreBackend {
                 ));
             }
         }
-        if let SignRequest::RsaPss { hash, mgf_hash, .. } = request
-            && hash != mgf_hash
-        {
-            return Err(Error::MechanismParamInvalid(
-                "Windows signs PSS with MGF1 of the same hash only".into(),
-            ));
+        if let SignRequest::RsaPss { hash, mgf_hash, .. } = request {
+            if hash != mgf_hash {
+                return Err(Error::MechanismParamInvalid(
+                    "Windows signs PSS with MGF1 of the same hash only".into(),
+                ));
+            }
+            if *hash == HashAlg::Sha224 {
+                return Err(Error::MechanismParamInvalid(
+                    "Windows (CNG) has no SHA-224 for PSS".into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -373,6 +409,11 @@ impl Backend for WindowsStoreBackend {
                 if hash != mgf_hash {
                     return Err(Error::MechanismParamInvalid(
                         "Windows decrypts OAEP with MGF1 of the same hash only".into(),
+                    ));
+                }
+                if *hash == HashAlg::Sha224 {
+                    return Err(Error::MechanismParamInvalid(
+                        "Windows (CNG) has no SHA-224 for OAEP".into(),
                     ));
                 }
                 if loc.prov.prov_type != 0 && (*hash != HashAlg::Sha1 || !label.is_empty()) {
@@ -393,8 +434,17 @@ impl Backend for WindowsStoreBackend {
 
     fn sign(&self, key: &KeyRecord, request: &SignRequest, data: &[u8]) -> Result<Vec<u8>> {
         let loc = self.locator(key)?;
-        match self.acquire(&loc)? {
+        let acquired = self.acquire(&loc)?;
+        match &acquired.key {
             AcquiredKey::Cng(k) => {
+                // CNG has no SHA-224: its DigestInfo is built here and signed raw.
+                if let SignRequest::RsaPkcs1 {
+                    hash: Some(HashAlg::Sha224),
+                } = request
+                {
+                    let info = crate::mechanism::digest_info::encode(HashAlg::Sha224, data);
+                    return Ok(k.sign(&CngPadding::Pkcs1(None), &info)?);
+                }
                 let padding = match request {
                     SignRequest::RsaPkcs1 { hash } => CngPadding::Pkcs1(hash.map(cng_hash)),
                     SignRequest::RsaPss { hash, salt_len, .. } => CngPadding::Pss {
@@ -405,27 +455,37 @@ impl Backend for WindowsStoreBackend {
                 };
                 Ok(k.sign(&padding, data)?)
             }
-            AcquiredKey::Capi(_) => {
+            AcquiredKey::Capi(acquired) => {
                 let alg = capi_alg(request, data.len())?;
-                // The container's own provider may be one without SHA-2: re-opened with
-                // the RSA-AES provider, which reaches the same key.
-                let p = CapiProvider::open_aes(&loc.prov.container, loc.prov.machine())?;
-                Ok(p.sign(Self::capi_spec(&loc.prov), alg, data)?)
+                let spec = Self::capi_spec(&loc.prov);
+                if loc.prov.microsoft_software_rsa() {
+                    // Microsoft's software providers share their key storage, and the
+                    // container's own one may lack SHA-2: re-opened with the RSA-AES
+                    // provider, which reaches the same key.
+                    let p = CapiProvider::open_aes(&loc.prov.container, loc.prov.machine())?;
+                    Ok(p.sign(spec, alg, data)?)
+                } else {
+                    // Another vendor's provider (a smart card): its own context.
+                    Ok(acquired.sign(spec, alg, data)?)
+                }
             }
         }
     }
 
     fn decrypt(&self, key: &KeyRecord, request: &DecryptRequest, data: &[u8]) -> Result<Vec<u8>> {
         let loc = self.locator(key)?;
+        // A padding check that fails: NTE_BAD_DATA from CryptoAPI, NTE_INVALID_PARAMETER
+        // from CNG's software provider (the parameters were checked at C_DecryptInit).
         let bad_data = |e: win32::WinError| {
-            if e.code == win32::NTE_BAD_DATA {
+            if e.code == win32::NTE_BAD_DATA || e.code == win32::NTE_INVALID_PARAMETER {
                 tracing::debug!("{e}");
                 Error::EncryptedDataInvalid
             } else {
                 Error::from(e)
             }
         };
-        match self.acquire(&loc)? {
+        let acquired = self.acquire(&loc)?;
+        match &acquired.key {
             AcquiredKey::Cng(k) => {
                 let padding = match request {
                     DecryptRequest::RsaPkcs1 => CngPadding::Pkcs1(None),
@@ -437,7 +497,19 @@ impl Backend for WindowsStoreBackend {
                 k.decrypt(&padding, data).map_err(bad_data)
             }
             AcquiredKey::Capi(p) => {
-                let oaep = matches!(request, DecryptRequest::RsaOaep { .. });
+                let oaep = match request {
+                    DecryptRequest::RsaPkcs1 => false,
+                    DecryptRequest::RsaOaep {
+                        hash: HashAlg::Sha1,
+                        mgf_hash: HashAlg::Sha1,
+                        label,
+                    } if label.is_empty() => true,
+                    DecryptRequest::RsaOaep { .. } => {
+                        return Err(Error::MechanismParamInvalid(
+                            "CryptoAPI keys decrypt OAEP with SHA-1 and no label only".into(),
+                        ));
+                    }
+                };
                 p.decrypt(Self::capi_spec(&loc.prov), oaep, data)
                     .map_err(bad_data)
             }
@@ -464,7 +536,7 @@ impl Backend for WindowsStoreBackend {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .take(40)
             .collect();
-        let key_name = format!("{KEY_PREFIX}{safe}-{}", hex(&suffix));
+        let key_name = format!("{}{safe}-{}", self.key_prefix(), hex(&suffix));
         let (alg, bits, rsa) = match spec {
             KeySpec::Rsa {
                 bits,
@@ -484,23 +556,33 @@ impl Backend for WindowsStoreBackend {
         let provider = win32_provider_name();
         let machine = self.config.machine();
         let key = NcryptKey::create(&provider, alg, &key_name, bits, machine)?;
-        let blob = key.export_public(if rsa {
-            c::BCRYPT_RSAPUBLIC_BLOB
-        } else {
-            c::BCRYPT_ECCPUBLIC_BLOB
-        })?;
-        let spki = spki_of_blob(&blob, rsa)?;
+        let spki = match key
+            .export_public(if rsa {
+                c::BCRYPT_RSAPUBLIC_BLOB
+            } else {
+                c::BCRYPT_ECCPUBLIC_BLOB
+            })
+            .map_err(Error::from)
+            .and_then(|blob| spki_of_blob(&blob, rsa))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                // Not left behind for a later listing to find half-made.
+                let _ = key.delete();
+                return Err(e);
+            }
+        };
         // Signing opens the key again by name: a system whose CNG keeps no persisted keys
         // (Wine 8) fails here, clearly, instead of leaving a key no listing finds.
-        if let Err(e) = NcryptKey::open(&provider, &key_name, machine) {
+        if let Err(e) = NcryptKey::open(Some(&provider), &key_name, machine) {
             let _ = key.delete();
             return Err(Error::Backend(format!(
                 "CNG key {key_name} was created but cannot be opened again by name ({e}); this system does not keep persisted CNG keys"
             )));
         }
         let prov = ProvInfo {
-            container: key_name.clone(),
-            provider,
+            container: Some(key_name.clone()),
+            provider: Some(provider),
             prov_type: 0,
             flags: if machine { c::CRYPT_MACHINE_KEYSET } else { 0 },
             key_spec: 0,
@@ -548,21 +630,31 @@ impl Backend for WindowsStoreBackend {
                 Error::from(e)
             }
         })?;
-        cert.set_bytes(PROP_ADDED, Some(b"1"))?;
         let mut update = update.clone();
-        if let Some(k) = key
-            && let Ok(loc) = self.locator(k)
-            && loc.cert_sha1.is_none()
-        {
-            // A key made here: the certificate is linked to it, and takes the labels the
-            // key was generated with unless given its own.
-            cert.set_prov_info(&loc.prov)?;
-            if let Some(p) = self.pending.lock().map_err(lock_err)?.remove(&k.stable_id) {
-                update.label = update.label.or(p.label);
-                update.id = update.id.or(p.id);
+        let linked = (|| {
+            cert.set_bytes(PROP_ADDED, Some(b"1"))?;
+            if let Some(k) = key
+                && let Ok(loc) = self.locator(k)
+                && loc.cert_sha1.is_none()
+            {
+                // A key made here: the certificate is linked to it, and takes the labels
+                // the key was generated with unless given its own.
+                cert.set_prov_info(&loc.prov)?;
+                if let Some(p) = self.pending.lock().map_err(lock_err)?.get(&k.stable_id) {
+                    update.label = update.label.take().or_else(|| p.label.clone());
+                    update.id = update.id.take().or_else(|| p.id.clone());
+                }
             }
+            Self::apply(&cert, &update)
+        })();
+        if let Err(e) = linked {
+            // No half-made certificate stays in the store.
+            let _ = cert.delete();
+            return Err(e);
         }
-        Self::apply(&cert, &update)?;
+        if let Some(k) = key {
+            self.pending.lock().map_err(lock_err)?.remove(&k.stable_id);
+        }
         // Closed before listing: a new handle sees what this one wrote.
         drop(cert);
         drop(store);
@@ -584,16 +676,22 @@ impl Backend for WindowsStoreBackend {
             .cloned()
             .ok_or(Error::ObjectHandleInvalid)?;
         if loc.prov.prov_type == 0 {
-            NcryptKey::open(&loc.prov.provider, &loc.prov.container, loc.prov.machine())?
-                .delete()?;
+            NcryptKey::open(
+                loc.prov.provider.as_deref(),
+                loc.prov.container.as_deref().unwrap_or_default(),
+                loc.prov.machine(),
+            )?
+            .delete()?;
         } else {
             CapiProvider::delete_container(&loc.prov)?;
         }
-        // The certificate no longer claims a key it does not have.
-        if let Some(sha1) = &loc.cert_sha1 {
-            let store = self.store(true)?;
-            if let Some(cert) = store.find_sha1(sha1) {
+        // No certificate claims the deleted key any more (a renewal may share it); they
+        // stay listed as certificates without a key.
+        let store = self.store(true)?;
+        for cert in store.certificates() {
+            if cert.prov_info().is_some_and(|p| key_id(&p) == stable_id) {
                 cert.set_bytes(c::CERT_KEY_PROV_INFO_PROP_ID, None)?;
+                cert.set_bytes(PROP_ADDED, Some(b"1"))?;
             }
         }
         self.keys.lock().map_err(lock_err)?.remove(stable_id);
@@ -604,7 +702,15 @@ impl Backend for WindowsStoreBackend {
     fn delete_certificate(&self, stable_id: &str) -> Result<()> {
         self.require_writable()?;
         let store = self.store(true)?;
-        self.find_cert(&store, stable_id)?.delete()?;
+        let cert = self.find_cert(&store, stable_id)?;
+        // The store reaches a key through its certificate: deleting the certificate would
+        // hide the key and leave its container behind.
+        if cert.prov_info().is_some() {
+            return Err(Error::ActionProhibited(
+                "this certificate is how the store reaches its private key: destroy the private key first".into(),
+            ));
+        }
+        cert.delete()?;
         Ok(())
     }
 

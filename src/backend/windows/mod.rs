@@ -94,7 +94,8 @@ fn spki_of_blob(blob: &[u8], rsa: bool) -> Result<Vec<u8>> {
         usize::try_from(u32::from_le_bytes(b)).map_err(|_| Error::DataLenRange)
     };
     let part = |from: usize, len: usize| -> Result<&[u8]> {
-        blob.get(from..from + len)
+        from.checked_add(len)
+            .and_then(|to| blob.get(from..to))
             .ok_or_else(|| Error::Backend("short CNG public key blob".into()))
     };
     if rsa {
@@ -102,7 +103,10 @@ fn spki_of_blob(blob: &[u8], rsa: bool) -> Result<Vec<u8>> {
         // then the exponent and the modulus, big-endian.
         let (e_len, n_len) = (u32_at(8)?, u32_at(12)?);
         let e = part(24, e_len)?;
-        let n = part(24 + e_len, n_len)?;
+        let n = part(
+            24usize.checked_add(e_len).ok_or(Error::DataLenRange)?,
+            n_len,
+        )?;
         let rsa = openssl::rsa::Rsa::from_public_components(
             openssl::bn::BigNum::from_slice(n)?,
             openssl::bn::BigNum::from_slice(e)?,
@@ -123,7 +127,10 @@ fn spki_of_blob(blob: &[u8], rsa: bool) -> Result<Vec<u8>> {
         };
         let group = openssl::ec::EcGroup::from_curve_name(curve.nid())?;
         let x = openssl::bn::BigNum::from_slice(part(8, len)?)?;
-        let y = openssl::bn::BigNum::from_slice(part(8 + len, len)?)?;
+        let y = openssl::bn::BigNum::from_slice(part(
+            8usize.checked_add(len).ok_or(Error::DataLenRange)?,
+            len,
+        )?)?;
         let key = openssl::ec::EcKey::from_public_key_affine_coordinates(&group, &x, &y)?;
         Ok(openssl::pkey::PKey::from_ec_key(key)?.public_key_to_der()?)
     }

@@ -14,21 +14,30 @@ pub fn wide(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(std::iter::once(0)).collect()
 }
 
-/// The text of a NUL-terminated UTF-16 string the API handed us.
+/// The text of a NUL-terminated UTF-16 string inside a buffer the API filled; `None` for
+/// a null pointer (the API's "default").
 ///
 /// # Safety
-/// `p` is null or points to a NUL-terminated UTF-16 string that stays valid for the call.
-unsafe fn from_wide(p: *const u16) -> String {
-    if p.is_null() {
-        return String::new();
+/// `p` is null or points into the live, u16-aligned allocation that ends at `end`.
+unsafe fn from_wide(p: *const u16, end: *const u16) -> Option<String> {
+    if p.is_null() || p >= end {
+        return None;
     }
-    let mut len = 0usize;
-    // SAFETY: the caller guarantees a NUL-terminated string; we read up to its NUL.
-    while unsafe { *p.add(len) } != 0 {
-        len += 1;
-    }
-    // SAFETY: `len` u16s were just read from `p`.
-    String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(p, len) })
+    // SAFETY: `p` and `end` are in one allocation with `p < end` (caller and check above).
+    let max = usize::try_from(unsafe { end.offset_from(p) }).ok()?;
+    // SAFETY: the `max` u16s from `p` are inside the allocation.
+    let all = unsafe { std::slice::from_raw_parts(p, max) };
+    let len = all.iter().position(|u| *u == 0)?;
+    Some(String::from_utf16_lossy(&all[..len]))
+}
+
+/// A NUL-terminated UTF-16 copy of a name, or none for the API's default (null).
+fn wide_opt(s: &Option<String>) -> Option<Vec<u16>> {
+    s.as_deref().map(wide)
+}
+
+fn ptr_opt(w: &Option<Vec<u16>>) -> *const u16 {
+    w.as_ref().map_or(null(), |v| v.as_ptr())
 }
 
 /// `u32` of a length for the API.
@@ -88,7 +97,11 @@ impl std::fmt::Display for WinError {
 
 impl From<WinError> for Error {
     fn from(e: WinError) -> Error {
-        Error::Backend(e.to_string())
+        match e.code {
+            // The key container is gone (deleted outside the module): the object is stale.
+            NTE_BAD_KEYSET => Error::ObjectGone(e.to_string()),
+            _ => Error::Backend(e.to_string()),
+        }
     }
 }
 
@@ -137,10 +150,10 @@ impl Store {
                 name.as_ptr().cast(),
             )
         };
-        if h.is_null() {
-            return Err(WinError::last("CertOpenStore"));
+        if !h.is_null() {
+            return Ok(Store(h));
         }
-        Ok(Store(h))
+        Err(WinError::last("CertOpenStore"))
     }
 
     /// The certificates of a PKCS#12 file (its keys imported into the user's or the
@@ -151,18 +164,22 @@ impl Store {
             pbData: pfx.as_ptr().cast_mut(),
         };
         let password = wide(password);
-        let flags = if machine {
+        let keyset = if machine {
             c::CRYPT_MACHINE_KEYSET
         } else {
             c::CRYPT_USER_KEYSET
         };
-        // SAFETY: `blob` points at `pfx`, which the call only reads; the password is a
-        // NUL-terminated UTF-16 string; both outlive the call.
-        let h = unsafe { c::PFXImportCertStore(&blob, password.as_ptr(), flags) };
-        if h.is_null() {
-            return Err(WinError::last("PFXImportCertStore"));
+        // Keys go to CNG where the system takes the flag (PSS, OAEP with SHA-2); where it
+        // does not (Wine 8 refuses it), to CryptoAPI.
+        for flags in [keyset | c::PKCS12_PREFER_CNG_KSP, keyset] {
+            // SAFETY: `blob` points at `pfx`, which the call only reads; the password is
+            // a NUL-terminated UTF-16 string; both outlive the call.
+            let h = unsafe { c::PFXImportCertStore(&blob, password.as_ptr(), flags) };
+            if !h.is_null() {
+                return Ok(Store(h));
+            }
         }
-        Ok(Store(h))
+        Err(WinError::last("PFXImportCertStore"))
     }
 
     /// Every certificate of the store.
@@ -240,11 +257,12 @@ impl Drop for Store {
     }
 }
 
-/// Where a certificate's private key is, from CERT_KEY_PROV_INFO_PROP_ID.
+/// Where a certificate's private key is, from CERT_KEY_PROV_INFO_PROP_ID. `None` names
+/// are the API's defaults (null).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvInfo {
-    pub container: String,
-    pub provider: String,
+    pub container: Option<String>,
+    pub provider: Option<String>,
     /// 0 for a CNG key storage provider, a PROV_* type for a CryptoAPI provider.
     pub prov_type: u32,
     pub flags: u32,
@@ -254,6 +272,25 @@ pub struct ProvInfo {
 impl ProvInfo {
     pub fn machine(&self) -> bool {
         self.flags & c::CRYPT_MACHINE_KEYSET != 0
+    }
+
+    /// Microsoft's software RSA providers share one key storage: a container of any of
+    /// them opens with the RSA-AES provider (which has SHA-2).
+    pub fn microsoft_software_rsa(&self) -> bool {
+        const NAMES: [&str; 5] = [
+            "Microsoft Base Cryptographic Provider v1.0",
+            "Microsoft Enhanced Cryptographic Provider v1.0",
+            "Microsoft Strong Cryptographic Provider",
+            "Microsoft Enhanced RSA and AES Cryptographic Provider",
+            "Microsoft RSA SChannel Cryptographic Provider",
+        ];
+        matches!(
+            self.prov_type,
+            c::PROV_RSA_FULL | c::PROV_RSA_AES | c::PROV_RSA_SCHANNEL
+        ) && self
+            .provider
+            .as_deref()
+            .is_none_or(|p| NAMES.iter().any(|n| n.eq_ignore_ascii_case(p)))
     }
 }
 
@@ -270,40 +307,52 @@ impl Cert {
         }
     }
 
-    /// A property's bytes, `None` when the certificate does not have it.
-    pub fn property(&self, id: u32) -> Option<Vec<u8>> {
+    /// A property, in an 8-byte-aligned buffer (structures the API writes there are read
+    /// in place), and its length in bytes; `None` when the certificate does not have it.
+    fn property_aligned(&self, id: u32) -> Option<(Vec<u64>, usize)> {
         let mut size = 0u32;
         // SAFETY: a size query with a null buffer.
         let ok = unsafe { c::CertGetCertificateContextProperty(self.0, id, null_mut(), &mut size) };
         if ok == 0 {
             return None;
         }
-        let mut buf = vec![0u8; size as usize];
-        // SAFETY: `buf` has the `size` bytes the first call asked for.
+        let bytes = usize::try_from(size).ok()?;
+        let mut buf = vec![0u64; bytes.div_ceil(8)];
+        // SAFETY: `buf` has at least the `size` bytes the first call asked for.
         let ok = unsafe {
             c::CertGetCertificateContextProperty(self.0, id, buf.as_mut_ptr().cast(), &mut size)
         };
         if ok == 0 {
             return None;
         }
-        buf.truncate(size as usize);
-        Some(buf)
+        Some((buf, usize::try_from(size).ok()?.min(bytes)))
+    }
+
+    /// A property's bytes, `None` when the certificate does not have it.
+    pub fn property(&self, id: u32) -> Option<Vec<u8>> {
+        let (buf, len) = self.property_aligned(id)?;
+        Some(buf.iter().flat_map(|w| w.to_ne_bytes()).take(len).collect())
     }
 
     /// Where the private key is, when the certificate has one.
     pub fn prov_info(&self) -> Option<ProvInfo> {
-        let buf = self.property(c::CERT_KEY_PROV_INFO_PROP_ID)?;
-        if buf.len() < std::mem::size_of::<c::CRYPT_KEY_PROV_INFO>() {
+        let (buf, len) = self.property_aligned(c::CERT_KEY_PROV_INFO_PROP_ID)?;
+        if len < std::mem::size_of::<c::CRYPT_KEY_PROV_INFO>() {
             return None;
         }
-        // SAFETY: the property is a CRYPT_KEY_PROV_INFO followed by the strings its
-        // pointers point to, all inside `buf`, which lives until the end of this block;
-        // `read_unaligned` because a Vec<u8> is only byte-aligned.
+        let base = buf.as_ptr().cast::<u8>();
+        // SAFETY: `base .. base + len` is the property inside `buf`, which is 8-byte
+        // aligned (a CRYPT_KEY_PROV_INFO's alignment) and lives to the end of this block;
+        // string pointers outside it are ignored.
         unsafe {
-            let info = std::ptr::read_unaligned(buf.as_ptr().cast::<c::CRYPT_KEY_PROV_INFO>());
+            let end = base.add(len).cast::<u16>();
+            let info = &*base.cast::<c::CRYPT_KEY_PROV_INFO>();
+            let inside = |p: *const u16| {
+                (p.cast::<u8>() >= base && p < end && (p as usize) % 2 == 0).then_some(p)
+            };
             Some(ProvInfo {
-                container: from_wide(info.pwszContainerName),
-                provider: from_wide(info.pwszProvName),
+                container: inside(info.pwszContainerName).and_then(|p| from_wide(p, end)),
+                provider: inside(info.pwszProvName).and_then(|p| from_wide(p, end)),
                 prov_type: info.dwProvType,
                 flags: info.dwFlags,
                 key_spec: info.dwKeySpec,
@@ -313,11 +362,11 @@ impl Cert {
 
     /// Links the certificate to a key (CERT_KEY_PROV_INFO_PROP_ID).
     pub fn set_prov_info(&self, p: &ProvInfo) -> WinResult<()> {
-        let mut container = wide(&p.container);
-        let mut provider = wide(&p.provider);
+        let mut container = wide_opt(&p.container);
+        let mut provider = wide_opt(&p.provider);
         let info = c::CRYPT_KEY_PROV_INFO {
-            pwszContainerName: container.as_mut_ptr(),
-            pwszProvName: provider.as_mut_ptr(),
+            pwszContainerName: container.as_mut().map_or(null_mut(), |v| v.as_mut_ptr()),
+            pwszProvName: provider.as_mut().map_or(null_mut(), |v| v.as_mut_ptr()),
             dwProvType: p.prov_type,
             dwFlags: p.flags,
             cProvParam: 0,
@@ -381,8 +430,9 @@ impl Cert {
     }
 
     /// The certificate's private key, acquired silently: a CNG handle when the key spec
-    /// says CNG, else the CryptoAPI provider (never handed to NCrypt).
-    pub fn private_key(&self) -> WinResult<AcquiredKey> {
+    /// says CNG, else the CryptoAPI provider (never handed to NCrypt). The certificate
+    /// goes with it: a handle the caller may not free belongs to the certificate context.
+    pub fn private_key(self) -> WinResult<Acquired> {
         let mut handle: c::HCRYPTPROV_OR_NCRYPT_KEY_HANDLE = 0;
         let mut spec: c::CERT_KEY_SPEC = 0;
         let mut free = 0;
@@ -400,10 +450,14 @@ impl Cert {
         };
         check(ok, "CryptAcquireCertificatePrivateKey")?;
         let owned = free != 0;
-        Ok(if spec == c::CERT_NCRYPT_KEY_SPEC {
+        let key = if spec == c::CERT_NCRYPT_KEY_SPEC {
             AcquiredKey::Cng(NcryptKey { handle, owned })
         } else {
             AcquiredKey::Capi(CapiProvider { handle, owned })
+        };
+        Ok(Acquired {
+            key,
+            _cert: Some(self),
         })
     }
 }
@@ -412,6 +466,23 @@ impl Drop for Cert {
     fn drop(&mut self) {
         // SAFETY: the context is ours and freed once.
         unsafe { c::CertFreeCertificateContext(self.0) };
+    }
+}
+
+/// A private key, with the certificate it was acquired through (when it was): the key is
+/// dropped before the certificate.
+pub struct Acquired {
+    pub key: AcquiredKey,
+    _cert: Option<Cert>,
+}
+
+impl Acquired {
+    /// A CNG key opened by name (no certificate involved).
+    pub fn cng(key: NcryptKey) -> Acquired {
+        Acquired {
+            key: AcquiredKey::Cng(key),
+            _cert: None,
+        }
     }
 }
 
@@ -453,7 +524,7 @@ pub enum CngPadding<'a> {
 
 impl NcryptKey {
     /// Opens a persisted key of a key storage provider by name.
-    pub fn open(provider: &str, name: &str, machine: bool) -> WinResult<NcryptKey> {
+    pub fn open(provider: Option<&str>, name: &str, machine: bool) -> WinResult<NcryptKey> {
         let prov = NcryptProvider::open(provider)?;
         let name = wide(name);
         let mut handle = 0;
@@ -481,7 +552,7 @@ impl NcryptKey {
         bits: Option<u32>,
         machine: bool,
     ) -> WinResult<NcryptKey> {
-        let prov = NcryptProvider::open(provider)?;
+        let prov = NcryptProvider::open(Some(provider))?;
         let wname = wide(name);
         let mut handle = 0;
         let flags = if machine {
@@ -692,11 +763,12 @@ impl NcryptKey {
 struct NcryptProvider(c::NCRYPT_PROV_HANDLE);
 
 impl NcryptProvider {
-    fn open(name: &str) -> WinResult<NcryptProvider> {
-        let w = wide(name);
+    /// `None`: the default provider.
+    fn open(name: Option<&str>) -> WinResult<NcryptProvider> {
+        let w = name.map(wide);
         let mut h = 0;
-        // SAFETY: `w` is NUL-terminated; `h` receives a handle we free.
-        let s = unsafe { c::NCryptOpenStorageProvider(&mut h, w.as_ptr(), 0) };
+        // SAFETY: `w` is null or NUL-terminated; `h` receives a handle we free.
+        let s = unsafe { c::NCryptOpenStorageProvider(&mut h, ptr_opt(&w), 0) };
         check_status(s, "NCryptOpenStorageProvider")?;
         Ok(NcryptProvider(h))
     }
@@ -712,7 +784,7 @@ impl Drop for NcryptProvider {
 /// The names of the persisted keys of a provider (user or machine) that start with
 /// `prefix`.
 pub fn cng_key_names(provider: &str, prefix: &str, machine: bool) -> WinResult<Vec<String>> {
-    let prov = NcryptProvider::open(provider)?;
+    let prov = NcryptProvider::open(Some(provider))?;
     let mut names = Vec::new();
     let mut state: *mut core::ffi::c_void = null_mut();
     let flags = c::NCRYPT_SILENT_FLAG
@@ -732,7 +804,7 @@ pub fn cng_key_names(provider: &str, prefix: &str, machine: bool) -> WinResult<V
             break;
         }
         // SAFETY: `item` is a valid NCryptKeyName until freed; its name is NUL-terminated.
-        let name = unsafe { from_wide((*item).pszName) };
+        let name = unsafe { nul_terminated((*item).pszName) };
         // SAFETY: the buffer came from NCryptEnumKeys.
         unsafe { c::NCryptFreeBuffer(item.cast()) };
         if name.starts_with(prefix) {
@@ -744,6 +816,23 @@ pub fn cng_key_names(provider: &str, prefix: &str, machine: bool) -> WinResult<V
         unsafe { c::NCryptFreeBuffer(state) };
     }
     Ok(names)
+}
+
+/// A NUL-terminated UTF-16 string the API allocated on its own.
+///
+/// # Safety
+/// `p` is null or a NUL-terminated UTF-16 string, aligned, valid for the call.
+unsafe fn nul_terminated(p: *const u16) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    let mut len = 0usize;
+    // SAFETY: the caller guarantees a NUL-terminated string; reading stops at its NUL.
+    while unsafe { *p.add(len) } != 0 {
+        len += 1;
+    }
+    // SAFETY: `len` u16s were just read from `p`.
+    String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(p, len) })
 }
 
 /// A CryptoAPI provider context (released on drop when ours).
@@ -768,15 +857,15 @@ fn reversed(b: &[u8]) -> Vec<u8> {
 
 impl CapiProvider {
     /// Opens key container `container` with the RSA-AES provider (SHA-2 hashes), silently.
-    pub fn open_aes(container: &str, machine: bool) -> WinResult<CapiProvider> {
-        let w = wide(container);
+    pub fn open_aes(container: &Option<String>, machine: bool) -> WinResult<CapiProvider> {
+        let w = wide_opt(container);
         let mut h = 0usize;
         let flags = c::CRYPT_SILENT | if machine { c::CRYPT_MACHINE_KEYSET } else { 0 };
         // SAFETY: the strings are NUL-terminated; `h` receives a context we release.
         let ok = unsafe {
             c::CryptAcquireContextW(
                 &mut h,
-                w.as_ptr(),
+                ptr_opt(&w),
                 c::MS_ENH_RSA_AES_PROV_W,
                 c::PROV_RSA_AES,
                 flags,
@@ -791,8 +880,8 @@ impl CapiProvider {
 
     /// Deletes key container `container` of `provider`.
     pub fn delete_container(p: &ProvInfo) -> WinResult<()> {
-        let container = wide(&p.container);
-        let provider = wide(&p.provider);
+        let container = wide_opt(&p.container);
+        let provider = wide_opt(&p.provider);
         let mut h = 0usize;
         let flags = c::CRYPT_DELETEKEYSET | c::CRYPT_SILENT | (p.flags & c::CRYPT_MACHINE_KEYSET);
         // SAFETY: the strings are NUL-terminated; with CRYPT_DELETEKEYSET no context is
@@ -800,8 +889,8 @@ impl CapiProvider {
         let ok = unsafe {
             c::CryptAcquireContextW(
                 &mut h,
-                container.as_ptr(),
-                provider.as_ptr(),
+                ptr_opt(&container),
+                ptr_opt(&provider),
                 p.prov_type,
                 flags,
             )
