@@ -53,6 +53,9 @@ pub struct KeyVaultBackend {
     /// The database's certificates as last read: a refresh while the database is
     /// unreachable keeps them instead of dropping their objects.
     last_db_certificates: Mutex<Option<Vec<CertRecord>>>,
+    /// DER of older vault certificate versions by id: a version never changes, so each is
+    /// fetched once, not at every refresh.
+    certificate_versions: Mutex<HashMap<String, Vec<u8>>>,
     deadline: Duration,
 }
 
@@ -100,6 +103,7 @@ impl KeyVaultBackend {
             weights: Mutex::new(HashMap::new()),
             local_certificates,
             last_db_certificates: Mutex::new(None),
+            certificate_versions: Mutex::new(HashMap::new()),
             deadline,
         })
     }
@@ -445,17 +449,33 @@ impl KeyVaultBackend {
             else {
                 continue;
             };
-            let mut o = azure_security_keyvault_certificates::models::CertificateClientGetCertificateOptions::default();
-            o.certificate_version = Some(version.clone());
-            let cert = client
-                .get_certificate(name, Some(o))
-                .await
-                .map_err(|e| errors::map(e, &what))?
-                .into_model()
-                .map_err(|e| errors::map(e, &what))?;
-            if let Some(der) = cert.cer {
+            let stable_id = id.to_ascii_lowercase();
+            let known = self
+                .certificate_versions
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&stable_id).cloned());
+            let der = match known {
+                Some(der) => Some(der),
+                None => {
+                    let mut o = azure_security_keyvault_certificates::models::CertificateClientGetCertificateOptions::default();
+                    o.certificate_version = Some(version.clone());
+                    let der = client
+                        .get_certificate(name, Some(o))
+                        .await
+                        .map_err(|e| errors::map(e, &what))?
+                        .into_model()
+                        .map_err(|e| errors::map(e, &what))?
+                        .cer;
+                    if let (Some(d), Ok(mut m)) = (&der, self.certificate_versions.lock()) {
+                        m.insert(stable_id.clone(), d.clone());
+                    }
+                    der
+                }
+            };
+            if let Some(der) = der {
                 older.push(CertRecord {
-                    stable_id: id.to_ascii_lowercase(),
+                    stable_id,
                     label: format!("{name}/{version}"),
                     id: None,
                     der,

@@ -77,6 +77,21 @@ fn cng_hash(h: HashAlg) -> windows_sys::core::PCWSTR {
     }
 }
 
+/// PSS and OAEP on Windows: MGF1 with the message hash only, and no SHA-224 (CNG has none).
+fn cng_hashes(hash: HashAlg, mgf_hash: HashAlg, scheme: &str) -> Result<()> {
+    if hash != mgf_hash {
+        return Err(Error::MechanismParamInvalid(format!(
+            "Windows does {scheme} with MGF1 of the same hash only"
+        )));
+    }
+    if hash == HashAlg::Sha224 {
+        return Err(Error::MechanismParamInvalid(format!(
+            "Windows (CNG) has no SHA-224 for {scheme}"
+        )));
+    }
+    Ok(())
+}
+
 /// The CryptoAPI algorithm of a digest CryptSignHash signs (PKCS#1 v1.5 only).
 fn capi_alg(request: &SignRequest, len: usize) -> Result<u32> {
     match request {
@@ -383,16 +398,7 @@ impl Backend for WindowsStoreBackend {
             }
         }
         if let SignRequest::RsaPss { hash, mgf_hash, .. } = request {
-            if hash != mgf_hash {
-                return Err(Error::MechanismParamInvalid(
-                    "Windows signs PSS with MGF1 of the same hash only".into(),
-                ));
-            }
-            if *hash == HashAlg::Sha224 {
-                return Err(Error::MechanismParamInvalid(
-                    "Windows (CNG) has no SHA-224 for PSS".into(),
-                ));
-            }
+            cng_hashes(*hash, *mgf_hash, "PSS")?;
         }
         Ok(())
     }
@@ -406,16 +412,7 @@ impl Backend for WindowsStoreBackend {
                 mgf_hash,
                 label,
             } => {
-                if hash != mgf_hash {
-                    return Err(Error::MechanismParamInvalid(
-                        "Windows decrypts OAEP with MGF1 of the same hash only".into(),
-                    ));
-                }
-                if *hash == HashAlg::Sha224 {
-                    return Err(Error::MechanismParamInvalid(
-                        "Windows (CNG) has no SHA-224 for OAEP".into(),
-                    ));
-                }
+                cng_hashes(*hash, *mgf_hash, "OAEP")?;
                 if loc.prov.prov_type != 0 && (*hash != HashAlg::Sha1 || !label.is_empty()) {
                     return Err(Error::MechanismParamInvalid(
                         "CryptoAPI keys decrypt OAEP with SHA-1 and no label only".into(),
