@@ -12,6 +12,7 @@ pub mod certdb;
 pub mod config;
 pub mod error;
 pub mod ffi;
+pub mod lock_order;
 pub mod logging;
 pub mod mechanism;
 pub mod module;

@@ -352,7 +352,10 @@ impl Module {
 
     // ----- sessions (§5.6) -----
 
-    fn session(&self, h: CK_SESSION_HANDLE) -> Result<Arc<std::sync::Mutex<session::Session>>> {
+    fn session(
+        &self,
+        h: CK_SESSION_HANDLE,
+    ) -> Result<Arc<crate::lock_order::Mutex<session::Session>>> {
         self.sessions.get(h)
     }
 
@@ -369,7 +372,7 @@ impl Module {
     }
 
     pub fn close_session(&self, h: CK_SESSION_HANDLE) -> Result<()> {
-        let before = session::lock(&self.session(h)?)?.slot;
+        let before = self.sessions.slot_of(h)?.0;
         let was_logged_in = self.logged_in(before);
         let slot = self.sessions.close(h)?;
         self.objects.close_session(slot, h)?;
@@ -395,26 +398,25 @@ impl Module {
     }
 
     pub fn session_info(&self, h: CK_SESSION_HANDLE) -> Result<CK_SESSION_INFO> {
-        let s = self.session(h)?;
-        let s = session::lock(&s)?;
-        let user = self.logged_in(s.slot);
-        let state = match (s.read_write, user) {
+        let (slot, read_write) = self.sessions.slot_of(h)?;
+        let user = self.logged_in(slot);
+        let state = match (read_write, user) {
             (false, false) => CKS_RO_PUBLIC_SESSION,
             (false, true) => CKS_RO_USER_FUNCTIONS,
             (true, false) => CKS_RW_PUBLIC_SESSION,
             (true, true) => CKS_RW_USER_FUNCTIONS,
         };
         Ok(CK_SESSION_INFO {
-            slotID: CK_SLOT_ID::try_from(s.slot).map_err(|e| Error::Internal(e.to_string()))?,
+            slotID: CK_SLOT_ID::try_from(slot).map_err(|e| Error::Internal(e.to_string()))?,
             state,
-            flags: CKF_SERIAL_SESSION | if s.read_write { CKF_RW_SESSION } else { 0 },
+            flags: CKF_SERIAL_SESSION | if read_write { CKF_RW_SESSION } else { 0 },
             ulDeviceError: 0,
         })
     }
 
     /// Login is per application (§5.6): it covers every session of the slot.
     pub fn login(&self, h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<()> {
-        let slot = session::lock(&self.session(h)?)?.slot;
+        let slot = self.sessions.slot_of(h)?.0;
         match user {
             CKU_USER => {}
             // No key here needs a per-operation login (CKA_ALWAYS_AUTHENTICATE is false).
@@ -436,7 +438,7 @@ impl Module {
     }
 
     pub fn logout(&self, h: CK_SESSION_HANDLE) -> Result<()> {
-        let slot = session::lock(&self.session(h)?)?.slot;
+        let slot = self.sessions.slot_of(h)?.0;
         self.sessions.logout(slot)?;
         // §5.6 C_Logout: the application's handles to private objects become invalid and
         // stay so after a new login; the objects get new handles.
@@ -463,7 +465,7 @@ impl Module {
         session: CK_SESSION_HANDLE,
         h: CK_OBJECT_HANDLE,
     ) -> Result<Arc<Object>> {
-        let slot = session::lock(&self.session(session)?)?.slot;
+        let slot = self.sessions.slot_of(session)?.0;
         self.session_object(slot, h)
     }
 
@@ -510,11 +512,7 @@ impl Module {
     /// Slot and read-write flag of a session, checking the session may change token
     /// objects.
     fn writable_session(&self, h: CK_SESSION_HANDLE, token: bool) -> Result<usize> {
-        let (slot, read_write) = {
-            let s = self.session(h)?;
-            let g = session::lock(&s)?;
-            (g.slot, g.read_write)
-        };
+        let (slot, read_write) = self.sessions.slot_of(h)?;
         if token && !read_write {
             return Err(Error::SessionReadOnly);
         }
@@ -536,7 +534,7 @@ impl Module {
         oh: CK_OBJECT_HANDLE,
         template: &Template,
     ) -> Result<()> {
-        let slot = session::lock(&self.session(h)?)?.slot;
+        let slot = self.sessions.slot_of(h)?.0;
         let obj = self.session_object(slot, oh)?;
         let mut update = ObjectUpdate::default();
         for (t, v) in template {
@@ -666,7 +664,7 @@ impl Module {
     }
 
     pub fn destroy_object(&self, h: CK_SESSION_HANDLE, oh: CK_OBJECT_HANDLE) -> Result<()> {
-        let slot = session::lock(&self.session(h)?)?.slot;
+        let slot = self.sessions.slot_of(h)?.0;
         let obj = self.session_object(slot, oh)?;
         if obj.owner.is_some() {
             return self.objects.remove(&obj);
@@ -802,7 +800,7 @@ impl Module {
         wrapped: &[u8],
         template: &Template,
     ) -> Result<CK_OBJECT_HANDLE> {
-        let slot = session::lock(&self.session(h)?)?.slot;
+        let slot = self.sessions.slot_of(h)?.0;
         let t = TemplateView(template);
         match t.ulong(CKA_CLASS)? {
             Some(CKO_SECRET_KEY) => {}
@@ -1393,7 +1391,7 @@ impl Module {
     // ----- misc -----
 
     pub fn generate_random(&self, h: CK_SESSION_HANDLE, out: &mut [u8]) -> Result<()> {
-        let slot = session::lock(&self.session(h)?)?.slot;
+        let slot = self.sessions.slot_of(h)?.0;
         if let Some(bytes) = self.objects.backend(slot)?.random(out.len()) {
             let bytes = bytes?;
             if bytes.len() != out.len() {

@@ -9,12 +9,13 @@ pub mod refresher;
 
 use crate::backend::{Backend, CertRecord, KeyRecord, Listing};
 use crate::error::{Error, Result};
+use crate::lock_order::{self, Level};
 use crate::mechanism::{KeyKind, PublicInfo};
 use attributes::Attributes;
 use cryptoki_sys::*;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// The three kinds of object the module exposes.
@@ -105,7 +106,7 @@ struct Handles {
 static NEXT_OBJECT: AtomicU64 = AtomicU64::new(1);
 
 pub struct ObjectCache {
-    handles: Mutex<Handles>,
+    handles: lock_order::Mutex<Handles>,
     slots: Vec<SlotObjects>,
 }
 
@@ -118,7 +119,7 @@ struct SlotObjects {
     background: std::sync::atomic::AtomicBool,
     /// Query cache hits and misses, listings applied and failed (metrics).
     counts: [AtomicU64; 4],
-    state: RwLock<SlotState>,
+    state: lock_order::RwLock<SlotState>,
 }
 
 /// After a failed refresh of a slot that has a listing, the next attempt waits this
@@ -162,7 +163,7 @@ fn lock_err<T>(_: T) -> Error {
 impl ObjectCache {
     pub fn new(slots: Vec<(Arc<dyn Backend>, Duration, bool)>) -> ObjectCache {
         ObjectCache {
-            handles: Mutex::new(Handles::default()),
+            handles: lock_order::Mutex::new(Level::ObjectHandles, Handles::default()),
             slots: slots
                 .into_iter()
                 .map(|(backend, ttl, login_required)| SlotObjects {
@@ -171,7 +172,7 @@ impl ObjectCache {
                     login_required,
                     background: Default::default(),
                     counts: Default::default(),
-                    state: RwLock::new(SlotState::default()),
+                    state: lock_order::RwLock::new(Level::SlotObjects, SlotState::default()),
                 })
                 .collect(),
         }
@@ -181,7 +182,9 @@ impl ObjectCache {
         self.slots.get(slot).ok_or(Error::SlotIdInvalid)
     }
 
+    /// The slot's backend, for a call into it: no lock may be held across that call.
     pub fn backend(&self, slot: usize) -> Result<Arc<dyn Backend>> {
+        lock_order::assert_none_held("a backend call");
         Ok(self.slot(slot)?.backend.clone())
     }
 
@@ -300,6 +303,7 @@ impl ObjectCache {
             }
             state.epoch
         };
+        lock_order::assert_none_held("a store listing");
         let listing = match so.backend.list() {
             Ok(l) => l,
             Err(e) => {
@@ -709,6 +713,7 @@ mod tests {
     use super::*;
     use crate::backend::directory::{DirectoryBackend, DirectoryConfig};
     use crate::backend::{CertRecord, Curve, KeySpec, KeyUsage, ObjectUpdate};
+    use std::sync::Mutex;
 
     fn cache(dir: &std::path::Path, login_required: bool) -> (ObjectCache, Arc<DirectoryBackend>) {
         let b = Arc::new(DirectoryBackend::new(DirectoryConfig {

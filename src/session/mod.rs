@@ -2,12 +2,13 @@
 //! operations of each session.
 
 use crate::error::{Error, Result};
+use crate::lock_order::{Level, Mutex, MutexGuard};
 use crate::mechanism::{CryptScheme, Hashing, SignScheme};
 use crate::object::Object;
 use cryptoki_sys::*;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A sign or verify operation.
 pub struct SignOp {
@@ -59,17 +60,32 @@ pub struct Session {
 /// session.
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// A session in the table: what never changes about it beside its lock, so that the table
+/// answers counts and closes without waiting for any session (src/lock_order.rs).
+struct Entry {
+    slot: usize,
+    read_write: bool,
+    state: Arc<Mutex<Session>>,
+}
+
 /// The sessions and the login state, under one lock: closing the last session of a slot
 /// and logging out happen together, so a concurrent C_Login is never undone.
 #[derive(Default)]
 struct Table {
-    sessions: HashMap<CK_SESSION_HANDLE, Arc<Mutex<Session>>>,
+    sessions: HashMap<CK_SESSION_HANDLE, Entry>,
     logged_in: HashSet<usize>,
 }
 
-#[derive(Default)]
 pub struct SessionTable {
     table: Mutex<Table>,
+}
+
+impl Default for SessionTable {
+    fn default() -> SessionTable {
+        SessionTable {
+            table: Mutex::new(Level::SessionTable, Table::default()),
+        }
+    }
 }
 
 fn poisoned<T>(_: T) -> Error {
@@ -94,11 +110,16 @@ impl SessionTable {
             decrypt: None,
             digest: None,
         };
+        let entry = Entry {
+            slot,
+            read_write,
+            state: Arc::new(Mutex::new(Level::Session, session)),
+        };
         self.table
             .lock()
             .map_err(poisoned)?
             .sessions
-            .insert(handle, Arc::new(Mutex::new(session)));
+            .insert(handle, entry);
         Ok(handle)
     }
 
@@ -108,19 +129,30 @@ impl SessionTable {
             .map_err(poisoned)?
             .sessions
             .get(&handle)
-            .cloned()
+            .map(|e| e.state.clone())
+            .ok_or(Error::SessionHandleInvalid)
+    }
+
+    /// A session's slot and read-write flag, without locking the session.
+    pub fn slot_of(&self, handle: CK_SESSION_HANDLE) -> Result<(usize, bool)> {
+        self.table
+            .lock()
+            .map_err(poisoned)?
+            .sessions
+            .get(&handle)
+            .map(|e| (e.slot, e.read_write))
             .ok_or(Error::SessionHandleInvalid)
     }
 
     /// Removes a session; returns its slot. The last session of a slot logs it out.
     pub fn close(&self, handle: CK_SESSION_HANDLE) -> Result<usize> {
         let mut t = self.table.lock().map_err(poisoned)?;
-        let s = t
+        let slot = t
             .sessions
             .remove(&handle)
-            .ok_or(Error::SessionHandleInvalid)?;
-        let slot = lock(&s)?.slot;
-        t.logout_if_unused(slot)?;
+            .ok_or(Error::SessionHandleInvalid)?
+            .slot;
+        t.logout_if_unused(slot);
         Ok(slot)
     }
 
@@ -128,21 +160,20 @@ impl SessionTable {
     pub fn close_all(&self, slot: usize) -> Result<Vec<CK_SESSION_HANDLE>> {
         let mut t = self.table.lock().map_err(poisoned)?;
         let mut closed = Vec::new();
-        t.sessions.retain(|h, s| {
-            let keep = s.lock().map(|s| s.slot != slot).unwrap_or(false);
+        t.sessions.retain(|h, e| {
+            let keep = e.slot != slot;
             if !keep {
                 closed.push(*h);
             }
             keep
         });
-        t.logout_if_unused(slot)?;
+        t.logout_if_unused(slot);
         Ok(closed)
     }
 
     /// Sessions open on a slot: (all, read-write).
     pub fn count(&self, slot: usize) -> Result<(usize, usize)> {
-        let t = self.table.lock().map_err(poisoned)?;
-        t.count(slot)
+        Ok(self.table.lock().map_err(poisoned)?.count(slot))
     }
 
     pub fn is_logged_in(&self, slot: usize) -> bool {
@@ -161,7 +192,7 @@ impl SessionTable {
         check()?;
         let mut t = self.table.lock().map_err(poisoned)?;
         // A session of the slot must still exist (it may have been closed meanwhile).
-        if t.count(slot)?.0 == 0 {
+        if t.count(slot).0 == 0 {
             return Err(Error::SessionHandleInvalid);
         }
         if !t.logged_in.insert(slot) {
@@ -181,24 +212,20 @@ impl SessionTable {
 }
 
 impl Table {
-    fn count(&self, slot: usize) -> Result<(usize, usize)> {
+    fn count(&self, slot: usize) -> (usize, usize) {
         let mut all = 0;
         let mut rw = 0;
-        for s in self.sessions.values() {
-            let s = lock(s)?;
-            if s.slot == slot {
-                all += 1;
-                rw += usize::from(s.read_write);
-            }
+        for e in self.sessions.values().filter(|e| e.slot == slot) {
+            all += 1;
+            rw += usize::from(e.read_write);
         }
-        Ok((all, rw))
+        (all, rw)
     }
 
-    fn logout_if_unused(&mut self, slot: usize) -> Result<()> {
-        if self.count(slot)?.0 == 0 {
+    fn logout_if_unused(&mut self, slot: usize) {
+        if self.count(slot).0 == 0 {
             self.logged_in.remove(&slot);
         }
-        Ok(())
     }
 }
 
