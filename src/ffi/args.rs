@@ -216,7 +216,7 @@ pub unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Option<Mechanism>> {
     }))
 }
 
-/// Reads a NUL-terminated string of at most `max` bytes (C_Initialize's pReserved).
+/// Reads a NUL-terminated string of at most `max` bytes (C_GetInterface's name).
 ///
 /// # Safety
 /// `p` points to a NUL-terminated string, or to at least `max` readable bytes.
@@ -228,11 +228,9 @@ pub unsafe fn c_string(p: *const u8, max: usize) -> Result<String> {
         let b = unsafe { p.add(i).read() };
         if b == 0 {
             return String::from_utf8(bytes)
-                .map_err(|_| Error::ArgumentsBad("pReserved is not UTF-8"));
+                .map_err(|_| Error::ArgumentsBad("the string is not UTF-8"));
         }
         bytes.push(b);
     }
-    Err(Error::ArgumentsBad(
-        "pReserved string longer than 4096 bytes",
-    ))
+    Err(Error::ArgumentsBad("string longer than its bound"))
 }

@@ -2,8 +2,8 @@
 //! arguments with [`args`] and calls one method of [`Module`].
 
 use super::args::{self, bytes, capacity, output, read, template, to_ulong, to_usize, write};
-use super::{INTERFACES, cryptoki_fn, interface_version, module};
-use crate::error::Error;
+use super::{INTERFACES, cryptoki_fn, interface_version, module, probe};
+use crate::error::{Error, Result};
 use crate::module::{CryptSide, Module, SignSide, pad};
 use cryptoki_sys::*;
 use std::ffi::c_void;
@@ -29,12 +29,13 @@ fn ending<T>(
 cryptoki_fn! {
     /// §5.4.1. `pReserved`, which the specification wants NULL, may carry the path of the
     /// configuration file as a NUL-terminated string (kmsp11 and libp11 pass strings there).
+    /// Neither pointer is trusted: both are read through [`probe`], so a wild one gives
+    /// `CKR_ARGUMENTS_BAD`, never a fault.
     fn C_Initialize(pInitArgs: *mut c_void) {
         let mut reserved_path = None;
         let mut may_create_threads = true;
         if !pInitArgs.is_null() {
-            // SAFETY: a non-NULL pInitArgs points to a CK_C_INITIALIZE_ARGS (§5.4.1).
-            let a = unsafe { read(pInitArgs as *const CK_C_INITIALIZE_ARGS, "pInitArgs") }?;
+            let a = init_args(pInitArgs as usize)?;
             // Copied out by value (`{ … }`): on Windows the structure is packed, and a
             // reference to one of its fields could be misaligned.
             let callbacks = [
@@ -55,9 +56,7 @@ cryptoki_fn! {
             // network slots then run their I/O on the caller's thread (GnuTLS sets it).
             may_create_threads = a.flags & CKF_LIBRARY_CANT_CREATE_OS_THREADS == 0;
             if !a.pReserved.is_null() {
-                // SAFETY: by our documented convention a non-NULL pReserved is a
-                // NUL-terminated string; reading stops at the NUL or after 4096 bytes.
-                reserved_path = Some(unsafe { args::c_string(a.pReserved as *const u8, 4096) }?);
+                reserved_path = Some(reserved_config_path(a.pReserved as usize)?);
             }
         }
         if module().is_ok() {
@@ -72,6 +71,38 @@ cryptoki_fn! {
         super::install(Module::new(config, may_create_threads)?)?;
         Ok(CKR_OK)
     }
+}
+
+/// The `CK_C_INITIALIZE_ARGS` at `addr`, copied out through [`probe`] (unaligned, as
+/// packed on Windows); unreadable memory is `CKR_ARGUMENTS_BAD`.
+fn init_args(addr: usize) -> Result<CK_C_INITIALIZE_ARGS> {
+    let size = std::mem::size_of::<CK_C_INITIALIZE_ARGS>();
+    let bytes = probe::copy(addr, size).ok_or(Error::ArgumentsBad(
+        "pInitArgs does not point to readable memory",
+    ))?;
+    // SAFETY: `bytes` holds exactly `size_of::<CK_C_INITIALIZE_ARGS>()` bytes; every bit
+    // pattern is a valid value of the struct (integers, raw pointers and `Option`s of
+    // function pointers, whose zero is `None`); the read tolerates any alignment.
+    Ok(unsafe { (bytes.as_ptr() as *const CK_C_INITIALIZE_ARGS).read_unaligned() })
+}
+
+/// `pReserved` as the configuration path: a readable NUL-terminated UTF-8 string of at
+/// most 4096 bytes (PATH_MAX) naming an existing file; anything else is
+/// `CKR_ARGUMENTS_BAD` (README, "Configuration").
+fn reserved_config_path(addr: usize) -> Result<String> {
+    let bytes = probe::c_string(addr, 4096).map_err(|too_long| {
+        Error::ArgumentsBad(if too_long {
+            "pReserved: no NUL within 4096 bytes"
+        } else {
+            "pReserved is neither NULL nor readable memory"
+        })
+    })?;
+    let path =
+        String::from_utf8(bytes).map_err(|_| Error::ArgumentsBad("pReserved is not UTF-8"))?;
+    if !std::path::Path::new(&path).is_file() {
+        return Err(Error::ArgumentsBad("pReserved names no configuration file"));
+    }
+    Ok(path)
 }
 
 cryptoki_fn! {

@@ -12,6 +12,7 @@
 
 pub mod args;
 mod functions;
+mod probe;
 
 use crate::error::{Error, Result};
 use crate::module::Module;

@@ -1,0 +1,177 @@
+//! Reading caller memory that may not be readable, without faulting.
+//!
+//! `C_Initialize` is the one call where a wild pointer is part of ordinary use: the
+//! specification wants `pReserved` NULL, conformance suites pass `(void *)1` there and
+//! expect `CKR_ARGUMENTS_BAD`, while libp11's `init_args` and kmsp11 pass a string. So the
+//! bytes behind `pInitArgs` and `pReserved` are copied by the kernel, which reports an
+//! unmapped page as an error (`EFAULT`) instead of delivering SIGSEGV to the host:
+//! `process_vm_readv` on this process (falling back to a write into a pipe where that call
+//! is not allowed, e.g. by a seccomp profile), `ReadProcessMemory` on Windows. Hand-written
+//! because no maintained crate offers a checked read of one's own memory.
+
+/// Pages are at least this large on every supported target; a copy never crosses a
+/// multiple of it, so that each copy is either wholly readable or refused whole.
+const PAGE: usize = 4096;
+
+/// `len` bytes at `addr` of this process, or `None` where any of them is not readable.
+pub fn copy(addr: usize, len: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(len);
+    let mut at = addr;
+    while out.len() < len {
+        let in_page = PAGE - at % PAGE;
+        let n = in_page.min(len - out.len());
+        let mut chunk = vec![0u8; n];
+        if !copy_chunk(at, &mut chunk) {
+            return None;
+        }
+        out.extend_from_slice(&chunk);
+        at = at.checked_add(n)?;
+    }
+    Some(out)
+}
+
+/// A NUL-terminated string at `addr` of at most `max` bytes before the NUL: `Ok(bytes)`,
+/// `Err(true)` when no NUL comes within `max` bytes, `Err(false)` when unreadable.
+pub fn c_string(addr: usize, max: usize) -> Result<Vec<u8>, bool> {
+    let mut out = Vec::new();
+    let mut at = addr;
+    loop {
+        let n = PAGE - at % PAGE;
+        let mut chunk = vec![0u8; n];
+        if !copy_chunk(at, &mut chunk) {
+            return Err(false);
+        }
+        if let Some(nul) = chunk.iter().position(|b| *b == 0) {
+            out.extend_from_slice(&chunk[..nul]);
+            return if out.len() <= max { Ok(out) } else { Err(true) };
+        }
+        out.extend_from_slice(&chunk);
+        if out.len() > max {
+            return Err(true);
+        }
+        at = at.checked_add(n).ok_or(false)?;
+    }
+}
+
+/// Copies `buf.len()` bytes (within one page) from `addr`; false if they are unreadable.
+#[cfg(unix)]
+fn copy_chunk(addr: usize, buf: &mut [u8]) -> bool {
+    if addr == 0 {
+        return false;
+    }
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` describes `buf`, which we own and may write; the kernel reads
+    // `remote` from this process's address space and returns EFAULT (never a signal) when
+    // it is not mapped readable.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    if let Ok(n) = usize::try_from(n) {
+        return n == buf.len();
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EFAULT) => false,
+        // ENOSYS / EPERM (a seccomp profile or an old kernel): ask the pipe instead.
+        _ => copy_chunk_through_pipe(addr, buf),
+    }
+}
+
+/// `write(2)` from `addr` into a fresh pipe also fails with EFAULT instead of faulting.
+#[cfg(unix)]
+fn copy_chunk_through_pipe(addr: usize, buf: &mut [u8]) -> bool {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) wants.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // One page fits in a pipe's buffer (at least 4096 bytes), so the write never blocks.
+    // SAFETY: the kernel reads `buf.len()` bytes at `addr` and returns EFAULT for unmapped
+    // memory; `fds[1]` is the pipe's write end we just created.
+    let written = unsafe { libc::write(fds[1], addr as *const libc::c_void, buf.len()) };
+    let ok = usize::try_from(written).is_ok_and(|w| w == buf.len())
+        // SAFETY: `buf` is ours and writable for its length; `fds[0]` is the read end,
+        // holding exactly the bytes just written.
+        && usize::try_from(unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) })
+            .is_ok_and(|r| r == buf.len());
+    for fd in fds {
+        // SAFETY: both descriptors were created above and are closed once.
+        unsafe { libc::close(fd) };
+    }
+    ok
+}
+
+#[cfg(windows)]
+fn copy_chunk(addr: usize, buf: &mut [u8]) -> bool {
+    use windows_sys::Win32::System::Diagnostics::Debug::ReadProcessMemory;
+    use windows_sys::Win32::System::Threading::GetCurrentProcess;
+    if addr == 0 {
+        return false;
+    }
+    let mut read = 0usize;
+    // SAFETY: `buf` is ours and writable for its length; ReadProcessMemory checks that
+    // `addr` is readable in this process and fails (no exception) when it is not.
+    let ok = unsafe {
+        ReadProcessMemory(
+            GetCurrentProcess(),
+            addr as *const core::ffi::c_void,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut read,
+        )
+    };
+    ok != 0 && read == buf.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readable_memory_is_copied_across_pages() {
+        let data: Vec<u8> = (0..3 * PAGE)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        let addr = data.as_ptr() as usize + 100;
+        assert_eq!(
+            copy(addr, 2 * PAGE).as_deref(),
+            Some(&data[100..100 + 2 * PAGE])
+        );
+    }
+
+    #[test]
+    fn unmapped_memory_is_refused_not_faulted() {
+        assert_eq!(copy(1, 8), None);
+        assert_eq!(copy(0, 8), None);
+        assert_eq!(c_string(1, 4096), Err(false));
+        assert_eq!(c_string(usize::MAX - 10, 4096), Err(false));
+    }
+
+    #[test]
+    fn strings_end_at_their_nul_within_the_bound() {
+        let s = b"/etc/identify-pkcs11/config.toml\0garbage";
+        assert_eq!(
+            c_string(s.as_ptr() as usize, 4096).as_deref(),
+            Ok(&b"/etc/identify-pkcs11/config.toml"[..])
+        );
+        assert_eq!(c_string(s.as_ptr() as usize, 5), Err(true));
+        let long = vec![b'a'; 3 * PAGE];
+        let mut long_nul = long.clone();
+        long_nul.push(0);
+        assert_eq!(c_string(long_nul.as_ptr() as usize, 4096), Err(true));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_pipe_fallback_agrees() {
+        let data = b"fallback";
+        let mut buf = [0u8; 8];
+        assert!(copy_chunk_through_pipe(data.as_ptr() as usize, &mut buf));
+        assert_eq!(&buf, data);
+        assert!(!copy_chunk_through_pipe(1, &mut buf));
+    }
+}
