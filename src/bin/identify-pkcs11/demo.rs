@@ -16,7 +16,9 @@ fn err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
     move |e| format!("{what}: {e}")
 }
 
-/// The library built beside this executable (target/<profile>/).
+/// The library built with this executable: beside it (target/<profile>/, where `cargo build`
+/// puts it), else in its `deps/` (where `cargo run --bin` leaves the cdylib it builds for
+/// this program without copying it up).
 fn default_module() -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(err("locating this program"))?;
     let dir = exe.parent().ok_or("this program has no directory")?;
@@ -27,15 +29,14 @@ fn default_module() -> Result<PathBuf> {
     } else {
         "libidentify_pkcs11.so"
     };
-    let path = dir.join(name);
-    if path.exists() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{} not found; build it (cargo build --release) or pass --module",
-            path.display()
-        ))
-    }
+    let candidates = [dir.join(name), dir.join("deps").join(name)];
+    candidates.iter().find(|p| p.exists()).cloned().ok_or_else(|| {
+        format!(
+            "{name} not found in {} nor in {}; build it (cargo build --release) or pass --module",
+            dir.display(),
+            dir.join("deps").display()
+        )
+    })
 }
 
 pub fn run(module: Option<PathBuf>, store: Option<PathBuf>) -> Result<()> {
