@@ -7,8 +7,8 @@
 # (exit status non-zero on any failure).
 #
 # Environment: CARGO_TARGET_DIR (default target/), KV_PROFILE (release|dev, default
-# release), PYTHON (default /usr/bin/python3 if present), KV_SHARED_AZURE (the shared
-# azure folder; default ../shared/azure beside the repository).
+# release), PYTHON (default /usr/bin/python3 if present), KV_SHARED_AZURE (recordings and
+# OpenAPI files; default tests/kv-contract/azure in this repository).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD

@@ -1,5 +1,5 @@
-"""Locating ../shared/azure (recordings and OpenAPI files) and validating bodies against
-the swagger definitions with jsonschema."""
+"""Locating tests/kv-contract/azure (recordings and OpenAPI files, with their provenance) and
+validating bodies against the swagger definitions with jsonschema."""
 
 import json
 import os
@@ -14,11 +14,11 @@ REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 
 
 def shared_azure():
-    """The shared Azure facts folder: $KV_SHARED_AZURE, else ../shared/azure beside the repo."""
-    path = os.environ.get("KV_SHARED_AZURE") or os.path.join(REPO, "..", "shared", "azure")
+    """The Azure facts folder: $KV_SHARED_AZURE, else tests/kv-contract/azure in this repo."""
+    path = os.environ.get("KV_SHARED_AZURE") or os.path.join(REPO, "tests", "kv-contract", "azure")
     path = os.path.abspath(path)
     if not os.path.isdir(os.path.join(path, "recordings")):
-        raise RuntimeError(f"no recordings under {path}; set KV_SHARED_AZURE to the shared/azure folder")
+        raise RuntimeError(f"no recordings under {path}; set KV_SHARED_AZURE to a folder with recordings/ and the OpenAPI files")
     return path
 
 

@@ -1,4 +1,4 @@
-"""Replays every recorded real exchange in shared/azure/recordings against the emulator:
+"""Replays every recorded real exchange in tests/kv-contract/azure/recordings against the emulator:
 same status codes, the same JSON shapes (member names and JSON types, recursively) and
 the same service headers."""
 
