@@ -135,11 +135,14 @@ fn doctor_on_a_directory_store_and_an_expiring_certificate() {
     let store = FixtureStore::new("fixtures", "");
     let (code, v) = json(&["doctor", "--json", "--sign"], &store.config);
     assert_eq!(code, 0, "{v}");
-    assert!(
-        status_of(&v, "test signature")
-            .iter()
-            .all(|(s, _)| s == "ok")
-    );
+    // One test signature per key of the fixture store, each ok.
+    let signed = status_of(&v, "test signature");
+    let keys: Vec<&str> = signed
+        .iter()
+        .map(|(_, d)| d.split(':').next().unwrap_or_default())
+        .collect();
+    assert_eq!(keys, ["chain", "p256", "rsa2048", "rsa3072"], "{v}");
+    assert!(signed.iter().all(|(s, _)| s == "ok"), "{signed:?}");
     // A certificate that expires in 10 days: a warning, exit 2.
     let key = openssl::pkey::PKey::from_ec_key(
         openssl::ec::EcKey::generate(
@@ -210,6 +213,7 @@ fn doctor_against_the_vault_and_its_failure_paths() {
     assert_eq!(code, 1, "{v}");
     assert_eq!(status_of(&v, "list keys")[0].0, "ok", "{v}");
     let signed = status_of(&v, "test signature");
+    assert!(!signed.is_empty(), "no test signature in {v}");
     assert!(
         signed
             .iter()

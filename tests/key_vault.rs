@@ -38,8 +38,11 @@ impl Loaded {
 impl Drop for Loaded {
     fn drop(&mut self) {
         drop(self.session.take());
-        if let Some(p) = self.pkcs11.take() {
-            let _ = p.finalize();
+        if let Some(p) = self.pkcs11.take()
+            && let Err(e) = p.finalize()
+            && !std::thread::panicking()
+        {
+            panic!("C_Finalize failed: {e}");
         }
     }
 }

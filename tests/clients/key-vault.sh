@@ -8,7 +8,8 @@
 #   EMULATOR  the built kv-emulator binary
 #   WORK      scratch directory (created)
 # Needs the emulator's host names to resolve to 127.0.0.1 (added to /etc/hosts when
-# writable). Ends with "N passed, N failed" like run.sh.
+# writable). Ends with "N passed, N failed" like run.sh, twice: the clients, then the
+# request counts (tests/clients/count_requests.py); exit status 1 if either failed.
 set -uo pipefail
 MODULE=$1 EMULATOR=$2 WORK=$3
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -39,7 +40,22 @@ CONF
 admin=$(field admin_url)
 
 export IDENTIFY_PKCS11_CONFIG=$WORK/config.toml IDENTIFY_PKCS11_LOG=${IDENTIFY_PKCS11_LOG:-error}
+status=0
 MODULE=$MODULE TOKEN_LABEL=vault PIN=1234 WORK=$WORK/clients PYTHON=${PYTHON:-python3} \
-    bash "$HERE/run.sh"
-status=$?
+    bash "$HERE/run.sh" || status=1
+
+# The request counts (count_requests.py), on the same vault with a refresh interval longer
+# than the run, so that every request it sees was caused by the calls it makes.
+sed 's/^kind = "key-vault"$/kind = "key-vault"\nrefresh_seconds = 3600/' "$WORK/config.toml" \
+    >"$WORK/counts.toml"
+grep -q '^refresh_seconds = 3600$' "$WORK/counts.toml" || { echo "counts.toml not written"; exit 1; }
+python=$WORK/clients/venv/bin/python # made by run.sh's python-pkcs11 checks
+echo "request counts (tests/clients/count_requests.py)"
+if [ -x "$python" ]; then
+    IDENTIFY_PKCS11_CONFIG=$WORK/counts.toml "$python" "$HERE/count_requests.py" "$MODULE" \
+        vault 1234 rsa2048 p256 "$admin" || status=1
+else
+    echo "FAIL request counts: no python-pkcs11 venv at $python (run.sh did not make it)"
+    status=1
+fi
 exit $status

@@ -47,7 +47,7 @@ keytool_entries() { # prints "LABEL, PrivateKeyEntry" lines; fails if keytool do
     printf 'name = HsmTest\nlibrary = %s\nslot = 0\n' "$MODULE" >"$WORK/java.cfg"
     keytool -list -storetype PKCS11 -providerClass sun.security.pkcs11.SunPKCS11 \
         -providerArg "$WORK/java.cfg" -storepass 1234 >"$WORK/keytool.out" || return 1
-    grep PrivateKeyEntry "$WORK/keytool.out" || true
+    grep PrivateKeyEntry "$WORK/keytool.out" || [ $? = 1 ] # 1: no entry; 2: an error
 }
 
 id_of() { # CLASS LABEL -> CKA_ID hex of that object
@@ -57,10 +57,12 @@ id_of() { # CLASS LABEL -> CKA_ID hex of that object
 }
 
 passed=0 failed=0
-check() { # NAME FUNCTION
+check() { # NAME FUNCTION: runs FUNCTION in its own bash with errexit, so that every
+    # command decides (errexit is ignored in a function called inside an `if` condition).
     local name=$1 out
     shift
-    if out=$(cd "$WORK" && set -e && "$@" 2>&1); then
+    # shellcheck disable=SC2016 # $@ and $WORK belong to the child bash
+    if out=$(bash -euo pipefail -c 'cd "$WORK"; "$@"' check "$@" 2>&1); then
         passed=$((passed + 1))
         echo "ok   $name"
     else
@@ -129,6 +131,11 @@ hsm_signature_verifies_with_stored_certificate() {
     openssl x509 -inform DER -in stored.der -noout -pubkey >pub.pem
     openssl dgst -sha256 -verify pub.pem -signature sig data
 }
+
+export MODULE WORK ROOT KEYS
+export -f p11 keytool_entries id_of no_entry_without_certificate write_certificates \
+    another_process_lists_them_paired keytool_sees_keys_with_certificates concurrent_writers \
+    hsm_signature_verifies_with_stored_certificate
 
 echo "managed-hsm slot, certificates in ${DB%%://*}"
 check keytool-no-entry-without-certificate no_entry_without_certificate

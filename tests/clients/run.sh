@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/clients/run.sh — real PKCS#11 clients against one module (design/CLIENTS.md).
+# tests/clients/run.sh — real PKCS#11 clients against one module.
 #
 # Every check drives a real client (pkcs11-tool, OpenSSL + libp11 engine, GnuTLS, Java
 # SunPKCS11, python-pkcs11) and checks its result with openssl: signatures verify against
@@ -267,9 +267,12 @@ engine_tls() { # LABEL TLS-VERSION: an s_server whose key is in the token comple
         grep -q ACCEPT server.out 2>/dev/null && break
         sleep 0.1
     done
+    grep -q ACCEPT server.out || { echo "s_server did not start:" >&2; cat server.err >&2; return 1; }
+    # Both ends must succeed: the client verifies the certificate and completes the
+    # handshake, the server (one connection) exits 0 after answering it.
     printf "GET / HTTP/1.0\r\n\r\n" | openssl s_client -connect "127.0.0.1:$port" "$2" -CAfile "$SHARED/$1.crt.pem" \
-        -verify_return_error >client.out 2>client.err || true
-    wait "$server" || true
+        -verify_return_error >client.out 2>client.err
+    wait "$server"
     grep -q "Verify return code: 0 (ok)" client.out
     grep -q "^Protocol *: *TLSv1\.[23]\|New, TLSv1\.[23]" client.out
 }

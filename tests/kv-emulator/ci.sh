@@ -101,8 +101,8 @@ done
 
 field() { "$venv/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$ready" "$1"; }
 export KV_EMULATOR_READY=$ready KV_EMULATOR_BIN=$bin_dir/kv-emulator PYTHONDONTWRITEBYTECODE=1
-IDENTITY_ENDPOINT=$(field identity_endpoint)
-IDENTITY_HEADER=$(field identity_header)
+IDENTITY_ENDPOINT=$(field identity_endpoint) || die "the ready file has no identity_endpoint"
+IDENTITY_HEADER=$(field identity_header) || die "the ready file has no identity_header"
 export IDENTITY_ENDPOINT IDENTITY_HEADER
 
 echo "=== kv-emulator: Python contract tests (azure-keyvault-keys, -certificates, azure-identity)"

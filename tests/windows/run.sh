@@ -35,7 +35,7 @@ for f in C_GetFunctionList C_GetInterfaceList C_GetInterface; do
 done
 
 echo "--- Wine prefix $WINEPREFIX"
-wineboot --init >/dev/null 2>&1 || true
+wineboot --init >"$WORK/wineboot.log" 2>&1 || { echo "wineboot --init failed:"; cat "$WORK/wineboot.log"; exit 1; }
 # Wine 8 lacks bcryptprimitives.dll!ProcessPrng, which Rust >= 1.78 programs import.
 x86_64-w64-mingw32-gcc -O2 -shared -o "$WORK/bcryptprimitives.dll" \
     tests/windows/process_prng.c tests/windows/process_prng.def -lbcrypt
@@ -55,8 +55,10 @@ for h in sha1 sha256 sha384 sha512; do
     openssl dgst -"$h" -verify "$out/pub.pem" -signature "$out/sig-$h.bin" "$out/data.bin"
 done
 openssl pkeyutl -decrypt -inkey "$out/key.pem" -in "$out/ct-pkcs1.bin" -out "$out/linux-pkcs1.bin"
-cmp "$out/linux-pkcs1.bin" "$out/pt-pkcs1.bin" && echo "PKCS#1 v1.5 plaintext: the same"
+cmp "$out/linux-pkcs1.bin" "$out/pt-pkcs1.bin"
+echo "PKCS#1 v1.5 plaintext: the same"
 openssl pkeyutl -decrypt -inkey "$out/key.pem" -pkeyopt rsa_padding_mode:oaep \
     -pkeyopt rsa_oaep_md:sha1 -in "$out/ct-oaep.bin" -out "$out/linux-oaep.bin"
-cmp "$out/linux-oaep.bin" "$out/pt-oaep.bin" && echo "OAEP SHA-1 plaintext: the same"
+cmp "$out/linux-oaep.bin" "$out/pt-oaep.bin"
+echo "OAEP SHA-1 plaintext: the same"
 echo "windows: all checks passed"

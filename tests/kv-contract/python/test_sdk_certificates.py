@@ -160,6 +160,8 @@ def test_delete_and_purge_certificate(cert_client, key_client):
         except HttpResponseError as e:
             assert e.status_code in (404, 409)
             time.sleep(0.1)
+    else:
+        pytest.fail(f"certificate {name} was still not purged after 50 tries (5 s)")
     with pytest.raises(ResourceNotFoundError):
         cert_client.get_deleted_certificate(name)
 
