@@ -348,7 +348,7 @@ impl Cert {
             let end = base.add(len).cast::<u16>();
             let info = &*base.cast::<c::CRYPT_KEY_PROV_INFO>();
             let inside = |p: *const u16| {
-                (p.cast::<u8>() >= base && p < end && (p as usize) % 2 == 0).then_some(p)
+                (p.cast::<u8>() >= base && p < end && (p as usize).is_multiple_of(2)).then_some(p)
             };
             Some(ProvInfo {
                 container: inside(info.pwszContainerName).and_then(|p| from_wide(p, end)),
