@@ -419,16 +419,28 @@ pub fn load_file(path: &Path) -> Result<Config> {
 /// Parses and validates configuration text.
 pub fn parse(text: &str, source: Source) -> Result<Config> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        // The line number and the line itself, so that the message names the key.
+        // The line number and the line itself, so that the message names the key; the
+        // value of a secret-bearing key is never printed (neither in the line nor in the
+        // parser's message, which may quote it).
+        let mut message = e.message().trim_end().to_owned();
         let line = e
             .span()
             .map(|s| {
                 let n = line_of(text, s.start);
                 let content = text.lines().nth(n - 1).unwrap_or("").trim();
-                format!("line {n} (`{content}`): ")
+                let shown = match redact_secret_line(content) {
+                    Some((redacted, value)) => {
+                        if !value.is_empty() {
+                            message = message.replace(value, "<redacted>");
+                        }
+                        redacted
+                    }
+                    None => content.to_owned(),
+                };
+                format!("line {n} (`{shown}`): ")
             })
             .unwrap_or_default();
-        Error::Config(format!("{source}: {line}{}", e.message().trim_end()))
+        Error::Config(format!("{source}: {line}{message}"))
     })?;
     let at = |span: std::ops::Range<usize>, key: &str, msg: String| {
         Error::Config(format!(
@@ -793,11 +805,11 @@ fn azure_slot(
         None => 4,
     };
     let rate_budget = match &s.rate_budget {
-        Some(r) if !(*r.get_ref() > 0.0 && *r.get_ref() <= 100.0) => {
+        Some(r) if !(*r.get_ref() >= 0.004 && *r.get_ref() <= 100.0) => {
             return Err(at(
                 r.span(),
                 "rate_budget",
-                "must be in (0, 100]: a fraction of the published limits, or a multiple when Microsoft raised the vault's limits".into(),
+                "must be from 0.004 (16 units per 10 s, the weight of one RSA-4096 HSM operation) to 100: a fraction of the published limits, or a multiple when Microsoft raised the vault's limits".into(),
             ));
         }
         Some(r) => *r.get_ref(),
@@ -1032,6 +1044,32 @@ fn read_secret_file(path: &Path) -> std::result::Result<String, String> {
     Ok(s)
 }
 
+/// Keys whose values are secrets, or close enough that a log must not hold them.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["secret", "password", "token", "pin", "key_pem", "private"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// A `key = value` line whose key is secret-bearing: the line with the value replaced by
+/// `<redacted>`, and the value as written (quotes removed) so that it can be removed from
+/// a message too. `None` for any other line.
+fn redact_secret_line(line: &str) -> Option<(String, &str)> {
+    let (key, value) = line.split_once('=')?;
+    let key = key.trim();
+    let last = key
+        .rsplit('.')
+        .next()
+        .unwrap_or(key)
+        .trim_matches(['"', '\'', ' ']);
+    if !is_secret_key(last) {
+        return None;
+    }
+    let value = value.trim().trim_matches(['"', '\'']);
+    Some((format!("{key} = <redacted>"), value))
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset).unwrap_or(text).matches('\n').count() + 1
 }
@@ -1086,6 +1124,30 @@ mod tests {
             Err(Error::Config(m)) => m,
             other => panic!("expected a config error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn parse_errors_never_print_a_secret() {
+        let head = "[[slot]]\nlabel = \"v\"\nkind = \"key-vault\"\nvault = \"https://v.vault.azure.net\"\n[slot.credential]\ntype = \"client-secret\"\ntenant_id = \"t\"\nclient_id = \"c\"\n";
+        for (line, secret) in [
+            ("client_secret = 987654321987", "987654321987"),
+            (
+                "client_secret = \"s3cr3t-unterminated",
+                "s3cr3t-unterminated",
+            ),
+            (
+                "\"client_secret\" = [\"s3cr3t-in-array\"]",
+                "s3cr3t-in-array",
+            ),
+        ] {
+            let m = err(&format!("{head}{line}\n"));
+            assert!(m.contains("line 9"), "{m}");
+            assert!(m.contains("client_secret"), "the key is named: {m}");
+            assert!(!m.contains(secret), "the secret leaked: {m}");
+        }
+        // Other keys' lines are still shown as written.
+        let m = err(&format!("{head}client_id = 42\n"));
+        assert!(m.contains("client_id = 42"), "{m}");
     }
 
     #[test]

@@ -21,11 +21,10 @@ pub fn init(config: Option<&LogConfig>) {
             .with_env_filter(filter)
             .with_target(false)
             .with_ansi(false);
+        // A new log file is readable by its owner only (0600): what it says about keys,
+        // slots and failures is nobody else's business.
         let file = config.and_then(|c| c.file.as_ref()).and_then(|path| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            crate::telemetry::open_append(path, 0o600)
                 .inspect_err(|e| {
                     eprintln!(
                         "identify-pkcs11: cannot open log file {}: {e}; logging to stderr",

@@ -414,7 +414,7 @@ impl Audit {
     fn append(&mut self, line: &str) -> std::io::Result<()> {
         let len = line.len() as u64 + 1;
         if self.file.is_none() {
-            let f = open_append(&self.config.file)?;
+            let f = open_append(&self.config.file, 0o640)?;
             self.size = f.metadata()?.len();
             self.file = Some(f);
         }
@@ -448,21 +448,25 @@ impl Audit {
             }
             std::fs::rename(&self.config.file, name(1))?;
         }
-        let f = open_append(&self.config.file)?;
+        let f = open_append(&self.config.file, 0o640)?;
         self.size = f.metadata()?.len();
         self.file = Some(f);
         Ok(())
     }
 }
 
-fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+/// Opens `path` for appending, creating it with `mode` (Unix permission bits; an existing
+/// file keeps its own).
+pub(crate) fn open_append(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
     let mut o = std::fs::OpenOptions::new();
     o.create(true).append(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        o.mode(0o640);
+        o.mode(mode);
     }
+    #[cfg(not(unix))]
+    let _ = mode;
     o.open(path)
 }
 

@@ -37,7 +37,13 @@ fn compile(name: &str) -> PathBuf {
 #[test]
 fn dlopen_finds_the_key_and_signs() {
     let exe = compile("dlopen_sign");
-    let store = FixtureStore::new("fixtures", "");
+    // A log file, which the module creates readable by its owner only (issue 12).
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("module.log");
+    let store = FixtureStore::new(
+        "fixtures",
+        &format!("[log]\nlevel = \"info\"\nfile = {log:?}"),
+    );
     let sig_path = store.dir.path().join("sig.bin");
     let message = "<saml:Assertion>signed the way Identify signs</saml:Assertion>";
     let out = Command::new(&exe)
@@ -61,6 +67,14 @@ fn dlopen_finds_the_key_and_signs() {
         )),
         "{stdout}"
     );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&log).expect("the module created its log file");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "log file mode");
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("initializing"), "{text}");
+    }
     let sig = std::fs::read(&sig_path).unwrap();
     let key = fixture_cert("rsa2048").public_key().unwrap();
     let mut v = openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
