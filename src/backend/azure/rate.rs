@@ -58,9 +58,18 @@ impl RateBudget {
                     s.0 -= units;
                     return Ok(());
                 }
-                Duration::from_secs_f64((units - s.0) / self.per_second)
+                // More units than the bucket holds never come: refuse now. A wait too
+                // long for a Duration is past any deadline.
+                (units <= self.capacity)
+                    .then(|| Duration::try_from_secs_f64((units - s.0) / self.per_second).ok())
+                    .flatten()
             };
-            if Instant::now() + wait > deadline {
+            let wait = wait.filter(|w| {
+                Instant::now()
+                    .checked_add(*w)
+                    .is_some_and(|t| t <= deadline)
+            });
+            let Some(wait) = wait else {
                 return Err(Error::Remote(
                     super::errors::RemoteKind::Throttled,
                     format!(
@@ -68,7 +77,7 @@ impl RateBudget {
                         self.capacity
                     ),
                 ));
-            }
+            };
             std::thread::sleep(wait);
         }
     }
@@ -115,5 +124,23 @@ mod tests {
             t.elapsed() >= Duration::from_millis(200),
             "waited for the refill"
         );
+    }
+
+    #[test]
+    fn tiny_budgets_and_heavy_operations_are_refused_not_overflowed() {
+        let far = Instant::now() + Duration::from_secs(60);
+        // 4e-297 units per 10 s: the wait for one unit does not fit in a Duration.
+        let b = RateBudget::new(1e-300);
+        let e = b.acquire(1.0, far).unwrap_err();
+        assert!(matches!(
+            e,
+            Error::Remote(super::super::errors::RemoteKind::Throttled, _)
+        ));
+        // An operation heavier than the whole bucket can never be served: refused at once.
+        let b = RateBudget::new(0.001); // 4 units
+        let t = Instant::now();
+        assert!(b.acquire(16.0, far).is_err());
+        assert!(t.elapsed() < Duration::from_secs(1));
+        assert!(b.acquire(4.0, far).is_ok(), "the refusal took nothing");
     }
 }
