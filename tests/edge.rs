@@ -852,7 +852,7 @@ fn sixteen_threads_share_and_close_sessions() {
     ];
     for (t, thread) in threads.into_iter().enumerate() {
         let codes = thread.join().expect("no thread panics");
-        if t % 2 == 0 {
+        if t.is_multiple_of(2) {
             assert_eq!(
                 codes,
                 [CKR_OK].into(),
@@ -974,4 +974,56 @@ fn session_info_and_session_churn_do_not_deadlock() {
             b.join().expect("thread B panicked");
         },
     );
+}
+
+/// A Rust host that links the module and calls it from inside a Tokio runtime of its own
+/// (in process, as this file does, the host and the module share one Tokio): the first
+/// search, which lists the vault on the caller's thread, and a signature work on a
+/// multi-thread and on a current-thread runtime. (Through dlopen the module has a Tokio
+/// of its own, and a host's runtime is invisible to it.)
+#[test]
+fn key_vault_calls_from_inside_a_host_tokio_runtime_work() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = support::Emulator::start();
+    for (runtime, what) in [
+        (
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            "multi-thread",
+        ),
+        (
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            "current-thread",
+        ),
+    ] {
+        let config = emu.config("vault", "");
+        let path = std::ffi::CString::new(config.to_str().unwrap()).unwrap();
+        let mut args = config_args(&path);
+        // SAFETY: valid arguments; the config path outlives the call.
+        assert_eq!(
+            unsafe { C_Initialize(&mut args as *mut _ as *mut _) },
+            CKR_OK
+        );
+        runtime.block_on(async {
+            let s = open(0, false);
+            let key = find(s, CKO_PRIVATE_KEY, "p256");
+            assert_eq!(key.len(), 1, "{what}: the first search");
+            assert_eq!(sign_init(s, CKM_ECDSA_SHA256, key[0]), CKR_OK, "{what}");
+            let mut buf = vec![0u8; 64];
+            let mut len: CK_ULONG = 64;
+            assert_eq!(
+                sign(s, b"host runtime", Some(&mut buf), &mut len),
+                CKR_OK,
+                "{what}"
+            );
+            assert_eq!(len, 64);
+        });
+        // SAFETY: NULL is the required argument.
+        assert_eq!(unsafe { C_Finalize(null_mut()) }, CKR_OK);
+    }
 }

@@ -90,8 +90,22 @@ impl AzureRuntime {
         }
         // The timer is created inside the runtime's context (block_on enters it).
         let timed = self.bounded(deadline, f);
+        // A host thread inside a Tokio runtime of its own (an async server calling the
+        // module directly) may not block_on another runtime: Tokio panics. There the
+        // future is polled on this thread with our runtime's context entered, while our
+        // worker drives the I/O and the timers.
+        let in_host_runtime = tokio::runtime::Handle::try_current().is_ok();
         match &self.kind {
+            RuntimeKind::Threaded { handle, .. } if in_host_runtime => {
+                let _context = handle.enter();
+                futures::executor::block_on(timed)
+            }
             RuntimeKind::Threaded { handle, .. } => handle.block_on(timed),
+            RuntimeKind::CallerThread(_) if in_host_runtime => Err(Error::Backend(
+                "a call from inside an async runtime needs the module's own I/O thread: \
+                 initialize without CKF_LIBRARY_CANT_CREATE_OS_THREADS"
+                    .into(),
+            )),
             RuntimeKind::CallerThread(rt) => rt.block_on(timed),
         }
     }
@@ -122,8 +136,9 @@ impl AzureRuntime {
             // The receiver is gone only if the caller's thread was torn down.
             let _ = tx.send(timed.await);
         });
-        // A dropped sender: the runtime was shut down under the call.
-        rx.blocking_recv().unwrap_or(Err(Error::NotInitialized))
+        // A dropped sender: the runtime was shut down under the call. Waited for without
+        // Tokio (whose blocking_recv panics on a thread inside a host's runtime).
+        futures::executor::block_on(rx).unwrap_or(Err(Error::NotInitialized))
     }
 
     /// `f` bounded by `deadline` and by C_Finalize.
