@@ -293,6 +293,64 @@ fn faults_end_in_the_right_code_within_the_deadline() {
     sign().unwrap();
 }
 
+/// Answers the service damaged: a listing whose key bundles have no `kid` still lists
+/// every key apart (ids derived from the vault, name and version), and each signs; a
+/// signature that does not verify is an error (CKR_DEVICE_ERROR), never handed to the
+/// caller, and the next one is fine.
+#[test]
+fn damaged_answers_are_repaired_or_refused() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start();
+    emu.admin(
+        "POST",
+        "/faults/once",
+        r#"{"operation": "get_key", "mangle": "drop-kid", "times": 1000}"#,
+    );
+    let m = load(&emu.config("vault", ""));
+    let s = m.session();
+    let keys = s
+        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+        .unwrap();
+    emu.admin("DELETE", "/faults", "");
+    let mut labels: Vec<String> = keys
+        .iter()
+        .map(
+            |k| match &s.get_attributes(*k, &[AttributeType::Label]).unwrap()[..] {
+                [Attribute::Label(l)] => String::from_utf8(l.clone()).unwrap(),
+                other => panic!("{other:?}"),
+            },
+        )
+        .collect();
+    labels.sort();
+    assert_eq!(
+        labels,
+        ["p256", "rsa2048", "rsa3072"],
+        "keys without kid collapsed"
+    );
+    for label in ["rsa2048", "rsa3072"] {
+        let key = find(s, ObjectClass::PRIVATE_KEY, label);
+        s.sign(&Mechanism::Sha256RsaPkcs, key, b"no kid").unwrap();
+    }
+    let key = find(s, ObjectClass::PRIVATE_KEY, "p256");
+    s.sign(&Mechanism::EcdsaSha256, key, b"no kid").unwrap();
+
+    // A wrong signature from the service: an error, then the next signature is right.
+    let rsa = find(s, ObjectClass::PRIVATE_KEY, "rsa2048");
+    for (key, mechanism) in [
+        (rsa, Mechanism::Sha256RsaPkcs),
+        (key, Mechanism::EcdsaSha256),
+    ] {
+        emu.admin(
+            "POST",
+            "/faults/once",
+            r#"{"operation": "sign", "mangle": "corrupt-value"}"#,
+        );
+        let e = s.sign(&mechanism, key, b"damaged").unwrap_err();
+        assert_eq!(rv(e), RvError::DeviceError);
+        s.sign(&mechanism, key, b"damaged").unwrap();
+    }
+}
+
 /// The vault as another application changes it: the official SDK, default principal.
 // The SDK's models are `#[non_exhaustive]`: built from `Default` and assigned.
 struct OutOfBand {
@@ -606,6 +664,15 @@ fn managed_hsm_slot_with_its_certificate_database() {
     assert_eq!(random.len(), 300);
     assert_ne!(random, vec![0u8; 300]);
     assert_eq!(ops(&emu.stats(), "rng"), 3, "{}", emu.stats());
+    // One call takes at most 4096 bytes (32 requests) from the HSM; more is refused
+    // before any request is made.
+    emu.reset_stats();
+    assert_eq!(s.generate_random_vec(4096).unwrap().len(), 4096);
+    assert_eq!(ops(&emu.stats(), "rng"), 32, "{}", emu.stats());
+    emu.reset_stats();
+    let e = s.generate_random_vec(64 << 20).unwrap_err();
+    assert_eq!(rv(e), RvError::ArgumentsBad);
+    assert_eq!(ops(&emu.stats(), "rng"), 0, "{}", emu.stats());
 
     // Destroying the certificate removes its row; the key stays.
     s.destroy_object(cert).unwrap();

@@ -337,7 +337,19 @@ impl KeyVaultBackend {
             .n
             .as_ref()
             .map(|n| n.iter().skip_while(|b| **b == 0).count() * 8);
-        let kid = jwk.kid.clone().unwrap_or_default();
+        // Every key has an identifier: the service's `kid`, or the one it would have sent
+        // (`{vault}/keys/{name}/{version}`) when a response has none, so that two such
+        // keys never share an empty id.
+        let kid = jwk
+            .kid
+            .clone()
+            .filter(|k| !k.is_empty())
+            .unwrap_or_else(|| {
+                format!(
+                    "{}/keys/{name}/{version}",
+                    self.cfg.url.trim_end_matches('/')
+                )
+            });
         let record = KeyRecord {
             stable_id: kid.to_ascii_lowercase(),
             name: name.to_owned(),
@@ -1025,12 +1037,21 @@ impl KeyVaultBackend {
     }
 }
 
+/// The most one C_GenerateRandom takes from the HSM: 32 requests of RNG_MAX (README).
+const HSM_RANDOM_MAX: usize = 4096;
+
 /// The most /rng gives per request (FACTS.md §2: count 1..128).
 const RNG_MAX: usize = 128;
 
 impl KeyVaultBackend {
     /// `len` bytes from the Managed HSM's /rng, 128 per request.
     fn hsm_random(&self, len: usize) -> Result<Vec<u8>> {
+        // A bound on the requests one call makes: 64 MiB would be half a million.
+        if len > HSM_RANDOM_MAX {
+            return Err(Error::ArgumentsBad(
+                "C_GenerateRandom from the HSM (hsm_random) gives at most 4096 bytes per call",
+            ));
+        }
         let mut out = Vec::with_capacity(len);
         while out.len() < len {
             let count = (len - out.len()).min(RNG_MAX);

@@ -97,6 +97,37 @@ pub struct OneShot {
     pub reset: bool,
     /// Hold the request this long, then drop the connection unanswered.
     pub stall_ms: Option<u64>,
+    /// Answer as usual, then damage the answer (a service bug seen from the client).
+    pub mangle: Option<Mangle>,
+}
+
+/// What a `mangle` one-shot does to a successful answer's JSON body.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mangle {
+    /// Removes `key.kid` (a key bundle without its identifier).
+    DropKid,
+    /// Changes the first character of `value` (a signature or plaintext that is wrong
+    /// but still well-formed base64url of the same length).
+    CorruptValue,
+}
+
+impl Mangle {
+    pub fn apply(self, body: &mut serde_json::Value) {
+        match self {
+            Mangle::DropKid => {
+                if let Some(key) = body.get_mut("key").and_then(|k| k.as_object_mut()) {
+                    key.remove("kid");
+                }
+            }
+            Mangle::CorruptValue => {
+                if let Some(serde_json::Value::String(v)) = body.get_mut("value") {
+                    let first = if v.starts_with('A') { "B" } else { "A" };
+                    v.replace_range(..1.min(v.len()), first);
+                }
+            }
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -108,14 +139,16 @@ impl OneShot {
         if self.times == 0 {
             return Err("times must be at least 1".into());
         }
-        match (self.status, self.reset, self.stall_ms) {
-            (Some(s), false, None) if (400..=599).contains(&s) => Ok(()),
-            (Some(s), false, None) => Err(format!("status {s}: must be 400..599")),
-            (None, false, Some(ms)) if ms > MAX_DELAY_MS => {
+        match (self.status, self.reset, self.stall_ms, self.mangle) {
+            (Some(s), false, None, None) if (400..=599).contains(&s) => Ok(()),
+            (Some(s), false, None, None) => Err(format!("status {s}: must be 400..599")),
+            (None, false, Some(ms), None) if ms > MAX_DELAY_MS => {
                 Err(format!("stall_ms {ms}: at most {MAX_DELAY_MS}"))
             }
-            (None, true, None) | (None, false, Some(_)) => Ok(()),
-            _ => Err("give exactly one of status, reset or stall_ms".into()),
+            (None, true, None, None)
+            | (None, false, Some(_), None)
+            | (None, false, None, Some(_)) => Ok(()),
+            _ => Err("give exactly one of status, reset, stall_ms or mangle".into()),
         }
     }
 }
@@ -125,6 +158,7 @@ pub enum Action {
     Respond(u16, Option<u64>),
     Reset,
     Stall(Duration),
+    Mangle(Mangle),
 }
 
 #[derive(Default)]
@@ -174,7 +208,9 @@ impl Faults {
             .position(|o| o.operation == operation || o.operation == "*")?;
         let entry = q.get_mut(i)?;
         entry.times = entry.times.saturating_sub(1);
-        let action = if entry.reset {
+        let action = if let Some(m) = entry.mangle {
+            Action::Mangle(m)
+        } else if entry.reset {
             Action::Reset
         } else if let Some(ms) = entry.stall_ms {
             Action::Stall(Duration::from_millis(ms))
@@ -223,6 +259,7 @@ mod tests {
             times,
             reset: false,
             stall_ms: None,
+            mangle: None,
         };
         f.push(shot("sign", 429, 2));
         f.push(shot("sign", 503, 1));
@@ -233,6 +270,25 @@ mod tests {
         assert_eq!(f.take_one_shot("sign"), Some(Action::Respond(429, None)));
         assert_eq!(f.take_one_shot("sign"), Some(Action::Respond(503, None)));
         assert_eq!(f.take_one_shot("sign"), None);
+    }
+
+    #[test]
+    fn mangles_damage_answers_as_named() {
+        let mut key = serde_json::json!({"key": {"kid": "https://v/keys/k/1", "kty": "EC"}});
+        Mangle::DropKid.apply(&mut key);
+        assert_eq!(key, serde_json::json!({"key": {"kty": "EC"}}));
+        let mut sig = serde_json::json!({"kid": "x", "value": "AbCd"});
+        Mangle::CorruptValue.apply(&mut sig);
+        assert_eq!(sig["value"], "BbCd");
+        Mangle::CorruptValue.apply(&mut sig);
+        assert_eq!(sig["value"], "AbCd");
+        let shot: OneShot =
+            serde_json::from_str(r#"{"operation": "sign", "mangle": "corrupt-value"}"#).unwrap();
+        assert!(shot.validate().is_ok());
+        let both: OneShot =
+            serde_json::from_str(r#"{"operation": "sign", "mangle": "drop-kid", "reset": true}"#)
+                .unwrap();
+        assert!(both.validate().is_err());
     }
 
     #[test]

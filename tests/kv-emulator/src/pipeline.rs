@@ -279,6 +279,7 @@ async fn data_plane(
     let fault = op
         .and_then(|o| app.faults.take_one_shot(o.name()))
         .or_else(|| app.faults.draw());
+    let mut mangle = None;
     match fault {
         Some(Action::Respond(status, retry_after)) => {
             return respond(Err(ApiError::injected(status, retry_after)), true);
@@ -288,10 +289,20 @@ async fn data_plane(
             tokio::time::sleep(d).await;
             return Outcome::Drop;
         }
+        Some(Action::Mangle(m)) => mangle = Some(m),
         None => {}
     }
 
-    let result = authorized(app, c, parts, body, too_large, route, &caller).await;
+    let mut result = authorized(app, c, parts, body, too_large, route, &caller).await;
+    if let (
+        Some(m),
+        Ok(Reply {
+            body: Some(body), ..
+        }),
+    ) = (mangle, &mut result)
+    {
+        m.apply(body);
+    }
     respond(result, true)
 }
 
