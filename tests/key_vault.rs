@@ -254,10 +254,9 @@ fn faults_end_in_the_right_code_within_the_deadline() {
         "/faults/once",
         r#"{"operation": "sign", "status": 429}"#,
     );
-    let t = Instant::now();
+    // (It succeeded, so within the slot's deadline of 3 s: no wall-clock check needed.)
     sign().unwrap();
     assert_eq!(ops(&emu.stats(), "sign"), 2);
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 
     // A 503 burst shorter than the retry limit: still succeeds.
     emu.admin(
@@ -276,16 +275,17 @@ fn faults_end_in_the_right_code_within_the_deadline() {
     assert_eq!(rv(sign().unwrap_err()), RvError::DeviceError);
     sign().unwrap();
 
-    // A stalled connection: CKR_DEVICE_ERROR within the deadline (3 s), then recovery.
+    // A stalled connection (600 s): CKR_DEVICE_ERROR at the deadline (3 s; the bound
+    // leaves room for a loaded machine and is still far below the stall), then recovery.
     emu.admin(
         "POST",
         "/faults/once",
-        r#"{"operation": "sign", "stall_ms": 20000}"#,
+        r#"{"operation": "sign", "stall_ms": 600000}"#,
     );
     let t = Instant::now();
     assert_eq!(rv(sign().unwrap_err()), RvError::DeviceError);
     assert!(
-        t.elapsed() < Duration::from_secs(5),
+        t.elapsed() < 4 * Duration::from_secs(3),
         "took {:?}",
         t.elapsed()
     );
@@ -349,6 +349,42 @@ fn damaged_answers_are_repaired_or_refused() {
         assert_eq!(rv(e), RvError::DeviceError);
         s.sign(&mechanism, key, b"damaged").unwrap();
     }
+}
+
+/// A least-privilege principal with Key Vault Crypto User only (no Certificate User): the
+/// vault refuses it the certificate listing (403), and still its keys are listed and sign;
+/// the refusal is the certificates' alone.
+#[test]
+fn a_crypto_user_without_certificate_rights_lists_and_signs_its_keys() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start_with(
+        r#"
+[[principal]]
+client_id = "crypto-app"
+client_secret = "crypto-secret"
+
+[[role_assignment]]
+principal = "crypto-app"
+role = "Key Vault Crypto User"
+scope = "vault"
+"#,
+    );
+    let m = load(&emu.config_as("vault", "", "crypto-app", "crypto-secret"));
+    let s = m.session();
+    let key = find(s, ObjectClass::PRIVATE_KEY, "rsa2048");
+    let stats = emu.stats();
+    assert!(
+        emu.stats()["by_status"]["403"].as_u64().unwrap_or(0) >= 1,
+        "the certificate listing was not refused: {stats}"
+    );
+    s.sign(&Mechanism::Sha256RsaPkcs, key, b"least privilege")
+        .unwrap();
+    assert_eq!(
+        s.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+            .unwrap()
+            .len(),
+        3
+    );
 }
 
 /// The vault as another application changes it: the official SDK, default principal.
@@ -434,14 +470,32 @@ fn labelled(s: &Session, label: &str) -> usize {
         .len()
 }
 
+/// Waits until the emulator has taken every queued one-shot fault (its requests have
+/// arrived), within `limit`: an event, not a guess at timing.
+fn wait_until_faults_taken(emu: &Emulator, limit: Duration) {
+    let t = Instant::now();
+    while emu.admin("GET", "/faults", "")["once"]
+        .as_array()
+        .is_some_and(|q| !q.is_empty())
+    {
+        assert!(t.elapsed() < limit, "the queued fault was never reached");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A key disabled or deleted in the vault by someone else: an operation on it meanwhile
 /// says so (CKR_KEY_HANDLE_INVALID), it disappears at the next background refresh, and a
 /// search never waits for a refresh, not even a stalled one.
+///
+/// No wall-clock threshold decides: the "before the refresh" checks run while every
+/// listing is held by a stalled `list_keys`, and the bounds below follow from the
+/// slot's deadline (5 s), its refresh interval (3 s) and C_Finalize's bounded waits.
 #[test]
 fn keys_changed_in_the_vault_disappear_at_the_background_refresh() {
+    const DEADLINE: Duration = Duration::from_secs(5);
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let emu = Emulator::start();
-    let m = load(&emu.config("vault", "refresh_seconds = 3\ndeadline_seconds = 3"));
+    let m = load(&emu.config("vault", "refresh_seconds = 3\ndeadline_seconds = 5"));
     let s = m.session();
     let disabled = generate_ec(s, "disable-me");
     let deleted = generate_ec(s, "delete-me");
@@ -449,8 +503,20 @@ fn keys_changed_in_the_vault_disappear_at_the_background_refresh() {
     for key in [disabled, deleted, kept] {
         s.sign(&Mechanism::Ecdsa, key, &[7; 32]).unwrap();
     }
-    let listed_at = Instant::now();
 
+    // From here no listing completes until the faults are cleared: one is stalled in
+    // flight (its request has arrived), and every later one will be.
+    emu.admin(
+        "POST",
+        "/faults/once",
+        r#"{"operation": "list_keys", "stall_ms": 600000}"#,
+    );
+    wait_until_faults_taken(&emu, Duration::from_secs(60));
+    emu.admin(
+        "POST",
+        "/faults/once",
+        r#"{"operation": "list_keys", "stall_ms": 600000, "times": 1000}"#,
+    );
     let vault = OutOfBand::new(&emu);
     vault.disable("disable-me");
     vault.delete("delete-me");
@@ -460,17 +526,16 @@ fn keys_changed_in_the_vault_disappear_at_the_background_refresh() {
         let e = s.sign(&Mechanism::Ecdsa, key, &[7; 32]).unwrap_err();
         assert_eq!(rv(e), RvError::KeyHandleInvalid);
     }
-    assert!(
-        listed_at.elapsed() < Duration::from_secs(3),
-        "too slow to check before the refresh"
-    );
+    emu.admin("DELETE", "/faults", "");
 
-    // The refresh (TTL 3 s) drops both; the other key keeps its handle.
+    // The next refresh drops both (at most: a stalled listing's deadline, the retry after
+    // a failure, one interval); the other key keeps its handle.
+    let limit = 2 * (DEADLINE + Duration::from_secs(3 + 3)) + Duration::from_secs(30);
     let t = Instant::now();
     while labelled(s, "disable-me") + labelled(s, "delete-me") > 0 {
         assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "not dropped by a refresh"
+            t.elapsed() < limit,
+            "not dropped by a refresh within {limit:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -481,31 +546,41 @@ fn keys_changed_in_the_vault_disappear_at_the_background_refresh() {
     assert_eq!(find(s, ObjectClass::PRIVATE_KEY, "p256"), kept);
     s.sign(&Mechanism::Ecdsa, kept, &[7; 32]).unwrap();
 
-    // A stalled listing: searches go on from the cache at once, without a request.
+    // A stalled listing in flight (its request has reached the vault): searches go on from
+    // the cache, without a request, each far quicker than the listing's deadline, which a
+    // search that waited for it would have to reach.
     emu.admin(
         "POST",
         "/faults/once",
-        r#"{"operation": "list_keys", "stall_ms": 20000}"#,
+        r#"{"operation": "list_keys", "stall_ms": 600000}"#,
     );
-    std::thread::sleep(Duration::from_secs(4));
+    wait_until_faults_taken(&emu, Duration::from_secs(60));
     emu.reset_stats();
-    let t = Instant::now();
     for _ in 0..20 {
+        let t = Instant::now();
         assert_eq!(find(s, ObjectClass::PRIVATE_KEY, "p256"), kept);
+        assert!(
+            t.elapsed() < DEADLINE / 2,
+            "a search waited {:?}",
+            t.elapsed()
+        );
     }
-    assert!(
-        t.elapsed() < Duration::from_millis(500),
-        "searches waited: {:?}",
-        t.elapsed()
-    );
+    assert_eq!(emu.stats()["total_requests"], 0, "{}", emu.stats());
     s.sign(&Mechanism::Ecdsa, kept, &[7; 32]).unwrap();
 
-    // C_Finalize with that listing still stalled: the refresh thread is stopped and the
-    // listing cancelled within the bound (2 s).
+    // C_Finalize with a listing stalled: the refresh thread is stopped and the listing
+    // cancelled; C_Finalize's waits are bounded (the refresher, the telemetry writer and
+    // the runtime's threads, 2 s each), far below the stalled request's 600 s.
+    emu.admin(
+        "POST",
+        "/faults/once",
+        r#"{"operation": "list_keys", "stall_ms": 600000}"#,
+    );
+    wait_until_faults_taken(&emu, Duration::from_secs(60));
     let t = Instant::now();
     drop(m);
     assert!(
-        t.elapsed() < Duration::from_secs(3),
+        t.elapsed() < 3 * Duration::from_secs(2) + Duration::from_secs(4),
         "C_Finalize took {:?}",
         t.elapsed()
     );
@@ -535,7 +610,12 @@ fn expired_tokens_are_renewed_and_an_outage_is_an_error() {
     let t = Instant::now();
     let e = s.sign(&Mechanism::Sha256RsaPkcs, key, b"c").unwrap_err();
     assert_eq!(rv(e), RvError::DeviceError);
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // Bounded by the slot's deadline (3 s), with room for a loaded machine.
+    assert!(
+        t.elapsed() < 4 * Duration::from_secs(3),
+        "{:?}",
+        t.elapsed()
+    );
     emu.admin("DELETE", "/faults", "");
     s.sign(&Mechanism::Sha256RsaPkcs, key, b"d").unwrap();
 }
@@ -792,8 +872,9 @@ fn two_processes_share_the_certificate_database() {
     ]);
     let t = Instant::now();
     while certs().is_empty() {
+        // An event wait: the refresh interval is 1 s; the bound only stops a broken run.
         assert!(
-            t.elapsed() < Duration::from_secs(10),
+            t.elapsed() < Duration::from_secs(60),
             "not seen after refreshes"
         );
         std::thread::sleep(Duration::from_millis(200));

@@ -299,8 +299,20 @@ impl KeyVaultBackend {
                 k.current = false;
             }
         }
+        // A principal with key roles only (Key Vault Crypto User, no Certificate User) is
+        // refused the certificate listing: its keys are still listed and usable, and the
+        // certificates of the database still pair with them.
         let certificates = match &self.certificates {
-            Some(c) => self.list_certificates(c, &names).await?,
+            Some(c) => match self.list_certificates(c, &names).await {
+                Ok(certificates) => certificates,
+                Err(Error::Remote(RemoteKind::Denied, m)) => {
+                    tracing::warn!(
+                        "{m}; listing the vault's keys without its certificates (assign Key Vault Certificate User to see them)"
+                    );
+                    Vec::new()
+                }
+                Err(e) => return Err(e),
+            },
             None => Vec::new(),
         };
         Ok((keys, certificates))
