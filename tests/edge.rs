@@ -1027,3 +1027,81 @@ fn key_vault_calls_from_inside_a_host_tokio_runtime_work() {
         assert_eq!(unsafe { C_Finalize(null_mut()) }, CKR_OK);
     }
 }
+
+/// C_Finalize while a C_Sign waits on the vault (a request the emulator holds for 600 s)
+/// in another thread: C_Finalize returns after its bounded waits, the C_Sign ends at once
+/// with CKR_CRYPTOKI_NOT_INITIALIZED (long before its 60 s deadline), and the module
+/// initializes and signs again.
+#[test]
+fn finalize_while_a_sign_is_in_flight() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = support::Emulator::start();
+    let config = emu.config("vault", "deadline_seconds = 60");
+    let path = std::ffi::CString::new(config.to_str().unwrap()).unwrap();
+    let init = || {
+        let mut args = config_args(&path);
+        // SAFETY: valid arguments; the config path outlives the call.
+        assert_eq!(
+            unsafe { C_Initialize(&mut args as *mut _ as *mut _) },
+            CKR_OK
+        );
+    };
+    init();
+    let s = open(0, false);
+    let key = find(s, CKO_PRIVATE_KEY, "p256")[0];
+    assert_eq!(sign_init(s, CKM_ECDSA_SHA256, key), CKR_OK);
+    emu.admin(
+        "POST",
+        "/faults/once",
+        r#"{"operation": "sign", "stall_ms": 600000}"#,
+    );
+    let signer = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64];
+        let mut len: CK_ULONG = 64;
+        let t = std::time::Instant::now();
+        let rv = sign(s, b"in flight", Some(&mut buf), &mut len);
+        (rv, t.elapsed())
+    });
+    // The sign request has reached the vault (the emulator took the fault).
+    let t = std::time::Instant::now();
+    while emu.admin("GET", "/faults", "")["once"]
+        .as_array()
+        .is_some_and(|q| !q.is_empty())
+    {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "C_Sign never reached the vault"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let t = std::time::Instant::now();
+    // SAFETY: NULL is the required argument.
+    assert_eq!(unsafe { C_Finalize(null_mut()) }, CKR_OK);
+    let finalize = t.elapsed();
+    let (rv, took) = within(
+        std::time::Duration::from_secs(120),
+        "the C_Sign in flight",
+        move || signer.join().expect("no panic"),
+    );
+    assert_eq!(rv, CKR_CRYPTOKI_NOT_INITIALIZED);
+    // C_Finalize's waits are bounded (2 s each for the refresher, the telemetry writer and
+    // the runtime's threads); the C_Sign did not wait for its 60 s deadline.
+    assert!(
+        finalize < std::time::Duration::from_secs(10),
+        "C_Finalize took {finalize:?}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "C_Sign took {took:?}"
+    );
+    emu.admin("DELETE", "/faults", "");
+    init();
+    let s = open(0, false);
+    let key = find(s, CKO_PRIVATE_KEY, "p256")[0];
+    assert_eq!(sign_init(s, CKM_ECDSA_SHA256, key), CKR_OK);
+    let mut buf = vec![0u8; 64];
+    let mut len: CK_ULONG = 64;
+    assert_eq!(sign(s, b"again", Some(&mut buf), &mut len), CKR_OK);
+    // SAFETY: NULL is the required argument.
+    assert_eq!(unsafe { C_Finalize(null_mut()) }, CKR_OK);
+}
