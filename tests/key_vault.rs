@@ -387,6 +387,38 @@ scope = "vault"
     );
 }
 
+/// A key outside its validity window (the key of an expired certificate): the service
+/// refuses to sign with it (403) and the caller gets CKR_KEY_FUNCTION_NOT_PERMITTED, as
+/// the error table says, not CKR_FUNCTION_FAILED with advice to assign a role; decryption
+/// with it still works (the window does not apply there).
+#[test]
+fn an_expired_key_may_not_sign_but_still_decrypts() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start();
+    let m = load(&emu.config("vault", ""));
+    let s = m.session();
+    let key = find(s, ObjectClass::PRIVATE_KEY, "rsa2048");
+    s.sign(&Mechanism::Sha256RsaPkcs, key, b"valid").unwrap();
+    OutOfBand::new(&emu).expire("rsa2048");
+    emu.reset_stats();
+    let e = s
+        .sign(&Mechanism::Sha256RsaPkcs, key, b"expired")
+        .unwrap_err();
+    assert_eq!(rv(e), RvError::KeyFunctionNotPermitted);
+    assert_eq!(ops(&emu.stats(), "sign"), 1, "refused once, not retried");
+    let mut ct = vec![0u8; 256];
+    let n = fixture_key("rsa2048")
+        .rsa()
+        .unwrap()
+        .public_encrypt(b"still decrypts", &mut ct, openssl::rsa::Padding::PKCS1)
+        .unwrap();
+    ct.truncate(n);
+    assert_eq!(
+        s.decrypt(&Mechanism::RsaPkcs, key, &ct).unwrap(),
+        b"still decrypts"
+    );
+}
+
 /// The vault as another application changes it: the official SDK, default principal.
 // The SDK's models are `#[non_exhaustive]`: built from `Default` and assigned.
 struct OutOfBand {
@@ -428,6 +460,23 @@ impl OutOfBand {
         use azure_security_keyvault_keys::models::{KeyAttributes, UpdateKeyPropertiesParameters};
         let mut attributes = KeyAttributes::default();
         attributes.enabled = Some(false);
+        let mut p = UpdateKeyPropertiesParameters::default();
+        p.key_attributes = Some(attributes);
+        self.rt
+            .block_on(
+                self.keys
+                    .update_key_properties(name, p.try_into().unwrap(), None),
+            )
+            .unwrap();
+    }
+
+    /// Sets the current version's `exp` (expiry) an hour in the past.
+    fn expire(&self, name: &str) {
+        use azure_security_keyvault_keys::models::{KeyAttributes, UpdateKeyPropertiesParameters};
+        let mut attributes = KeyAttributes::default();
+        attributes.expires = Some(
+            azure_core::time::OffsetDateTime::now_utc() - azure_core::time::Duration::hours(1),
+        );
         let mut p = UpdateKeyPropertiesParameters::default();
         p.key_attributes = Some(attributes);
         self.rt

@@ -98,7 +98,13 @@ pub fn map(e: azure_core::Error, what: &str) -> Error {
             let detail = one_line(&message);
             match u16::from(*status) {
                 401 => Error::Remote(RemoteKind::Auth, format!("{what}: 401 {code} {detail}")),
-                403 if inner == "KeyOperationForbidden" || message.contains("not permitted") => {
+                // The operation is not one the key allows (key_ops), or the key is outside
+                // its validity window (nbf/exp: sign, encrypt and wrap are refused there).
+                403 if inner == "KeyOperationForbidden"
+                    || message.contains("not permitted")
+                    || message.contains("expired key")
+                    || message.contains("not yet valid") =>
+                {
                     tracing::warn!("{what}: 403 {inner}: {detail}");
                     Error::KeyFunctionNotPermitted
                 }
