@@ -419,6 +419,79 @@ fn an_expired_key_may_not_sign_but_still_decrypts() {
     );
 }
 
+/// The service's own KeyOperationForbidden (the key's operations changed in the vault
+/// after the module listed it, so its local check still allows signing): the caller gets
+/// CKR_KEY_FUNCTION_NOT_PERMITTED, not retried.
+#[test]
+fn the_services_key_operation_forbidden_is_key_function_not_permitted() {
+    use azure_security_keyvault_keys::models::KeyOperation;
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start();
+    let m = load(&emu.config("vault", ""));
+    let s = m.session();
+    let key = find(s, ObjectClass::PRIVATE_KEY, "rsa2048");
+    OutOfBand::new(&emu).set_ops(
+        "rsa2048",
+        vec![
+            KeyOperation::Decrypt,
+            KeyOperation::Encrypt,
+            KeyOperation::Verify,
+        ],
+    );
+    emu.reset_stats();
+    let e = s
+        .sign(&Mechanism::Sha256RsaPkcs, key, b"not any more")
+        .unwrap_err();
+    assert_eq!(rv(e), RvError::KeyFunctionNotPermitted);
+    let stats = emu.stats();
+    assert_eq!(ops(&stats, "sign"), 1, "{stats}");
+    assert_eq!(stats["by_status"]["403"], 1, "{stats}");
+}
+
+/// Failures before any key is reached, seen through the C ABI: a vault whose TLS
+/// certificate the slot does not trust, and a credential the token endpoint refuses (401),
+/// each make the first search fail with CKR_FUNCTION_FAILED (the operator's mistake, not
+/// an outage), and neither is retried into the deadline.
+#[test]
+fn untrusted_tls_and_a_refused_credential_fail_the_search() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start();
+    // The slot trusts a certificate that did not issue the emulator's.
+    let good = std::fs::read_to_string(emu.config("vault", "deadline_seconds = 30")).unwrap();
+    let other_ca = support::fixtures_dir().join("keys/rsa2048.crt.pem");
+    let untrusted = good.replace(
+        &format!("ca_file = {:?}", emu.field("ca_file")),
+        &format!("ca_file = {other_ca:?}"),
+    );
+    assert_ne!(good, untrusted, "the ca_file line was not found");
+    let dir = tempfile::tempdir().unwrap();
+    let untrusted_path = dir.path().join("untrusted.toml");
+    std::fs::write(&untrusted_path, untrusted).unwrap();
+    let wrong = emu.config_as(
+        "vault",
+        "deadline_seconds = 30",
+        &emu.field("client_id"),
+        "not-the-secret",
+    );
+    for (config, what) in [
+        (&untrusted_path, "untrusted TLS"),
+        (&wrong, "refused credential"),
+    ] {
+        let m = load(config);
+        let t = Instant::now();
+        let e = m
+            .session()
+            .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+            .unwrap_err();
+        assert_eq!(rv(e), RvError::FunctionFailed, "{what}");
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "{what}: waited {:?}, as if retried into the 30 s deadline",
+            t.elapsed()
+        );
+    }
+}
+
 /// The vault as another application changes it: the official SDK, default principal.
 // The SDK's models are `#[non_exhaustive]`: built from `Default` and assigned.
 struct OutOfBand {
@@ -462,6 +535,19 @@ impl OutOfBand {
         attributes.enabled = Some(false);
         let mut p = UpdateKeyPropertiesParameters::default();
         p.key_attributes = Some(attributes);
+        self.rt
+            .block_on(
+                self.keys
+                    .update_key_properties(name, p.try_into().unwrap(), None),
+            )
+            .unwrap();
+    }
+
+    /// Replaces the operations the current version of `name` allows.
+    fn set_ops(&self, name: &str, ops: Vec<azure_security_keyvault_keys::models::KeyOperation>) {
+        use azure_security_keyvault_keys::models::UpdateKeyPropertiesParameters;
+        let mut p = UpdateKeyPropertiesParameters::default();
+        p.key_ops = Some(ops);
         self.rt
             .block_on(
                 self.keys
