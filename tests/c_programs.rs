@@ -5,7 +5,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{FixtureStore, fixture_cert, module_path};
+use support::{Emulator, FixtureStore, fixture_cert, module_path};
 
 fn compile(name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -101,4 +101,40 @@ fn forked_child_must_initialize_again() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// fork() with a key-vault slot: the parent has the module's I/O thread and a connection
+/// pool; the child initializes its own (never touching the parent's), signs through the
+/// vault, finalizes; the parent signs again. Three signatures reach the vault. A child
+/// stuck on the parent's state is killed after 120 s and fails the test.
+#[test]
+fn forked_child_signs_through_a_key_vault_slot() {
+    let exe = compile("fork");
+    let emu = Emulator::start();
+    let config = emu.config("vault", "");
+    let mut child = Command::new(&exe)
+        .arg(module_path())
+        .arg("rsa2048")
+        .env("IDENTIFY_PKCS11_CONFIG", &config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("the fork program hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats = emu.stats();
+    assert_eq!(stats["by_operation"]["sign"], 3, "{stats}");
 }
