@@ -261,6 +261,11 @@ impl ObjectCache {
             .collect()
     }
 
+    /// How long `slot`'s listings are served before it is listed again.
+    pub fn ttl(&self, slot: usize) -> Result<Duration> {
+        Ok(self.slot(slot)?.ttl)
+    }
+
     /// Marks `slot` as refreshed by the background thread (see `refresher`).
     pub fn set_background(&self, slot: usize) -> Result<()> {
         self.slot(slot)?.background.store(true, Ordering::Release);

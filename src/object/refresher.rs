@@ -86,14 +86,41 @@ impl Drop for Refresher {
     }
 }
 
+/// After a listing panicked (a bug, or a store answering what no code expected), the
+/// slot is tried again this long after, not in a loop.
+const AFTER_PANIC: Duration = Duration::from_secs(30);
+
 fn run(cache: &ObjectCache, slots: &[usize], shared: &Shared) {
+    // Slots whose last listing panicked, and when to try them again.
+    let mut held_back: std::collections::HashMap<usize, Instant> = Default::default();
     loop {
         let now = Instant::now();
         for &slot in slots {
+            if held_back.get(&slot).is_some_and(|t| now < *t) {
+                continue;
+            }
             if matches!(cache.refresh_due(slot), Ok(Some(due)) if due <= now) {
-                // On failure the cache keeps the old listing and sets when to retry.
-                if let Err(e) = cache.refresh_stale(slot) {
-                    tracing::warn!(slot, error = %e, "background refresh failed");
+                // On failure the cache keeps the old listing and sets when to retry. A
+                // panic must not end the thread (the slot would never refresh again):
+                // it is caught, logged, and the slot tried again later.
+                let refreshed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    cache.refresh_stale(slot)
+                }));
+                match refreshed {
+                    Ok(Ok(())) => {
+                        held_back.remove(&slot);
+                    }
+                    Ok(Err(e)) => tracing::warn!(slot, error = %e, "background refresh failed"),
+                    Err(panic) => {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        let wait = AFTER_PANIC.min(cache.ttl(slot).unwrap_or(AFTER_PANIC));
+                        tracing::error!(slot, panic = %what, retry_in = ?wait, "background refresh panicked; serving the objects listed before");
+                        held_back.insert(slot, Instant::now() + wait);
+                    }
                 }
             }
         }
@@ -101,9 +128,12 @@ fn run(cache: &ObjectCache, slots: &[usize], shared: &Shared) {
         let now = Instant::now();
         let next = slots
             .iter()
-            .map(|&slot| match cache.refresh_due(slot) {
-                Ok(Some(due)) => due,
-                Ok(None) | Err(_) => now + IDLE_POLL,
+            .map(|&slot| {
+                let due = match cache.refresh_due(slot) {
+                    Ok(Some(due)) => due,
+                    Ok(None) | Err(_) => now + IDLE_POLL,
+                };
+                held_back.get(&slot).map_or(due, |t| due.max(*t))
             })
             .min()
             .unwrap_or(now + IDLE_POLL);
@@ -116,5 +146,96 @@ fn run(cache: &ObjectCache, slots: &[usize], shared: &Shared) {
             Ok((stop, _)) if !*stop => {}
             _ => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{
+        Backend, CertRecord, DecryptRequest, KeyRecord, KeySpec, KeyUsage, Listing, ObjectUpdate,
+        SignRequest,
+    };
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A store whose listings panic from the second to the fourth call.
+    #[derive(Default)]
+    struct PanickingStore {
+        lists: AtomicU32,
+    }
+
+    impl Backend for PanickingStore {
+        fn kind(&self) -> &'static str {
+            "panicking"
+        }
+        fn writable(&self) -> bool {
+            false
+        }
+        fn list(&self) -> Result<Listing> {
+            let n = self.lists.fetch_add(1, Ordering::SeqCst);
+            if (1..4).contains(&n) {
+                panic!("unexpected answer from the store (test)");
+            }
+            Ok(Listing::default())
+        }
+        fn sign(&self, _: &KeyRecord, _: &SignRequest, _: &[u8]) -> Result<Vec<u8>> {
+            Err(Error::FunctionNotSupported)
+        }
+        fn decrypt(&self, _: &KeyRecord, _: &DecryptRequest, _: &[u8]) -> Result<Vec<u8>> {
+            Err(Error::FunctionNotSupported)
+        }
+        fn generate_key(
+            &self,
+            _: &str,
+            _: &KeySpec,
+            _: &ObjectUpdate,
+            _: KeyUsage,
+        ) -> Result<KeyRecord> {
+            Err(Error::FunctionNotSupported)
+        }
+        fn store_certificate(
+            &self,
+            _: &[u8],
+            _: Option<&KeyRecord>,
+            _: &ObjectUpdate,
+        ) -> Result<CertRecord> {
+            Err(Error::FunctionNotSupported)
+        }
+        fn delete_key(&self, _: &str) -> Result<()> {
+            Err(Error::FunctionNotSupported)
+        }
+        fn delete_certificate(&self, _: &str) -> Result<()> {
+            Err(Error::FunctionNotSupported)
+        }
+        fn update(&self, _: &str, _: &ObjectUpdate) -> Result<()> {
+            Err(Error::FunctionNotSupported)
+        }
+    }
+
+    #[test]
+    fn a_panicking_listing_does_not_end_the_refresher() {
+        let store = Arc::new(PanickingStore::default());
+        let cache = Arc::new(ObjectCache::new(vec![(
+            store.clone() as Arc<dyn Backend>,
+            Duration::from_secs(1),
+            false,
+        )]));
+        cache.refresh(0, true).unwrap();
+        let refresher = Refresher::start(cache.clone(), vec![0]).unwrap();
+        // Three listings panic (each retried after the TTL, 1 s); the fifth call lists
+        // again: the thread survived them all.
+        let t = Instant::now();
+        while store.lists.load(Ordering::SeqCst) < 5 {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "the refresher stopped after {} listings",
+                store.lists.load(Ordering::SeqCst)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            refresher.stop(Duration::from_secs(5)),
+            "the thread ended on request"
+        );
     }
 }
