@@ -1105,3 +1105,74 @@ fn finalize_while_a_sign_is_in_flight() {
     // SAFETY: NULL is the required argument.
     assert_eq!(unsafe { C_Finalize(null_mut()) }, CKR_OK);
 }
+
+/// Threads of this module in this process (their names start with "identify-pkcs11";
+/// Linux truncates a thread's name to 15 bytes).
+fn module_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("identify-pkcs1"))
+        .count()
+}
+
+/// Two threads call C_Initialize at once, 20 times over, on a configuration whose slots
+/// start threads (a key-vault slot: the network runtime, the background refresher): one
+/// wins, the other gets CKR_CRYPTOKI_ALREADY_INITIALIZED, and after each C_Finalize no
+/// thread of the module is left (the loser never started any).
+#[test]
+fn concurrent_initialize_leaves_no_thread_behind() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = support::Emulator::start();
+    let config = emu.config("vault", "");
+    let path = std::sync::Arc::new(std::ffi::CString::new(config.to_str().unwrap()).unwrap());
+    assert_eq!(module_threads(), 0, "threads left by an earlier test");
+    for round in 0..20 {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let (barrier, path) = (barrier.clone(), path.clone());
+                std::thread::spawn(move || {
+                    let mut args = config_args(&path);
+                    barrier.wait();
+                    // SAFETY: valid arguments; the config path outlives the call.
+                    unsafe { C_Initialize(&mut args as *mut _ as *mut _) }
+                })
+            })
+            .collect();
+        let mut codes: Vec<CK_RV> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+        codes.sort();
+        assert_eq!(
+            codes,
+            [CKR_OK, CKR_CRYPTOKI_ALREADY_INITIALIZED],
+            "round {round}"
+        );
+        // SAFETY: NULL is the required argument.
+        assert_eq!(unsafe { C_Finalize(null_mut()) }, CKR_OK);
+        // C_Finalize joins its threads within bounds; wait for the count, not a time.
+        let t = std::time::Instant::now();
+        while module_threads() > 0 {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(30),
+                "round {round}: {} module threads left after C_Finalize",
+                module_threads()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// The legacy parallel functions (§5.17) answer CKR_FUNCTION_NOT_PARALLEL for a valid
+/// session, as SoftHSM2 does; an invalid session is still CKR_SESSION_HANDLE_INVALID.
+#[test]
+fn legacy_parallel_functions_are_not_parallel() {
+    let m = load("");
+    let s = open(m.slot, false);
+    // SAFETY (both blocks): handle values only.
+    unsafe {
+        assert_eq!(C_GetFunctionStatus(s), CKR_FUNCTION_NOT_PARALLEL);
+        assert_eq!(C_CancelFunction(s), CKR_FUNCTION_NOT_PARALLEL);
+        assert_eq!(C_GetFunctionStatus(0xdead), CKR_SESSION_HANDLE_INVALID);
+        assert_eq!(C_CancelFunction(0xdead), CKR_SESSION_HANDLE_INVALID);
+    }
+}

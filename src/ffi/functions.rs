@@ -900,6 +900,23 @@ cryptoki_fn! {
 // ---------------------------------------------------------------------------------------
 
 /// Defines functions that check the library state and the session, then refuse.
+cryptoki_fn! {
+    /// §5.17 (legacy parallel functions): every function runs to completion in its
+    /// caller's thread, so there is never a function to ask about.
+    fn C_GetFunctionStatus(hSession: CK_SESSION_HANDLE) {
+        module()?.check_session(hSession)?;
+        Ok(CKR_FUNCTION_NOT_PARALLEL)
+    }
+}
+
+cryptoki_fn! {
+    /// §5.17: likewise, nothing to cancel.
+    fn C_CancelFunction(hSession: CK_SESSION_HANDLE) {
+        module()?.check_session(hSession)?;
+        Ok(CKR_FUNCTION_NOT_PARALLEL)
+    }
+}
+
 macro_rules! not_supported {
     ($($name:ident($session:ident: CK_SESSION_HANDLE $(, $arg:ident: $ty:ty)*);)*) => {
         $(
@@ -926,8 +943,6 @@ not_supported! {
     C_GenerateKey(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM, pTemplate: *mut CK_ATTRIBUTE, ulCount: CK_ULONG, phKey: *mut CK_OBJECT_HANDLE);
     C_WrapKey(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM, hWrappingKey: CK_OBJECT_HANDLE, hKey: CK_OBJECT_HANDLE, pWrappedKey: *mut CK_BYTE, pulWrappedKeyLen: *mut CK_ULONG);
     C_DeriveKey(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM, hBaseKey: CK_OBJECT_HANDLE, pTemplate: *mut CK_ATTRIBUTE, ulAttributeCount: CK_ULONG, phKey: *mut CK_OBJECT_HANDLE);
-    C_GetFunctionStatus(hSession: CK_SESSION_HANDLE);
-    C_CancelFunction(hSession: CK_SESSION_HANDLE);
     C_MessageEncryptInit(hSession: CK_SESSION_HANDLE, pMechanism: *mut CK_MECHANISM, hKey: CK_OBJECT_HANDLE);
     C_EncryptMessage(hSession: CK_SESSION_HANDLE, pParameter: *mut c_void, ulParameterLen: CK_ULONG, pAssociatedData: *mut CK_BYTE, ulAssociatedDataLen: CK_ULONG, pPlaintext: *mut CK_BYTE, ulPlaintextLen: CK_ULONG, pCiphertext: *mut CK_BYTE, pulCiphertextLen: *mut CK_ULONG);
     C_EncryptMessageBegin(hSession: CK_SESSION_HANDLE, pParameter: *mut c_void, ulParameterLen: CK_ULONG, pAssociatedData: *mut CK_BYTE, ulAssociatedDataLen: CK_ULONG);
