@@ -899,7 +899,6 @@ cryptoki_fn! {
 // What this module does not offer: each is a real function returning a real code.
 // ---------------------------------------------------------------------------------------
 
-/// Defines functions that check the library state and the session, then refuse.
 cryptoki_fn! {
     /// §5.17 (legacy parallel functions): every function runs to completion in its
     /// caller's thread, so there is never a function to ask about.
@@ -917,6 +916,7 @@ cryptoki_fn! {
     }
 }
 
+/// Defines functions that check the library state and the session, then refuse.
 macro_rules! not_supported {
     ($($name:ident($session:ident: CK_SESSION_HANDLE $(, $arg:ident: $ty:ty)*);)*) => {
         $(
