@@ -492,6 +492,33 @@ fn untrusted_tls_and_a_refused_credential_fail_the_search() {
     }
 }
 
+/// CKA_DESTROYABLE tells the truth: a vault's keys are destroyable only where the slot
+/// sets `allow_destroy` (C_DestroyObject refuses otherwise).
+#[test]
+fn keys_are_destroyable_only_with_allow_destroy() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start();
+    for (extra, want) in [("", false), ("allow_destroy = true", true)] {
+        let m = load(&emu.config("vault", extra));
+        let s = m.session();
+        for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+            let key = find(s, class, "rsa2048");
+            let attrs = s
+                .get_attributes(key, &[AttributeType::Destroyable])
+                .unwrap();
+            assert!(
+                matches!(attrs[..], [Attribute::Destroyable(d)] if d == want),
+                "{extra:?} {class:?}: {attrs:?}"
+            );
+        }
+        if !want {
+            let key = find(s, ObjectClass::PRIVATE_KEY, "rsa2048");
+            let e = s.destroy_object(key).unwrap_err();
+            assert_eq!(rv(e), RvError::ActionProhibited);
+        }
+    }
+}
+
 /// The vault as another application changes it: the official SDK, default principal.
 // The SDK's models are `#[non_exhaustive]`: built from `Default` and assigned.
 struct OutOfBand {

@@ -281,6 +281,15 @@ pub trait Backend: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Whether writes (generate, create, destroy, set) are allowed at all.
     fn writable(&self) -> bool;
+    /// Whether C_DestroyObject may delete this store's keys (CKA_DESTROYABLE of key
+    /// objects).
+    fn keys_destroyable(&self) -> bool {
+        self.writable()
+    }
+    /// Whether C_DestroyObject may delete this certificate (its CKA_DESTROYABLE).
+    fn certificate_destroyable(&self, _cert: &CertRecord) -> bool {
+        self.writable()
+    }
     /// Whether the store is reached over the network (listings are then refreshed less
     /// often and never block on a stale cache).
     fn remote(&self) -> bool {

@@ -374,7 +374,11 @@ impl ObjectCache {
                 None
             };
             match attributes::certificate(cert, true, modifiable, key_id_override.as_deref()) {
-                Ok((attrs, facts)) => {
+                Ok((mut attrs, facts)) => {
+                    attrs.insert(
+                        CKA_DESTROYABLE,
+                        attributes::bool_(so.backend.certificate_destroyable(cert)),
+                    );
                     if !cert.authority {
                         subject_of
                             .entry(facts.spki_der.clone())
@@ -444,7 +448,12 @@ impl ObjectCache {
             so.login_required,
             modifiable,
         )?;
-        let public_attrs = attributes::public_key(key, &public, &label, &id, &subject, modifiable)?;
+        let mut public_attrs =
+            attributes::public_key(key, &public, &label, &id, &subject, modifiable)?;
+        let mut private_attrs = private_attrs;
+        let destroyable = attributes::bool_(so.backend.keys_destroyable());
+        private_attrs.insert(CKA_DESTROYABLE, destroyable.clone());
+        public_attrs.insert(CKA_DESTROYABLE, destroyable);
         let material = Arc::new(KeyObject {
             record: Some(key.clone()),
             public,

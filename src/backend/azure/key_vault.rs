@@ -687,6 +687,17 @@ impl Backend for KeyVaultBackend {
         true
     }
 
+    /// Deleting keys in the vault is off unless the slot sets `allow_destroy`.
+    fn keys_destroyable(&self) -> bool {
+        self.cfg.allow_destroy
+    }
+
+    /// Certificates of the certificate database may be deleted; the vault's own are not
+    /// deleted through PKCS#11 (C_DestroyObject says CKR_ACTION_PROHIBITED).
+    fn certificate_destroyable(&self, cert: &CertRecord) -> bool {
+        db_id(&cert.stable_id).is_some()
+    }
+
     fn remote(&self) -> bool {
         true
     }
