@@ -1102,12 +1102,57 @@ fn check_pin_hash(phc: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// At most this many PIN verifications run at once: each takes the hash's memory (19 MiB
+/// with the default parameters), so a storm of C_Login calls waits its turn instead of
+/// exhausting the host's memory.
+pub const MAX_CONCURRENT_PIN_CHECKS: usize = 4;
+/// How long a C_Login waits for its turn before it gives up (CKR_DEVICE_ERROR).
+const PIN_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The running PIN verifications (a counting semaphore; a leaf lock, src/lock_order.rs).
+static PIN_CHECKS: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// A turn to verify a PIN; given back on drop.
+struct PinCheckTurn;
+
+impl PinCheckTurn {
+    fn take() -> Result<PinCheckTurn> {
+        let (count, freed) = &PIN_CHECKS;
+        let running = count.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut running, waited) = freed
+            .wait_timeout_while(running, PIN_CHECK_WAIT, |n| *n >= MAX_CONCURRENT_PIN_CHECKS)
+            .unwrap_or_else(|e| e.into_inner());
+        if waited.timed_out() && *running >= MAX_CONCURRENT_PIN_CHECKS {
+            return Err(Error::Backend(format!(
+                "{MAX_CONCURRENT_PIN_CHECKS} PIN checks running for {} s: C_Login refused",
+                PIN_CHECK_WAIT.as_secs()
+            )));
+        }
+        *running += 1;
+        #[cfg(test)]
+        tests::note_running(*running);
+        Ok(PinCheckTurn)
+    }
+}
+
+impl Drop for PinCheckTurn {
+    fn drop(&mut self) {
+        let (count, freed) = &PIN_CHECKS;
+        let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
+        *running = running.saturating_sub(1);
+        freed.notify_one();
+    }
+}
+
 /// Checks a PIN against a PHC string: `Ok(false)` for a wrong PIN only; anything else
-/// that goes wrong is an error, not a wrong PIN.
+/// that goes wrong is an error, not a wrong PIN. At most [`MAX_CONCURRENT_PIN_CHECKS`]
+/// run at once.
 pub fn verify_pin(pin: &[u8], phc: &str) -> Result<bool> {
     use argon2::password_hash::{Error as PhcError, PasswordVerifier};
     let parsed =
         argon2::PasswordHash::new(phc).map_err(|e| Error::Config(format!("pin_hash: {e}")))?;
+    let _turn = PinCheckTurn::take()?;
     match argon2::Argon2::default().verify_password(pin, &parsed) {
         Ok(()) => Ok(true),
         Err(PhcError::Password) => Ok(false),
@@ -1118,6 +1163,32 @@ pub fn verify_pin(pin: &[u8], phc: &str) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The most PIN checks seen running at once.
+    static MOST_RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    pub(super) fn note_running(n: usize) {
+        MOST_RUNNING.fetch_max(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[test]
+    fn a_login_storm_runs_at_most_four_pin_checks_at_once() {
+        let hash = hash_pin(b"1234").unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let hash = hash.clone();
+                std::thread::spawn(move || {
+                    let pin: &[u8] = if i % 2 == 0 { b"1234" } else { b"4321" };
+                    verify_pin(pin, &hash).unwrap() == (i % 2 == 0)
+                })
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap(), "a PIN check gave the wrong answer");
+        }
+        let most = MOST_RUNNING.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=4).contains(&most), "{most} PIN checks ran at once");
+    }
 
     fn err(text: &str) -> String {
         match parse(text, Source::File("/etc/x.toml".into())) {

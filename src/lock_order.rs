@@ -16,7 +16,9 @@
 //! No lock of these levels is held across a call into a backend (store listings, signing,
 //! decryption, key generation: network, CNG or disk): [`assert_none_held`] marks those
 //! calls. The backends' own locks (rate budget, caches, the directory's write lock) are
-//! leaves taken only inside a backend, with none of the above held.
+//! leaves taken only inside a backend, with none of the above held; so is the PIN-check
+//! semaphore (`config::verify_pin`, at most 4 argon2 verifications at once), which C_Login
+//! takes before the session table.
 //!
 //! Debug builds (every `cargo test`) check this on every acquisition and panic — before
 //! waiting — on a violation, so a test that takes locks out of order fails instead of
