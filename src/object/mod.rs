@@ -604,8 +604,9 @@ impl ObjectCache {
         Ok(handle)
     }
 
-    /// Gives every private object of `slot` a new handle: the old ones are invalid from
-    /// now on (C_Logout); the objects themselves are unchanged.
+    /// Gives every private token object of `slot` a new handle: the old ones are invalid
+    /// from now on (C_Logout); the objects themselves are unchanged. Private session
+    /// objects are destroyed (§5.6 C_Logout).
     pub fn reissue_private(&self, slot: usize) -> Result<()> {
         let so = self.slot(slot)?;
         let mut state = so.state.write().map_err(lock_err)?;
@@ -624,8 +625,11 @@ impl ObjectCache {
             let Some(o) = state.objects.remove(&old) else {
                 continue;
             };
-            let handle = self.fresh_handle()?;
             handles.slot_of.remove(&old);
+            if o.owner.is_some() {
+                continue;
+            }
+            let handle = self.fresh_handle()?;
             handles.slot_of.insert(handle, slot);
             if o.owner.is_none() {
                 handles.by_id.insert((slot, o.stable_id.clone()), handle);
@@ -922,6 +926,33 @@ mod tests {
         c.refresh(0, true).unwrap();
         let again = c.find(0, &[], true).unwrap();
         assert_eq!(again.len(), 2);
+        // A private session object (a key unwrapped with CKA_PRIVATE) is destroyed by the
+        // logout; a public one stays.
+        let obj = c.get(*private, |_| true).map(|_| ()).unwrap_err();
+        assert_eq!(obj, Error::ObjectHandleInvalid);
+        let key = c.get(again[0], |_| true).unwrap();
+        let mut private_attrs = key.attrs.clone();
+        private_attrs.insert(CKA_PRIVATE, attributes::bool_(true));
+        let mut public_attrs = key.attrs.clone();
+        public_attrs.insert(CKA_PRIVATE, attributes::bool_(false));
+        let private_session = c
+            .add_session_object(0, 7, key.kind, private_attrs, key.key.clone())
+            .unwrap();
+        let public_session = c
+            .add_session_object(0, 7, key.kind, public_attrs, key.key.clone())
+            .unwrap();
+        assert_eq!(c.find(0, &[], true).unwrap().len(), 4);
+        c.reissue_private(0).unwrap();
+        let after = c.find(0, &[], true).unwrap();
+        assert_eq!(after.len(), 3, "{after:?}");
+        assert!(after.contains(&public_session));
+        assert!(!after.contains(&private_session));
+        assert_eq!(
+            c.get(private_session, |_| true).unwrap_err(),
+            Error::ObjectHandleInvalid
+        );
+        let again = c.find(0, &[], true).unwrap();
+        let again: Vec<_> = again.into_iter().filter(|h| *h != public_session).collect();
         assert!(!again.contains(private));
         assert!(again.contains(&public_only[0]));
         assert_eq!(
