@@ -519,6 +519,30 @@ fn keys_are_destroyable_only_with_allow_destroy() {
     }
 }
 
+/// A slot that filters by tags or names: a key it generates carries the slot's tags (so
+/// the slot lists it), and a name the slot would hide is refused before anything is made.
+#[test]
+fn generated_keys_pass_the_slots_filters() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start();
+    let m = load(&emu.config("vault", "tags = { team = \"idp\" }"));
+    let s = m.session();
+    assert_eq!(labelled(s, "rsa2048"), 0, "untagged keys are hidden");
+    let key = generate_ec(s, "tagged");
+    assert_eq!(labelled(s, "tagged"), 2);
+    s.sign(&Mechanism::Ecdsa, key, &[7; 32]).unwrap();
+    drop(m);
+
+    let m = load(&emu.config("vault", "key_names = [\"named\"]"));
+    let s = m.session();
+    emu.reset_stats();
+    let e = try_generate_ec(s, "other").unwrap_err();
+    assert_eq!(rv(e), RvError::TemplateInconsistent);
+    assert_eq!(ops(&emu.stats(), "create_key"), 0, "{}", emu.stats());
+    let key = generate_ec(s, "named");
+    s.sign(&Mechanism::Ecdsa, key, &[7; 32]).unwrap();
+}
+
 /// The vault as another application changes it: the official SDK, default principal.
 // The SDK's models are `#[non_exhaustive]`: built from `Default` and assigned.
 struct OutOfBand {
@@ -606,24 +630,26 @@ impl OutOfBand {
 }
 
 fn generate_ec(s: &Session, label: &str) -> ObjectHandle {
+    try_generate_ec(s, label).unwrap()
+}
+
+fn try_generate_ec(s: &Session, label: &str) -> Result<ObjectHandle, CkError> {
     let p256 = vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-    let (_, private) = s
-        .generate_key_pair(
-            &Mechanism::EccKeyPairGen,
-            &[
-                Attribute::EcParams(p256),
-                Attribute::Token(true),
-                Attribute::Label(label.into()),
-                Attribute::Verify(true),
-            ],
-            &[
-                Attribute::Token(true),
-                Attribute::Label(label.into()),
-                Attribute::Sign(true),
-            ],
-        )
-        .unwrap();
-    private
+    let (_, private) = s.generate_key_pair(
+        &Mechanism::EccKeyPairGen,
+        &[
+            Attribute::EcParams(p256),
+            Attribute::Token(true),
+            Attribute::Label(label.into()),
+            Attribute::Verify(true),
+        ],
+        &[
+            Attribute::Token(true),
+            Attribute::Label(label.into()),
+            Attribute::Sign(true),
+        ],
+    )?;
+    Ok(private)
 }
 
 fn labelled(s: &Session, label: &str) -> usize {

@@ -816,6 +816,14 @@ impl Backend for KeyVaultBackend {
         }
         let key_name =
             chosen.ok_or_else(|| Error::Backend(format!("no free key name near {base}")))?;
+        // A slot limited to some key names would hide a key of another name: refuse
+        // before anything is created.
+        if !self.wanted(&key_name, params.tags.as_ref()) {
+            return Err(Error::TemplateInconsistent(format!(
+                "this slot shows only the keys named in key_names ({}); a new key would be named {key_name:?}: label it with one of those names that is free, or generate it in another slot",
+                self.cfg.key_names.as_deref().unwrap_or_default().join(", ")
+            )));
+        }
         self.create_version(&key_name, params)
     }
 
@@ -1023,7 +1031,13 @@ impl KeyVaultBackend {
             ops.retain(|o| !matches!(o, KeyOperation::Sign | KeyOperation::Verify));
         }
         params.key_ops = Some(ops);
-        let mut tags = HashMap::new();
+        // A new key carries the tags the slot filters on, so that the slot lists it.
+        let mut tags: HashMap<String, String> = self
+            .cfg
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if let Some(l) = &update.label {
             tags.insert(TAG_LABEL.to_owned(), l.clone());
         }
