@@ -283,7 +283,7 @@ fn b64url(data: &[u8]) -> String {
 
 fn b64url_decode(s: &str) -> Result<Vec<u8>> {
     let mut std = s.replace('-', "+").replace('_', "/");
-    while std.len() % 4 != 0 {
+    while !std.len().is_multiple_of(4) {
         std.push('=');
     }
     openssl::base64::decode_block(&std).map_err(err("base64url"))
