@@ -30,9 +30,9 @@ use cryptoki_sys::*;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A configured slot. Its backend has one owner, the object cache: `Module::backend`.
 pub struct Slot {
     pub config: SlotConfig,
-    pub backend: Arc<dyn Backend>,
 }
 
 pub struct Module {
@@ -61,28 +61,23 @@ impl Module {
         let runtime = open::runtime(&config, may_create_threads)?;
         let telemetry = Telemetry::new(config.audit.clone(), config.metrics.clone());
         let mut slots = Vec::new();
+        let mut stores = Vec::new();
         for sc in &config.slots {
             let backend = open::open(sc, runtime.as_ref(), &telemetry)?;
-            slots.push(Slot {
-                config: sc.clone(),
+            stores.push((
                 backend,
-            });
+                Duration::from_secs(sc.refresh_seconds),
+                sc.pin_hash.is_some(),
+            ));
+            slots.push(Slot { config: sc.clone() });
         }
-        let objects = Arc::new(ObjectCache::new(
-            slots
-                .iter()
-                .map(|s| {
-                    (
-                        s.backend.clone(),
-                        Duration::from_secs(s.config.refresh_seconds),
-                        s.config.pin_hash.is_some(),
-                    )
-                })
-                .collect(),
-        ));
-        let remote: Vec<usize> = (0..slots.len())
-            .filter(|&i| slots[i].backend.remote())
+        let remote: Vec<usize> = stores
+            .iter()
+            .enumerate()
+            .filter(|(_, (backend, _, _))| backend.remote())
+            .map(|(i, _)| i)
             .collect();
+        let objects = Arc::new(ObjectCache::new(stores));
         let refresher = if may_create_threads && !remote.is_empty() {
             Some(Refresher::start(objects.clone(), remote)?)
         } else {
@@ -171,6 +166,12 @@ impl Module {
     }
 
     // ----- sessions (§5.6) -----
+
+    /// The store of slot `slot`, from its one owner, the object cache (which asserts, in
+    /// debug builds, that no lock of the hierarchy is held across the backend call).
+    pub fn backend(&self, slot: usize) -> Result<Arc<dyn Backend>> {
+        self.objects.backend(slot)
+    }
 
     fn session(&self, h: CK_SESSION_HANDLE) -> Result<Arc<Mutex<Session>>> {
         self.sessions.get(h)
@@ -327,7 +328,7 @@ impl Module {
 
     pub fn generate_random(&self, h: CK_SESSION_HANDLE, out: &mut [u8]) -> Result<()> {
         let slot = self.sessions.slot_of(h)?.0;
-        if let Some(bytes) = self.objects.backend(slot)?.random(out.len()) {
+        if let Some(bytes) = self.backend(slot)?.random(out.len()) {
             let bytes = bytes?;
             if bytes.len() != out.len() {
                 return Err(Error::Backend(format!(

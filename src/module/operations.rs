@@ -66,7 +66,7 @@ impl Module {
             },
             SignKind::Ecdsa => crate::backend::SignRequest::Ecdsa,
         };
-        self.objects.backend(key.slot)?.check_sign(record, &request)
+        self.backend(key.slot)?.check_sign(record, &request)
     }
 
     /// The common part of every *Init: a NULL mechanism cancels; an active operation of
@@ -138,7 +138,7 @@ impl Module {
         let material = key.key()?;
         let record = material.record.as_ref().ok_or(Error::KeyHandleInvalid)?;
         let (request, data) = scheme.request(input, &material.public)?;
-        let backend = self.objects.backend(key.slot)?;
+        let backend = self.backend(key.slot)?;
         let signature = self.key_use(key.slot, record, "sign", &request.describe(), || {
             let signature = backend.sign(record, &request, &data)?;
             // A store's answer is checked before it reaches the caller: a wrong signature
@@ -201,9 +201,7 @@ impl Module {
                 if side == CryptSide::Decrypt
                     && let Some(record) = &key.key()?.record
                 {
-                    self.objects
-                        .backend(slot)?
-                        .check_decrypt(record, &scheme.0)?;
+                    self.backend(slot)?.check_decrypt(record, &scheme.0)?;
                 }
                 Ok(CryptOp::new(key, scheme))
             },
@@ -239,7 +237,7 @@ impl Module {
             None => {
                 let material = op.key.key()?;
                 let record = material.record.as_ref().ok_or(Error::KeyHandleInvalid)?;
-                let backend = self.objects.backend(op.key.slot)?;
+                let backend = self.backend(op.key.slot)?;
                 self.key_use(
                     op.key.slot,
                     record,

@@ -41,7 +41,7 @@ impl Module {
         if slot.config.pin_hash.is_some() {
             flags |= CKF_LOGIN_REQUIRED;
         }
-        if !slot.backend.writable() {
+        if !self.backend(index)?.writable() {
             flags |= CKF_WRITE_PROTECTED;
         }
         let ul = |n: usize| CK_ULONG::try_from(n).map_err(|e| Error::Internal(e.to_string()));

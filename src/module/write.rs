@@ -26,7 +26,7 @@ impl Module {
         }
         if token {
             let s = self.slots.get(slot).ok_or(Error::SlotIdInvalid)?;
-            if !s.backend.writable() {
+            if !self.backend(slot)?.writable() {
                 return Err(Error::TokenWriteProtected);
             }
             if s.config.pin_hash.is_some() && !self.logged_in(slot) {
@@ -83,7 +83,7 @@ impl Module {
                 .clone(),
             (_, None) => return Err(Error::ObjectHandleInvalid),
         };
-        let backend = self.objects.backend(slot)?;
+        let backend = self.backend(slot)?;
         backend.update(&stable, &update)?;
         self.objects.refresh(slot, true)
     }
@@ -128,7 +128,7 @@ impl Module {
                     return self.objects.add_session_object(slot, session, ObjectKind::Certificate, attrs, None);
                 }
                 let key = self.objects.key_record_for_spki(slot, &facts.spki_der)?;
-                let backend = self.objects.backend(slot)?;
+                let backend = self.backend(slot)?;
                 let stored = backend.store_certificate(der, key.as_ref(), &update)?;
                 self.objects.refresh(slot, true)?;
                 self.objects.handle_of(slot, &stored.stable_id)
@@ -178,7 +178,7 @@ impl Module {
             return self.objects.remove(&obj);
         }
         self.writable_session(h, true)?;
-        let backend = self.objects.backend(slot)?;
+        let backend = self.backend(slot)?;
         match obj.kind {
             ObjectKind::Certificate => backend.delete_certificate(&obj.stable_id)?,
             ObjectKind::PrivateKey => {
@@ -258,7 +258,7 @@ impl Module {
         };
         let id = kt.bytes(CKA_ID).or(pt.bytes(CKA_ID)).map(<[u8]>::to_vec);
         let slot = self.writable_session(h, true)?;
-        let backend = self.objects.backend(slot)?;
+        let backend = self.backend(slot)?;
         let name = label.clone().unwrap_or_else(|| "key".into());
         // Uses the template refuses are kept; those it asks for are what the key can do.
         let usage = KeyUsage {
@@ -356,7 +356,7 @@ impl Module {
             .record
             .as_ref()
             .ok_or(Error::UnwrappingKeyHandleInvalid)?;
-        let backend = self.objects.backend(slot)?;
+        let backend = self.backend(slot)?;
         backend.check_decrypt(record, &scheme.0)?;
         if wrapped.len() != material.public.size_bytes {
             return Err(Error::WrappedKeyLenRange);
