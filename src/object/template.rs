@@ -110,3 +110,66 @@ impl TemplateView<'_> {
             .transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_reads_find_decode_and_refuse_bad_values() {
+        let template: Template = vec![
+            (CKA_LABEL, b"key".to_vec()),
+            (CKA_TOKEN, vec![1]),
+            (CKA_CLASS, CKO_CERTIFICATE.to_ne_bytes().to_vec()),
+            (CKA_ID, vec![0xff]),
+        ];
+        let t = TemplateView(&template);
+        assert_eq!(t.string(CKA_LABEL).unwrap().as_deref(), Some("key"));
+        assert_eq!(t.bool(CKA_TOKEN).unwrap(), Some(true));
+        assert_eq!(t.ulong(CKA_CLASS).unwrap(), Some(CKO_CERTIFICATE));
+        assert_eq!(t.bytes(CKA_SUBJECT), None);
+        assert!(t.string(CKA_ID).is_err());
+        assert!(t.ulong(CKA_ID).is_err());
+    }
+
+    #[test]
+    fn exponents_must_be_odd_and_above_one() {
+        assert_eq!(check_exponent(&[0, 1, 0, 1]).unwrap(), vec![1, 0, 1]);
+        assert!(check_exponent(&[0, 0, 1]).is_err());
+        assert!(check_exponent(&[1, 0, 0]).is_err());
+        assert!(check_exponent(&[]).is_err());
+        assert!(check_exponent(&[1; 9]).is_err());
+    }
+
+    #[test]
+    fn named_curves_only() {
+        // DER OIDs: prime256v1, secp384r1, secp521r1, secp256k1.
+        let p256 = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        assert_eq!(curve_from_params(&p256).unwrap(), Curve::P256);
+        let p384 = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+        assert_eq!(curve_from_params(&p384).unwrap(), Curve::P384);
+        let p521 = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23];
+        assert_eq!(curve_from_params(&p521).unwrap(), Curve::P521);
+        let k256 = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a];
+        assert!(curve_from_params(&k256).is_err());
+        assert!(curve_from_params(b"P-256").is_err());
+    }
+
+    #[test]
+    fn public_keys_from_templates_round_trip() {
+        let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+        let template: Template = vec![
+            (CKA_KEY_TYPE, CKK_RSA.to_ne_bytes().to_vec()),
+            (CKA_MODULUS, rsa.n().to_vec()),
+            (CKA_PUBLIC_EXPONENT, rsa.e().to_vec()),
+        ];
+        let spki = public_key_from_template(&TemplateView(&template)).unwrap();
+        let pkey = openssl::pkey::PKey::from_rsa(rsa).unwrap();
+        assert_eq!(spki, pkey.public_key_to_der().unwrap());
+        let incomplete: Template = vec![(CKA_KEY_TYPE, CKK_RSA.to_ne_bytes().to_vec())];
+        assert!(matches!(
+            public_key_from_template(&TemplateView(&incomplete)),
+            Err(Error::TemplateIncomplete("CKA_MODULUS"))
+        ));
+    }
+}
