@@ -4,6 +4,7 @@
 
 pub mod azure;
 pub mod directory;
+pub mod open;
 pub mod windows;
 
 use crate::error::Result;

@@ -6,6 +6,7 @@
 
 pub mod attributes;
 pub mod refresher;
+pub mod template;
 
 use crate::backend::{Backend, CertRecord, KeyRecord, Listing};
 use crate::error::{Error, Result};

@@ -1,47 +1,29 @@
 //! The session table: handles that are never reused, one lock per session, and the active
 //! operations of each session.
 
+//!
+//! The operation types and their state machines (init checks, `CKR_OPERATION_ACTIVE` /
+//! `CKR_OPERATION_NOT_INITIALIZED`, size queries and short buffers that keep an operation
+//! active, multi-part rules) live in the submodules and never call a store: the module
+//! takes an operation out of its session under the session's lock, and calls the store with
+//! no lock held.
+
+pub mod crypt;
+pub mod digest;
+pub mod find;
+pub mod sign;
+
+pub use crypt::{CryptOp, CryptSide, Delivered};
+pub use digest::DigestOp;
+pub use find::FindOp;
+pub use sign::{SignOp, SignSide};
+
 use crate::error::{Error, Result};
 use crate::lock_order::{Level, Mutex, MutexGuard};
-use crate::mechanism::{CryptScheme, Hashing, SignScheme};
-use crate::object::Object;
 use cryptoki_sys::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// A sign or verify operation.
-pub struct SignOp {
-    pub key: Arc<Object>,
-    pub scheme: SignScheme,
-    /// Running hash for the `CKM_SHAxxx_*` mechanisms.
-    pub hashing: Option<Hashing>,
-    /// C_SignUpdate was called: only C_SignFinal may follow (§5.13).
-    pub multi_part: bool,
-}
-
-/// An encrypt or decrypt operation.
-pub struct CryptOp {
-    pub key: Arc<Object>,
-    pub scheme: CryptScheme,
-    /// Input collected by C_*Update.
-    pub buffer: Vec<u8>,
-    pub multi_part: bool,
-    /// A result computed for a call whose buffer was too small; the next call returns it
-    /// without asking the store again.
-    pub pending: Option<Vec<u8>>,
-}
-
-pub struct DigestOp {
-    pub hashing: Hashing,
-    pub multi_part: bool,
-}
-
-#[derive(Default)]
-pub struct FindOp {
-    pub handles: Vec<CK_OBJECT_HANDLE>,
-    pub position: usize,
-}
 
 pub struct Session {
     pub handle: CK_SESSION_HANDLE,
@@ -53,6 +35,112 @@ pub struct Session {
     pub encrypt: Option<CryptOp>,
     pub decrypt: Option<CryptOp>,
     pub digest: Option<DigestOp>,
+}
+
+/// What an output-producing call gives back (§5.2 two-call convention).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// The caller asked for the length (NULL buffer); the operation stays active.
+    Length(usize),
+    /// The caller's buffer is too short for this many bytes; the operation stays active.
+    TooSmall(usize),
+    /// The result; the operation has ended.
+    Data(Vec<u8>),
+}
+
+/// The answer to a size query or a short buffer for a result of `len` bytes; `None` when
+/// the caller's buffer holds it.
+pub fn deliver(len: usize, capacity: Option<usize>) -> Option<Output> {
+    match capacity {
+        None => Some(Output::Length(len)),
+        Some(c) if c < len => Some(Output::TooSmall(len)),
+        Some(_) => None,
+    }
+}
+
+/// What a call that may end an operation found in the session.
+#[derive(Debug)]
+pub enum Taken<Op> {
+    /// The operation, taken out of the session (ended there): the caller completes it.
+    Op(Op),
+    /// The answer needs no work (a size query, a short buffer); the operation stays active.
+    Answer(Output),
+}
+
+/// Takes an operation out of its session slot unless `check` answers from it: an answer
+/// keeps it active, an error ends it; no operation is `CKR_OPERATION_NOT_INITIALIZED`.
+pub fn take<Op>(
+    slot: &mut Option<Op>,
+    check: impl FnOnce(&Op) -> Result<Option<Output>>,
+) -> Result<Taken<Op>> {
+    let op = slot.as_ref().ok_or(Error::OperationNotInitialized)?;
+    match check(op) {
+        Ok(Some(out)) => Ok(Taken::Answer(out)),
+        Ok(None) => slot
+            .take()
+            .map(Taken::Op)
+            .ok_or(Error::OperationNotInitialized),
+        Err(e) => {
+            *slot = None;
+            Err(e)
+        }
+    }
+}
+
+/// What the first half of a C_*Init decided (under the session lock).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Init {
+    /// A NULL mechanism (v3.0) cancelled the active operation, if any.
+    Cancelled,
+    /// No operation of the kind is active: build one (with no lock held), then `install`.
+    Build,
+}
+
+/// The first half of a C_*Init: a NULL mechanism cancels; an active operation of the kind
+/// is `CKR_OPERATION_ACTIVE`.
+pub fn begin<Op>(slot: &mut Option<Op>, mechanism_given: bool) -> Result<Init> {
+    if !mechanism_given {
+        *slot = None;
+        return Ok(Init::Cancelled);
+    }
+    if slot.is_some() {
+        return Err(Error::OperationActive);
+    }
+    Ok(Init::Build)
+}
+
+/// The second half of a C_*Init: installs the new operation if the slot is still free
+/// (another call of the session may have started one meanwhile).
+pub fn install<Op>(slot: &mut Option<Op>, new: Op) -> Result<()> {
+    if slot.is_some() {
+        return Err(Error::OperationActive);
+    }
+    *slot = Some(new);
+    Ok(())
+}
+
+impl Session {
+    /// C_SessionCancel (v3.0): ends the operations named by `flags`.
+    pub fn cancel(&mut self, flags: CK_FLAGS) {
+        if flags & CKF_SIGN != 0 {
+            self.sign = None;
+        }
+        if flags & CKF_VERIFY != 0 {
+            self.verify = None;
+        }
+        if flags & CKF_ENCRYPT != 0 {
+            self.encrypt = None;
+        }
+        if flags & CKF_DECRYPT != 0 {
+            self.decrypt = None;
+        }
+        if flags & CKF_DIGEST != 0 {
+            self.digest = None;
+        }
+        if flags & CKF_FIND_OBJECTS != 0 {
+            self.find = None;
+        }
+    }
 }
 
 /// Session handles come from one counter for the life of the process, so that a handle
@@ -235,8 +323,95 @@ pub fn lock(s: &Arc<Mutex<Session>>) -> Result<MutexGuard<'_, Session>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::mechanism::PublicInfo;
+    use crate::object::{KeyObject, Object, ObjectKind};
+    use std::sync::Arc;
+
+    /// A public-key object of `bits` RSA bits, with no store behind it.
+    pub(crate) fn rsa_key(bits: u32) -> Arc<Object> {
+        let rsa = openssl::rsa::Rsa::generate(bits).unwrap();
+        let spki = openssl::pkey::PKey::from_rsa(rsa)
+            .unwrap()
+            .public_key_to_der()
+            .unwrap();
+        Arc::new(Object {
+            handle: 1,
+            slot: 0,
+            stable_id: "test".into(),
+            kind: ObjectKind::PublicKey,
+            attrs: Default::default(),
+            sensitive: &[],
+            key: Some(Arc::new(KeyObject {
+                record: None,
+                public: PublicInfo::from_spki(&spki).unwrap(),
+            })),
+            owner: None,
+        })
+    }
+
+    #[test]
+    fn take_answers_keep_and_errors_end_the_operation() {
+        let mut slot: Option<u32> = None;
+        assert_eq!(
+            take(&mut slot, |_| Ok(None)).unwrap_err(),
+            Error::OperationNotInitialized
+        );
+        slot = Some(7);
+        assert!(matches!(
+            take(&mut slot, |_| Ok(Some(Output::Length(3)))).unwrap(),
+            Taken::Answer(Output::Length(3))
+        ));
+        assert_eq!(slot, Some(7));
+        assert_eq!(
+            take(&mut slot, |_| Err(Error::OperationActive)).unwrap_err(),
+            Error::OperationActive
+        );
+        assert_eq!(slot, None);
+        slot = Some(8);
+        assert!(matches!(
+            take(&mut slot, |_| Ok(None)).unwrap(),
+            Taken::Op(8)
+        ));
+        assert_eq!(slot, None);
+    }
+
+    #[test]
+    fn begin_cancels_on_null_and_refuses_an_active_operation() {
+        let mut slot = Some(1);
+        assert_eq!(begin(&mut slot, true).unwrap_err(), Error::OperationActive);
+        assert_eq!(slot, Some(1));
+        assert_eq!(begin(&mut slot, false).unwrap(), Init::Cancelled);
+        assert_eq!(slot, None);
+        assert_eq!(begin(&mut slot, false).unwrap(), Init::Cancelled);
+        assert_eq!(begin(&mut slot, true).unwrap(), Init::Build);
+        install(&mut slot, 2).unwrap();
+        assert_eq!(install(&mut slot, 3).unwrap_err(), Error::OperationActive);
+        assert_eq!(slot, Some(2));
+    }
+
+    #[test]
+    fn deliver_answers_size_queries_and_short_buffers() {
+        assert_eq!(deliver(4, None), Some(Output::Length(4)));
+        assert_eq!(deliver(4, Some(3)), Some(Output::TooSmall(4)));
+        assert_eq!(deliver(4, Some(4)), None);
+    }
+
+    #[test]
+    fn cancel_ends_only_the_named_operations() {
+        let t = SessionTable::default();
+        let h = t.open(0, false).unwrap();
+        let s = t.get(h).unwrap();
+        let mut g = lock(&s).unwrap();
+        g.find = Some(FindOp::default());
+        g.digest = Some(DigestOp::new(crate::backend::HashAlg::Sha256).unwrap());
+        g.cancel(CKF_DIGEST);
+        assert!(g.digest.is_none());
+        assert!(g.find.is_some());
+        g.cancel(CKF_FIND_OBJECTS);
+        assert!(g.find.is_none());
+    }
 
     #[test]
     fn handles_are_never_zero_or_reused() {

@@ -11,6 +11,7 @@ use identify_pkcs11::backend::{
 use identify_pkcs11::mechanism::{PublicInfo, check_signature};
 use identify_pkcs11::module::Module;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -24,12 +25,11 @@ pub struct SelfSigned {
 }
 
 /// The store of the slot labelled `label`.
-pub fn backend_of<'a>(module: &'a Module, label: &str) -> Result<&'a dyn Backend> {
-    module
+pub fn backend_of(module: &Module, label: &str) -> Result<Arc<dyn Backend>> {
+    let index = module
         .slots
         .iter()
-        .find(|s| s.config.label == label)
-        .map(|s| s.backend.as_ref())
+        .position(|s| s.config.label == label)
         .ok_or_else(|| {
             let labels: Vec<&str> = module
                 .slots
@@ -37,7 +37,8 @@ pub fn backend_of<'a>(module: &'a Module, label: &str) -> Result<&'a dyn Backend
                 .map(|s| s.config.label.as_str())
                 .collect();
             format!("no slot labelled {label:?}; the slots are {labels:?}")
-        })
+        })?;
+    module.backend(index).map_err(|e| e.to_string())
 }
 
 /// `rsa:2048|3072|4096`, `ec:p256|p384|p521`.
@@ -223,7 +224,7 @@ fn make(
         .issue_certificate(&o.name, &request)
         .map_err(|e| format!("issuing certificate {:?} in slot {:?}: {e}", o.name, o.slot))?
     {
-        let der = certificate_of(backend, &record, &o.slot)?;
+        let der = certificate_of(backend.as_ref(), &record, &o.slot)?;
         return report(
             &format!(
                 "key {:?}{} and its certificate issued by the vault in slot {:?}",
@@ -241,7 +242,7 @@ fn make(
     let record = backend
         .generate_key(&o.name, spec, &update, KeyUsage::ALL)
         .map_err(|e| format!("creating key {:?} in slot {:?}: {e}", o.name, o.slot))?;
-    let cert = issue(backend, &record, dn, o.days)?;
+    let cert = issue(backend.as_ref(), &record, dn, o.days)?;
     let der = cert.der().to_vec();
     backend
         .store_certificate(&der, Some(&record), &update)
@@ -415,13 +416,13 @@ fn rotate_in(module: &Module, o: &Rotate, given: Option<rcgen::DistinguishedName
                 )
             })?
             .ok_or_else(|| format!("slot {:?} does not issue certificates", o.slot))?;
-        let der = certificate_of(backend, &new, &o.slot)?;
+        let der = certificate_of(backend.as_ref(), &new, &o.slot)?;
         return report(&kept(&new), &der);
     }
     let new = backend
         .rotate_key(current)
         .map_err(|e| format!("rotating key {:?} in slot {:?}: {e}", o.name, o.slot))?;
-    let cert = issue(backend, &new, dn, o.days)?;
+    let cert = issue(backend.as_ref(), &new, dn, o.days)?;
     let der = cert.der().to_vec();
     backend
         .store_certificate(

@@ -122,13 +122,13 @@ pub fn list(path: Option<&PathBuf>, only: Option<&str>, as_json: bool) -> Result
     let module = slots(load(path)?, only)?;
     let mut out = Vec::new();
     let mut text = String::new();
-    for slot in module.slots.iter() {
+    for (index, slot) in module.slots.iter().enumerate() {
         if only.is_some_and(|l| l != slot.config.label) {
             continue;
         }
-        let listing = slot
-            .backend
-            .list()
+        let listing = module
+            .backend(index)
+            .and_then(|backend| backend.list())
             .map_err(|e| format!("slot {:?}: {e}", slot.config.label))?;
         let facts: Vec<(&CertRecord, Option<CertFacts>)> = listing
             .certificates
@@ -275,12 +275,16 @@ pub fn doctor(o: &DoctorOptions) -> ExitCode {
         }
     };
     let mut results = Vec::new();
-    for slot in module.slots.iter() {
+    for (index, slot) in module.slots.iter().enumerate() {
         if o.slot.as_deref().is_some_and(|l| l != slot.config.label) {
             continue;
         }
         let mut checks = vec![check("configuration", Status::Ok, "valid")];
-        checks.extend(slot_checks(o, &slot.config.store, slot.backend.as_ref()));
+        match module.backend(index) {
+            Ok(backend) => checks.extend(slot_checks(o, &slot.config.store, backend.as_ref())),
+            // Not reached: the object cache holds one backend per configured slot.
+            Err(e) => checks.push(check("store", Status::Fail, e.to_string())),
+        }
         results.push((Some(slot.config.label.clone()), checks));
     }
     module.shutdown();
