@@ -88,11 +88,7 @@ pub(crate) fn guard(name: &'static str, body: impl FnOnce() -> Result<CK_RV>) ->
             e.rv()
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let what = crate::error::panic_text(&*panic);
             tracing::error!(function = name, panic = %what, "panic caught at the C boundary");
             CKR_GENERAL_ERROR
         }

@@ -112,11 +112,7 @@ fn run(cache: &ObjectCache, slots: &[usize], shared: &Shared) {
                     }
                     Ok(Err(e)) => tracing::warn!(slot, error = %e, "background refresh failed"),
                     Err(panic) => {
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
+                        let what = crate::error::panic_text(&*panic);
                         let wait = AFTER_PANIC.min(cache.ttl(slot).unwrap_or(AFTER_PANIC));
                         tracing::error!(slot, panic = %what, retry_in = ?wait, "background refresh panicked; serving the objects listed before");
                         held_back.insert(slot, Instant::now() + wait);
