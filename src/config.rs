@@ -419,25 +419,23 @@ pub fn load_file(path: &Path) -> Result<Config> {
 /// Parses and validates configuration text.
 pub fn parse(text: &str, source: Source) -> Result<Config> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        // The line number and the line itself, so that the message names the key; the
-        // value of a secret-bearing key is never printed (neither in the line nor in the
-        // parser's message, which may quote it).
+        // The line number and the line itself, so that the message names the key; never
+        // the value of a secret-bearing key, neither in the line nor in the parser's
+        // message (which may quote it), nor a line inside a multi-line string.
         let mut message = e.message().trim_end().to_owned();
         let line = e
             .span()
             .map(|s| {
                 let n = line_of(text, s.start);
                 let content = text.lines().nth(n - 1).unwrap_or("").trim();
-                let shown = match redact_secret_line(content) {
-                    Some((redacted, value)) => {
-                        if !value.is_empty() {
-                            message = message.replace(value, "<redacted>");
-                        }
-                        redacted
-                    }
-                    None => content.to_owned(),
-                };
-                format!("line {n} (`{shown}`): ")
+                let (shown, scrub) = shown_line(content);
+                if scrub {
+                    message = scrub_quoted(&message);
+                }
+                match shown {
+                    Some(shown) => format!("line {n} (`{shown}`): "),
+                    None => format!("line {n}: "),
+                }
             })
             .unwrap_or_default();
         Error::Config(format!("{source}: {line}{message}"))
@@ -1044,30 +1042,39 @@ fn read_secret_file(path: &Path) -> std::result::Result<String, String> {
     Ok(s)
 }
 
-/// Keys whose values are secrets, or close enough that a log must not hold them.
-fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    ["secret", "password", "token", "pin", "key_pem", "private"]
+/// What a parse error may show of the line it points at, and whether the parser's message
+/// must lose its quoted values: a line naming a secret-bearing key anywhere (also inside
+/// an inline table) shows as `key = <redacted>`; a line that is neither `key = …` nor a
+/// `[table]` (inside a multi-line string: a PEM body, say) shows nothing; any other line
+/// shows as written.
+fn shown_line(line: &str) -> (Option<String>, bool) {
+    let lower = line.to_ascii_lowercase();
+    let secret = ["secret", "password", "token", "pin", "private"]
         .iter()
-        .any(|word| key.contains(word))
+        .any(|w| lower.contains(w));
+    match line.split_once('=') {
+        Some((key, _)) if secret => (Some(format!("{} = <redacted>", key.trim())), true),
+        None if secret || !line.starts_with('[') => (None, true),
+        _ => (Some(line.to_owned()), false),
+    }
 }
 
-/// A `key = value` line whose key is secret-bearing: the line with the value replaced by
-/// `<redacted>`, and the value as written (quotes removed) so that it can be removed from
-/// a message too. `None` for any other line.
-fn redact_secret_line(line: &str) -> Option<(String, &str)> {
-    let (key, value) = line.split_once('=')?;
-    let key = key.trim();
-    let last = key
-        .rsplit('.')
-        .next()
-        .unwrap_or(key)
-        .trim_matches(['"', '\'', ' ']);
-    if !is_secret_key(last) {
-        return None;
+/// `message` with every `"…"` and `` `…` `` span replaced by `<redacted>`.
+fn scrub_quoted(message: &str) -> String {
+    let mut out = String::new();
+    let mut open: Option<char> = None;
+    for c in message.chars() {
+        match open {
+            None if c == '"' || c == '`' => {
+                open = Some(c);
+                out.push_str("<redacted>");
+            }
+            None => out.push(c),
+            Some(q) if c == q => open = None,
+            Some(_) => {}
+        }
     }
-    let value = value.trim().trim_matches(['"', '\'']);
-    Some((format!("{key} = <redacted>"), value))
+    out
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -1216,6 +1223,20 @@ mod tests {
             assert!(m.contains("client_secret"), "the key is named: {m}");
             assert!(!m.contains(secret), "the secret leaked: {m}");
         }
+        // A secret inside an inline table on the line of the error.
+        let inline = head.replace("[slot.credential]\n", "").replace(
+            "type = \"client-secret\"\ntenant_id = \"t\"\nclient_id = \"c\"\n",
+            "credential = { type = \"client-secret\", client_secret = \"s3cr3t-inline\" \n",
+        );
+        let m = err(&inline);
+        assert!(!m.contains("s3cr3t-inline"), "the secret leaked: {m}");
+        // An error inside a multi-line string (a bad escape on line 10): that line is not
+        // shown at all.
+        let m = err(&format!(
+            "{head}client_secret = \"\"\"\ns3cr3t-multi \\q\n\"\"\"\n"
+        ));
+        assert!(m.contains("line 10"), "{m}");
+        assert!(!m.contains("s3cr3t-multi"), "the secret leaked: {m}");
         // Other keys' lines are still shown as written.
         let m = err(&format!("{head}client_id = 42\n"));
         assert!(m.contains("client_id = 42"), "{m}");

@@ -501,7 +501,11 @@ fn keys_are_destroyable_only_with_allow_destroy() {
     for (extra, want) in [("", false), ("allow_destroy = true", true)] {
         let m = load(&emu.config("vault", extra));
         let s = m.session();
-        for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+        // A public key is never destroyed alone (it goes with its private key).
+        for (class, want) in [
+            (ObjectClass::PRIVATE_KEY, want),
+            (ObjectClass::PUBLIC_KEY, false),
+        ] {
             let key = find(s, class, "rsa2048");
             let attrs = s
                 .get_attributes(key, &[AttributeType::Destroyable])

@@ -4,10 +4,9 @@
 //! specification wants `pReserved` NULL, conformance suites pass `(void *)1` there and
 //! expect `CKR_ARGUMENTS_BAD`, while libp11's `init_args` and kmsp11 pass a string. So the
 //! bytes behind `pInitArgs` and `pReserved` are copied by the kernel, which reports an
-//! unmapped page as an error (`EFAULT`) instead of delivering SIGSEGV to the host:
-//! `process_vm_readv` on this process (falling back to a write into a pipe where that call
-//! is not allowed, e.g. by a seccomp profile), `ReadProcessMemory` on Windows. Hand-written
-//! because no maintained crate offers a checked read of one's own memory.
+//! unmapped page as an error (`EFAULT`) instead of delivering SIGSEGV to the host: a
+//! `write(2)` into a pipe on Unix, `ReadProcessMemory` on Windows. Hand-written because no
+//! maintained crate offers a checked read of one's own memory.
 
 /// Pages are at least this large on every supported target; a copy never crosses a
 /// multiple of it, so that each copy is either wholly readable or refused whole.
@@ -54,39 +53,23 @@ pub fn c_string(addr: usize, max: usize) -> Result<Vec<u8>, bool> {
 }
 
 /// Copies `buf.len()` bytes (within one page) from `addr`; false if they are unreadable.
+///
+/// `write(2)` from `addr` into a fresh pipe fails with EFAULT instead of faulting. A pipe,
+/// not `process_vm_readv`: that is a ptrace-class call, and a service hardened with a
+/// seccomp filter (systemd's `SystemCallFilter=@system-service`) may be killed for it.
 #[cfg(unix)]
 fn copy_chunk(addr: usize, buf: &mut [u8]) -> bool {
     if addr == 0 {
         return false;
     }
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    // SAFETY: `local` describes `buf`, which we own and may write; the kernel reads
-    // `remote` from this process's address space and returns EFAULT (never a signal) when
-    // it is not mapped readable.
-    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-    if let Ok(n) = usize::try_from(n) {
-        return n == buf.len();
-    }
-    match std::io::Error::last_os_error().raw_os_error() {
-        Some(libc::EFAULT) => false,
-        // ENOSYS / EPERM (a seccomp profile or an old kernel): ask the pipe instead.
-        _ => copy_chunk_through_pipe(addr, buf),
-    }
-}
-
-/// `write(2)` from `addr` into a fresh pipe also fails with EFAULT instead of faulting.
-#[cfg(unix)]
-fn copy_chunk_through_pipe(addr: usize, buf: &mut [u8]) -> bool {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) wants.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let made = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == 0;
+    // SAFETY: as above (no pipe2 here; the descriptors live only for this call).
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let made = unsafe { libc::pipe(fds.as_mut_ptr()) } == 0;
+    if !made {
         return false;
     }
     // One page fits in a pipe's buffer (at least 4096 bytes), so the write never blocks.
@@ -163,15 +146,5 @@ mod tests {
         let mut long_nul = long.clone();
         long_nul.push(0);
         assert_eq!(c_string(long_nul.as_ptr() as usize, 4096), Err(true));
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn the_pipe_fallback_agrees() {
-        let data = b"fallback";
-        let mut buf = [0u8; 8];
-        assert!(copy_chunk_through_pipe(data.as_ptr() as usize, &mut buf));
-        assert_eq!(&buf, data);
-        assert!(!copy_chunk_through_pipe(1, &mut buf));
     }
 }

@@ -452,9 +452,13 @@ impl ObjectCache {
         let mut public_attrs =
             attributes::public_key(key, &public, &label, &id, &subject, modifiable)?;
         let mut private_attrs = private_attrs;
-        let destroyable = attributes::bool_(so.backend.keys_destroyable());
-        private_attrs.insert(CKA_DESTROYABLE, destroyable.clone());
-        public_attrs.insert(CKA_DESTROYABLE, destroyable);
+        private_attrs.insert(
+            CKA_DESTROYABLE,
+            attributes::bool_(so.backend.keys_destroyable()),
+        );
+        // A public key goes with its private key; alone it is never destroyed
+        // (C_DestroyObject says CKR_ACTION_PROHIBITED).
+        public_attrs.insert(CKA_DESTROYABLE, attributes::bool_(false));
         let material = Arc::new(KeyObject {
             record: Some(key.clone()),
             public,
@@ -649,6 +653,9 @@ impl ObjectCache {
         }
         state.generation += 1;
         state.queries.clear();
+        // A listing in flight was built with the handles before this: it must not be
+        // applied (it would bring back handles that no longer resolve).
+        state.epoch += 1;
         Ok(())
     }
 

@@ -98,7 +98,10 @@ impl AzureRuntime {
         match &self.kind {
             RuntimeKind::Threaded { handle, .. } if in_host_runtime => {
                 let _context = handle.enter();
-                futures::executor::block_on(timed)
+                // Unconstrained: Tokio's per-task budget here is the host task's, and once
+                // spent, our I/O would wait for a host scheduler tick that never comes
+                // while this thread blocks.
+                futures::executor::block_on(tokio::task::unconstrained(timed))
             }
             RuntimeKind::Threaded { handle, .. } => handle.block_on(timed),
             RuntimeKind::CallerThread(_) if in_host_runtime => Err(Error::Backend(
@@ -130,15 +133,18 @@ impl AzureRuntime {
         if self.stopping.load(Ordering::Acquire) {
             return Err(Error::NotInitialized);
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        // A std channel, not Tokio's: waiting on it involves no Tokio context, so it works
+        // on any thread (Tokio's blocking_recv panics on a thread inside a host's runtime,
+        // and its receiver polled there draws on the host task's budget and can wait
+        // forever once that is spent). One message: the task's send never blocks.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let timed = self.bounded(deadline, f);
         handle.spawn(async move {
             // The receiver is gone only if the caller's thread was torn down.
             let _ = tx.send(timed.await);
         });
-        // A dropped sender: the runtime was shut down under the call. Waited for without
-        // Tokio (whose blocking_recv panics on a thread inside a host's runtime).
-        futures::executor::block_on(rx).unwrap_or(Err(Error::NotInitialized))
+        // A dropped sender: the runtime was shut down under the call.
+        rx.recv().unwrap_or(Err(Error::NotInitialized))
     }
 
     /// `f` bounded by `deadline` and by C_Finalize.
