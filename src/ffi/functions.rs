@@ -604,8 +604,9 @@ cryptoki_fn! {
         // SAFETY: caller's input buffer.
         let data = ending(&m, hSession, CKF_ENCRYPT, unsafe { bytes(pPart, ulPartLen) })?;
         // SAFETY: caller's output length.
-        ending(&m, hSession, CKF_ENCRYPT, unsafe { capacity(pEncryptedPart, pulEncryptedPartLen) })?;
-        let out = m.crypt_update(CryptSide::Encrypt, hSession, data)?;
+        let cap = ending(&m, hSession, CKF_ENCRYPT, unsafe { capacity(pEncryptedPart, pulEncryptedPartLen) })?;
+        // A NULL output buffer asks for the length only: the part is not taken.
+        let out = m.crypt_update(CryptSide::Encrypt, hSession, data, cap.is_none())?;
         // SAFETY: output buffer (RSA updates produce nothing).
         unsafe { output(pEncryptedPart, pulEncryptedPartLen, out) }
     }
@@ -651,8 +652,9 @@ cryptoki_fn! {
         // SAFETY: caller's input buffer.
         let data = ending(&m, hSession, CKF_DECRYPT, unsafe { bytes(pEncryptedPart, ulEncryptedPartLen) })?;
         // SAFETY: caller's output length.
-        ending(&m, hSession, CKF_DECRYPT, unsafe { capacity(pPart, pulPartLen) })?;
-        let out = m.crypt_update(CryptSide::Decrypt, hSession, data)?;
+        let cap = ending(&m, hSession, CKF_DECRYPT, unsafe { capacity(pPart, pulPartLen) })?;
+        // A NULL output buffer asks for the length only: the part is not taken.
+        let out = m.crypt_update(CryptSide::Decrypt, hSession, data, cap.is_none())?;
         // SAFETY: output buffer (RSA updates produce nothing).
         unsafe { output(pPart, pulPartLen, out) }
     }

@@ -213,8 +213,11 @@ impl Module {
         side: CryptSide,
         h: CK_SESSION_HANDLE,
         data: &[u8],
+        size_query: bool,
     ) -> Result<Output> {
-        self.with_session(h, |s| CryptOp::update(side, side.operation(s), data))
+        self.with_session(h, |s| {
+            CryptOp::update(side, side.operation(s), data, size_query)
+        })
     }
 
     /// C_Encrypt / C_Decrypt (`input: Some`) and C_EncryptFinal / C_DecryptFinal (`None`).

@@ -68,7 +68,15 @@ impl CryptOp {
 
     /// C_EncryptUpdate / C_DecryptUpdate: collects input up to the key's size; more ends
     /// the operation.
-    pub fn update(side: CryptSide, slot: &mut Option<CryptOp>, data: &[u8]) -> Result<Output> {
+    /// C_EncryptUpdate / C_DecryptUpdate. RSA parts produce no output; a size query
+    /// (`size_query`: NULL output buffer) answers 0 and leaves the input unconsumed, since
+    /// the caller sends the same part again with a buffer.
+    pub fn update(
+        side: CryptSide,
+        slot: &mut Option<CryptOp>,
+        data: &[u8],
+        size_query: bool,
+    ) -> Result<Output> {
         let op = slot.as_mut().ok_or(Error::OperationNotInitialized)?;
         let limit = op.key.key()?.public.size_bytes;
         if op.buffer.len().saturating_add(data.len()) > limit {
@@ -77,6 +85,9 @@ impl CryptOp {
                 CryptSide::Encrypt => Error::DataLenRange,
                 CryptSide::Decrypt => Error::EncryptedDataLenRange,
             });
+        }
+        if size_query {
+            return Ok(Output::Length(0));
         }
         op.buffer.extend_from_slice(data);
         op.multi_part = true;
@@ -174,29 +185,42 @@ mod tests {
     fn updates_collect_up_to_the_key_size_then_end_the_operation() {
         let mut slot = Some(op());
         assert_eq!(
-            CryptOp::update(CryptSide::Decrypt, &mut slot, &[0; 200]).unwrap(),
+            CryptOp::update(CryptSide::Decrypt, &mut slot, &[0; 200], false).unwrap(),
             Output::Data(Vec::new())
         );
         assert_eq!(
-            CryptOp::update(CryptSide::Decrypt, &mut slot, &[0; 57]).unwrap_err(),
+            CryptOp::update(CryptSide::Decrypt, &mut slot, &[0; 57], false).unwrap_err(),
             Error::EncryptedDataLenRange
         );
         assert!(slot.is_none());
         let mut slot = Some(op());
         assert_eq!(
-            CryptOp::update(CryptSide::Encrypt, &mut slot, &[0; 257]).unwrap_err(),
+            CryptOp::update(CryptSide::Encrypt, &mut slot, &[0; 257], false).unwrap_err(),
             Error::DataLenRange
         );
         assert_eq!(
-            CryptOp::update(CryptSide::Encrypt, &mut slot, &[0; 1]).unwrap_err(),
+            CryptOp::update(CryptSide::Encrypt, &mut slot, &[0; 1], false).unwrap_err(),
             Error::OperationNotInitialized
         );
     }
 
     #[test]
+    fn a_size_query_update_leaves_the_input_unconsumed() {
+        let mut slot = Some(op());
+        assert_eq!(
+            CryptOp::update(CryptSide::Encrypt, &mut slot, b"abc", true).unwrap(),
+            Output::Length(0)
+        );
+        CryptOp::update(CryptSide::Encrypt, &mut slot, b"abc", false).unwrap();
+        let op = slot.as_ref().unwrap();
+        assert_eq!(op.buffer, b"abc", "the part was taken once");
+        assert!(op.multi_part);
+    }
+
+    #[test]
     fn single_part_after_update_is_operation_active() {
         let mut slot = Some(op());
-        CryptOp::update(CryptSide::Encrypt, &mut slot, b"abc").unwrap();
+        CryptOp::update(CryptSide::Encrypt, &mut slot, b"abc", false).unwrap();
         assert_eq!(
             CryptOp::take(CryptSide::Encrypt, &mut slot, Some(b"x"), None).unwrap_err(),
             Error::OperationActive
