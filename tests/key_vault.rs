@@ -778,27 +778,31 @@ fn keys_changed_in_the_vault_disappear_at_the_background_refresh() {
     );
 }
 
-/// An access token past its lifetime is renewed: the next call after expiry works and a
-/// token request is made; a token endpoint outage ends in an error within the deadline,
-/// and the call after it works.
+/// An access token the vault refuses while the module's clock still calls it valid (here
+/// the service's clock runs an hour ahead; in life also a revoked token) is replaced at
+/// once: the call that met the 401 succeeds with one new token, instead of every call
+/// failing until the token's refresh window. The token lifetime is an hour, beyond the
+/// SDK's 5-minute refresh window, so only the module's handling of the refusal renews it.
+/// A token endpoint outage then ends in an error within the deadline, and the call after
+/// it works.
 #[test]
-fn expired_tokens_are_renewed_and_an_outage_is_an_error() {
+fn refused_tokens_are_renewed_and_an_outage_is_an_error() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    let emu = Emulator::start_with("token_lifetime_s = 2\n");
+    let emu = Emulator::start_with("token_lifetime_s = 3600\n");
     let m = load(&emu.config("vault", "deadline_seconds = 3\nmax_retries = 1"));
     let s = m.session();
     let key = find(s, ObjectClass::PRIVATE_KEY, "rsa2048");
     s.sign(&Mechanism::Sha256RsaPkcs, key, b"a").unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    emu.admin("POST", "/clock", r#"{"advance_s": 3700}"#);
     emu.reset_stats();
     s.sign(&Mechanism::Sha256RsaPkcs, key, b"b").unwrap();
     let stats = emu.stats();
-    assert!(ops(&stats, "token") >= 1, "no new token: {stats}");
-    assert_eq!(ops(&stats, "sign"), 1, "{stats}");
+    assert_eq!(ops(&stats, "token"), 1, "one new token: {stats}");
+    assert_eq!(stats["by_status"]["401"], 1, "one refusal: {stats}");
 
-    // The token endpoint fails while the token has expired.
+    // The token endpoint fails when the token is refused again.
     emu.admin("PUT", "/faults", r#"{"token_outage": true}"#);
-    std::thread::sleep(Duration::from_secs(3));
+    emu.admin("POST", "/clock", r#"{"advance_s": 3700}"#);
     let t = Instant::now();
     let e = s.sign(&Mechanism::Sha256RsaPkcs, key, b"c").unwrap_err();
     assert_eq!(rv(e), RvError::DeviceError);

@@ -12,7 +12,8 @@ mod lifecycle;
 
 use super::errors::{self, RemoteKind};
 use super::rate::{RateBudget, weight};
-use super::{AzureRuntime, client_options, credential, http_client};
+use super::token::{NoteRefusals, RenewingCredential};
+use super::{AzureRuntime, client_options, http_client};
 use crate::backend::{
     Backend, CertRecord, Curve, DecryptRequest, HashAlg, KeyRecord, KeySpec, KeyUsage, Listing,
     ObjectUpdate, SignRequest,
@@ -74,9 +75,13 @@ impl KeyVaultBackend {
             deadline,
             cfg.credential.authority_host.as_deref(),
         );
-        let cred = credential(&cfg.credential, options.clone())?;
+        let renewing = RenewingCredential::new(&cfg.credential, options.clone())?;
         // Token requests are not counted; vault requests are.
         super::count_requests(&mut options, counts);
+        options
+            .per_try_policies
+            .push(Arc::new(NoteRefusals(renewing.clone())));
+        let cred: Arc<dyn azure_core::credentials::TokenCredential> = renewing;
         let mut key_options = KeyClientOptions::default();
         key_options.client_options = options.clone();
         let keys = KeyClient::new(&cfg.url, cred.clone(), Some(key_options))

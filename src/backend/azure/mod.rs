@@ -13,6 +13,7 @@
 pub mod errors;
 pub mod key_vault;
 pub mod rate;
+pub mod token;
 
 use crate::config::{Credential, CredentialKind};
 use crate::error::{Error, Result};

@@ -88,6 +88,18 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Full<Byte
                 Err(e) => bad(e),
             }
         }
+        (&Method::POST, "/clock") => {
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let Some(step) = v
+                .get("advance_s")
+                .and_then(Value::as_i64)
+                .filter(|s| *s >= 0)
+            else {
+                return bad("give {\"advance_s\": N} with N >= 0");
+            };
+            let ahead = crate::ids::advance_clock(step);
+            respond(200, json!({"ahead_s": ahead, "now": crate::ids::now()}))
+        }
         (&Method::POST, "/federated-token") => {
             let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let Some(subject) = v.get("subject").and_then(Value::as_str) else {

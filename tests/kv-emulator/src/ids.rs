@@ -2,14 +2,29 @@
 //! makes them), request ids, and a cheap generator for fault probabilities.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Seconds since the epoch (Key Vault's IntDate).
+/// Seconds the emulator's clock runs ahead of the system's (`POST /clock`): tests move
+/// time past a token's or a key's expiry without waiting, and without the client's
+/// clock moving too (a client then holds a token it believes valid that the service
+/// refuses, as after a clock step or a revocation).
+static CLOCK_AHEAD_S: AtomicI64 = AtomicI64::new(0);
+
+/// Seconds since the epoch (Key Vault's IntDate), on the emulator's clock.
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+        .saturating_add(CLOCK_AHEAD_S.load(Ordering::Relaxed))
+}
+
+/// Moves the emulator's clock `seconds` ahead (never back: a service's clock does not
+/// run backwards); returns how far ahead of the system clock it now runs.
+pub fn advance_clock(seconds: i64) -> i64 {
+    let step = seconds.max(0);
+    CLOCK_AHEAD_S.fetch_add(step, Ordering::Relaxed) + step
 }
 
 pub fn random_bytes(n: usize) -> Vec<u8> {
