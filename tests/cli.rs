@@ -600,8 +600,8 @@ fn cert_import_into_a_directory_a_vault_and_a_managed_hsm() {
     let op = Operator::new("imported.example");
     let store = FixtureStore::new("fixtures", "");
     let emu = Emulator::start();
-    let vault = emu.config("vault", "");
-    let hsm = emu.config_hsm("hsm", "");
+    let vault = emu.config_officer("vault", "");
+    let hsm = emu.config_hsm_officer("hsm", "");
     let import_pfx = |slot: &str, config: &Path| {
         tool(
             &[
@@ -697,7 +697,7 @@ fn cert_import_into_a_directory_a_vault_and_a_managed_hsm() {
 fn vault_issued_certificate_rotates_with_its_key() {
     // The vault issues the certificate itself (a Key Vault certificate, `Self` issuer).
     let emu = Emulator::start_with("cert_retry_after_s = 1\ncert_pending_polls = 1\n");
-    let config = emu.config("vault", "");
+    let config = emu.config_officer("vault", "");
     let (code, first, err) = self_signed(
         &config,
         "vault",
@@ -788,7 +788,7 @@ fn directory_rotation_keeps_the_previous_key_relabelled() {
 #[test]
 fn backup_and_restore_with_their_failure_paths() {
     let emu = Emulator::start();
-    let hsm = emu.config_hsm("hsm", "");
+    let hsm = emu.config_hsm_officer("hsm", "");
     let (code, _, err) = self_signed(&hsm, "hsm", "signing", "CN=idp.example", "rsa:2048", &[]);
     assert_eq!(code, 0, "{err}");
     let out = emu.dir.path().join("backup");
@@ -822,7 +822,7 @@ fn backup_and_restore_with_their_failure_paths() {
     );
 
     // Into a fresh certificate database: the database's rows come back.
-    let fresh = emu.config_hsm("fresh", "");
+    let fresh = emu.config_hsm_officer("fresh", "");
     let (code, text, err) = tool(&["restore", "--slot", "fresh", &out_s], &fresh);
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -851,7 +851,7 @@ fn backup_and_restore_with_their_failure_paths() {
     let (code, _, err) = tool(&["restore", "--slot", "hsm", "--force", &out_s], &hsm);
     assert_eq!(code, 1);
     assert!(err.contains("allow_destroy"), "{err}");
-    let destroy = emu.config_hsm("destroy", "allow_destroy = true");
+    let destroy = emu.config_hsm_officer("destroy", "allow_destroy = true");
     let (code, text, err) = tool(
         &["restore", "--slot", "destroy", "--force", &out_s],
         &destroy,

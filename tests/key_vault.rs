@@ -529,7 +529,7 @@ fn keys_are_destroyable_only_with_allow_destroy() {
 fn generated_keys_pass_the_slots_filters() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let emu = Emulator::start();
-    let m = load(&emu.config("vault", "tags = { team = \"idp\" }"));
+    let m = load(&emu.config_officer("vault", "tags = { team = \"idp\" }"));
     let s = m.session();
     assert_eq!(labelled(s, "rsa2048"), 0, "untagged keys are hidden");
     let key = generate_ec(s, "tagged");
@@ -537,7 +537,7 @@ fn generated_keys_pass_the_slots_filters() {
     s.sign(&Mechanism::Ecdsa, key, &[7; 32]).unwrap();
     drop(m);
 
-    let m = load(&emu.config("vault", "key_names = [\"named\"]"));
+    let m = load(&emu.config_officer("vault", "key_names = [\"named\"]"));
     let s = m.session();
     emu.reset_stats();
     let e = try_generate_ec(s, "other").unwrap_err();
@@ -687,7 +687,7 @@ fn keys_changed_in_the_vault_disappear_at_the_background_refresh() {
     const DEADLINE: Duration = Duration::from_secs(5);
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let emu = Emulator::start();
-    let m = load(&emu.config("vault", "refresh_seconds = 3\ndeadline_seconds = 5"));
+    let m = load(&emu.config_officer("vault", "refresh_seconds = 3\ndeadline_seconds = 5"));
     let s = m.session();
     let disabled = generate_ec(s, "disable-me");
     let deleted = generate_ec(s, "delete-me");

@@ -21,7 +21,7 @@ WORK=$(cd "$WORK" && pwd)
 
 secret=$WORK/client-secret
 umask 077
-field client_secret | tr -d '\n' >"$secret"
+field signer_client_secret | tr -d '\n' >"$secret"
 cat >"$WORK/config.toml" <<CONF
 [[slot]]
 label = "vault"
@@ -33,7 +33,7 @@ allow_destroy = true
 [slot.credential]
 type = "client-secret"
 tenant_id = "$(field tenant_id)"
-client_id = "$(field client_id)"
+client_id = "$(field signer_client_id)"
 client_secret_file = "$secret"
 authority_host = "$(field authority_host)"
 CONF

@@ -23,7 +23,7 @@ DB=${DB:-sqlite://$WORK/certificates.db}
 # shellcheck source=tests/clients/emulator.sh
 . "$HERE/emulator.sh"
 umask 077
-field client_secret | tr -d '\n' >"$WORK/client-secret"
+field signer_client_secret | tr -d '\n' >"$WORK/client-secret"
 cat >"$WORK/config.toml" <<CONF
 [[slot]]
 label = "hsm"
@@ -34,7 +34,7 @@ certificates = "$DB"
 [slot.credential]
 type = "client-secret"
 tenant_id = "$(field tenant_id)"
-client_id = "$(field client_id)"
+client_id = "$(field signer_client_id)"
 client_secret_file = "$WORK/client-secret"
 authority_host = "$(field authority_host)"
 CONF

@@ -171,8 +171,22 @@ impl Emulator {
     }
 
     /// A configuration file with one key-vault slot labelled `label` over the vault;
-    /// `extra` is appended to the slot table.
+    /// `extra` is appended to the slot table. It signs in as the emulator's signer
+    /// principal, with the least a signing server needs (Key Vault Crypto User +
+    /// Certificate User): a test that creates or deletes objects says so with
+    /// `config_officer`.
     pub fn config(&self, label: &str, extra: &str) -> PathBuf {
+        self.config_as(
+            label,
+            extra,
+            &self.field("signer_client_id"),
+            &self.field("signer_client_secret"),
+        )
+    }
+
+    /// As `config`, signing in as the emulator's default principal (Key Vault Crypto
+    /// Officer + Certificates Officer): for tests that create, import or delete.
+    pub fn config_officer(&self, label: &str, extra: &str) -> PathBuf {
         self.config_as(
             label,
             extra,
@@ -189,7 +203,20 @@ impl Emulator {
     /// A configuration file with one managed-hsm slot over the emulator's HSM; `extra`
     /// is appended to the slot table (a `certificates = …` there replaces the default
     /// SQLite file in the emulator's directory).
+    /// It signs in as the signer principal (Managed HSM Crypto User).
     pub fn config_hsm(&self, label: &str, extra: &str) -> PathBuf {
+        self.config_for(
+            "managed-hsm",
+            label,
+            extra,
+            &self.field("signer_client_id"),
+            &self.field("signer_client_secret"),
+        )
+    }
+
+    /// As `config_hsm`, signing in as the default principal (Managed HSM Crypto User +
+    /// Crypto Officer): for tests that purge, back up and restore.
+    pub fn config_hsm_officer(&self, label: &str, extra: &str) -> PathBuf {
         self.config_for(
             "managed-hsm",
             label,

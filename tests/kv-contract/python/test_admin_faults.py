@@ -128,6 +128,26 @@ def test_key_creation_limit(raw, clean_faults):
     assert codes == [200, 200, 429]
 
 
+def test_published_creation_limits(raw, clean_faults):
+    # The published limits themselves (scale 1): 20 software key creations per 10 s, and 10
+    # HSM ones, counted in one weighted window; an HSM-backed certificate creation weighs
+    # as an HSM key creation (its key type is in the certificate policy).
+    raw.admin("PUT", "/faults", {"throttle": {"scale": 1.0}})
+    codes = [raw.call("POST", f"/keys/{unique('pub')}/create", {"kty": "EC"}).status_code for _ in range(21)]
+    assert codes == [200] * 20 + [429]
+
+    def hsm_certificate():
+        policy = {"key_props": {"kty": "EC-HSM", "crv": "P-256", "exportable": False}, "x509_props": {"subject": "CN=limit", "key_usage": ["digitalSignature"]},
+                  "issuer": {"name": "Self"}}
+        r = raw.call("POST", f"/certificates/{unique('hsmcert')}/create", {"policy": policy})
+        assert r.status_code in (202, 429), r.text
+        return r.status_code
+
+    raw.admin("PUT", "/faults", {"throttle": {"scale": 1.0}})  # a fresh window
+    codes = [hsm_certificate() for _ in range(11)]
+    assert codes == [202] * 10 + [429]
+
+
 def test_rbac_denials_name_the_action(ready, raw):
     t = raw.token("vault", "key-scoped-app", "key-scoped-secret")
     assert sign(raw, token=t).status_code == 200

@@ -53,6 +53,8 @@ use crate::throttle::Throttle;
 
 const TENANT_ID: &str = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
 const CLIENT_ID: &str = "0c1d2e3f-4a5b-4c6d-8e7f-a0b1c2d3e4f5";
+/// The least-privileged built-in principal: what a signing server needs and no more.
+const SIGNER_ID: &str = "5d6e7f80-9a1b-4c2d-8e3f-b4c5d6e7f809";
 const FEDERATED_SUBJECT: &str = "system:serviceaccount:default:kv-emulator";
 
 /// Azure Key Vault / Managed HSM emulator: HTTPS with a generated test CA, Entra ID
@@ -279,8 +281,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             .map_err(e)?;
         write_atomic(&cert_pfx_file, &pfx.to_der().map_err(e)?)?;
     }
+    let signer_secret = format!("kvemu~{}", b64::url(&ids::random_bytes(24)));
+    let signer = Principal::new(SIGNER_ID, Some(signer_secret.clone()), None);
     let mut principals = Principals {
-        list: vec![default],
+        list: vec![default, signer],
     };
     for p in &cfg.principals {
         if principals.find(&p.client_id).is_some() {
@@ -310,24 +314,23 @@ async fn run(cli: Cli) -> Result<(), String> {
     // Role assignments.
     let mut rbac = Rbac::default();
     if cfg.default_principal_roles.unwrap_or(true) {
-        for v in &vaults {
-            for role in [Role::KvCryptoOfficer, Role::KvCertificatesOfficer] {
+        let grants = [
+            (CLIENT_ID, Role::KvCryptoOfficer, Kind::Vault),
+            (CLIENT_ID, Role::KvCertificatesOfficer, Kind::Vault),
+            (CLIENT_ID, Role::HsmCryptoUser, Kind::Hsm),
+            (CLIENT_ID, Role::HsmCryptoOfficer, Kind::Hsm),
+            (SIGNER_ID, Role::KvCryptoUser, Kind::Vault),
+            (SIGNER_ID, Role::KvCertificateUser, Kind::Vault),
+            (SIGNER_ID, Role::HsmCryptoUser, Kind::Hsm),
+        ];
+        for (client_id, role, kind) in grants {
+            let containers = if kind == Kind::Vault { &vaults } else { &hsms };
+            for c in containers {
                 rbac.assignments.push(Assignment {
-                    client_id: CLIENT_ID.into(),
+                    client_id: client_id.into(),
                     role,
-                    kind: Kind::Vault,
-                    container: v.to_ascii_lowercase(),
-                    key: None,
-                });
-            }
-        }
-        for h in &hsms {
-            for role in [Role::HsmCryptoUser, Role::HsmCryptoOfficer] {
-                rbac.assignments.push(Assignment {
-                    client_id: CLIENT_ID.into(),
-                    role,
-                    kind: Kind::Hsm,
-                    container: h.to_ascii_lowercase(),
+                    kind,
+                    container: c.to_ascii_lowercase(),
                     key: None,
                 });
             }
@@ -458,6 +461,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         "tenant_id": TENANT_ID,
         "client_id": CLIENT_ID,
         "client_secret": client_secret,
+        "signer_client_id": SIGNER_ID,
+        "signer_client_secret": signer_secret,
         "client_certificate_pem": abs(&cert_pem_file),
         "client_certificate_pfx": abs(&cert_pfx_file),
         "federated_token_file": abs(&federated_file),

@@ -453,7 +453,13 @@ fn admit(
             | Operation::ImportCertificate
     );
     let key = if creates {
-        let kty = body.get("kty").and_then(Value::as_str).unwrap_or("RSA");
+        // A certificate's key type is in its policy (`policy.key_props.kty`): an HSM-backed
+        // certificate creation weighs as an HSM key creation.
+        let kty = body
+            .get("kty")
+            .or_else(|| body.pointer("/policy/key_props/kty"))
+            .and_then(Value::as_str)
+            .unwrap_or("RSA");
         Some((
             kty.ends_with("-HSM") || c.kind == Kind::Hsm,
             crate::crypto::Family::Rsa { bits: 2048 },
@@ -475,7 +481,10 @@ fn admit(
         },
     ) * scale;
     let cost = 1.0 / limit.max(1e-9);
-    match c.throttle().admit(class, cost, Instant::now()) {
+    match c
+        .throttle()
+        .admit(class, cost, Instant::now(), c.kind == Kind::Hsm)
+    {
         Ok(()) => Ok(()),
         Err(wait) => Err(ApiError::throttled(
             retry_after.then(|| wait.as_secs_f64().ceil().max(1.0) as u64),

@@ -1,8 +1,9 @@
 //! Per-vault throttling by the published service limits (FACTS.md §6.1): transactions
 //! per 10 seconds, weighted by key type and size and enforced on their sum. A request
 //! costs 1/limit of its class; the window is full at 1.0. Key creation has its own
-//! class. Requests answered 429 do not count. The window is sliding, estimated from the
-//! current and previous fixed windows.
+//! class. Requests answered 429 do not count in a vault; in a Managed HSM they do
+//! (FACTS.md §6.2, "429s do count toward the limits there"). The window is sliding,
+//! estimated from the current and previous fixed windows.
 
 use std::time::{Duration, Instant};
 
@@ -91,8 +92,15 @@ impl Throttle {
     }
 
     /// Admits a request that costs `cost` of its class's window, or tells how long to
-    /// wait before retrying.
-    pub fn admit(&mut self, class: Class, cost: f64, now: Instant) -> Result<(), Duration> {
+    /// wait before retrying. With `refusals_count` a refused request is counted too (a
+    /// Managed HSM's rule), so a client that retries without backing off stays refused.
+    pub fn admit(
+        &mut self,
+        class: Class,
+        cost: f64,
+        now: Instant,
+        refusals_count: bool,
+    ) -> Result<(), Duration> {
         let len = self.window;
         let w = match class {
             Class::Create => &mut self.create,
@@ -100,6 +108,9 @@ impl Throttle {
         };
         w.roll(now, len);
         if w.estimate(now, len) + cost > 1.0 + 1e-9 {
+            if refusals_count {
+                w.curr += cost;
+            }
             let left = len.saturating_sub(now.saturating_duration_since(w.start));
             return Err(left.max(Duration::from_millis(1)));
         }
@@ -120,14 +131,14 @@ mod tests {
         let big = 1.0 / limit(Class::Transaction, Some((true, Family::Rsa { bits: 4096 })));
         let small = 1.0 / limit(Class::Transaction, Some((true, Family::Rsa { bits: 2048 })));
         for _ in 0..248 {
-            t.admit(Class::Transaction, big, now).unwrap();
+            t.admit(Class::Transaction, big, now, false).unwrap();
         }
         for _ in 0..16 {
-            t.admit(Class::Transaction, small, now).unwrap();
+            t.admit(Class::Transaction, small, now, false).unwrap();
         }
-        assert!(t.admit(Class::Transaction, small, now).is_err());
+        assert!(t.admit(Class::Transaction, small, now, false).is_err());
         // Creates are counted apart.
-        assert!(t.admit(Class::Create, 1.0 / 10.0, now).is_ok());
+        assert!(t.admit(Class::Create, 1.0 / 10.0, now, false).is_ok());
     }
 
     #[test]
@@ -135,14 +146,48 @@ mod tests {
         let mut t = Throttle::new(Duration::from_millis(100));
         let start = Instant::now();
         for _ in 0..10 {
-            t.admit(Class::Transaction, 0.1, start).unwrap();
+            t.admit(Class::Transaction, 0.1, start, false).unwrap();
         }
-        let wait = t.admit(Class::Transaction, 0.1, start).unwrap_err();
+        let wait = t.admit(Class::Transaction, 0.1, start, false).unwrap_err();
         assert!(wait <= Duration::from_millis(100));
         // Two windows later everything is forgotten.
         assert!(
-            t.admit(Class::Transaction, 0.5, start + Duration::from_millis(250))
-                .is_ok()
+            t.admit(
+                Class::Transaction,
+                0.5,
+                start + Duration::from_millis(250),
+                false
+            )
+            .is_ok()
         );
+    }
+
+    #[test]
+    fn refusals_count_where_the_service_says_so() {
+        // A full window, then ten refused attempts at once; half a window later the
+        // previous window still weighs half. A vault forgot the refusals (1.0 × 0.5 + 0.1
+        // fits); a Managed HSM counted them (2.0 × 0.5 does not).
+        let len = Duration::from_millis(1000);
+        for (refusals_count, admitted) in [(false, true), (true, false)] {
+            let mut t = Throttle::new(len);
+            let start = Instant::now();
+            for _ in 0..10 {
+                t.admit(Class::Transaction, 0.1, start, refusals_count)
+                    .unwrap();
+            }
+            for _ in 0..10 {
+                assert!(
+                    t.admit(Class::Transaction, 0.1, start, refusals_count)
+                        .is_err()
+                );
+            }
+            let later = start + len + len / 2;
+            assert_eq!(
+                t.admit(Class::Transaction, 0.1, later, refusals_count)
+                    .is_ok(),
+                admitted,
+                "refusals_count = {refusals_count}"
+            );
+        }
     }
 }
