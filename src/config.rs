@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The environment variable naming the configuration file.
 pub const CONFIG_ENV: &str = "IDENTIFY_PKCS11_CONFIG";
@@ -108,6 +109,10 @@ struct RawSlot {
     writable: Option<bool>,
     #[serde(default)]
     pin_hash: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    pin_tries: Option<toml::Spanned<u32>>,
+    #[serde(default)]
+    pin_lockout_seconds: Option<toml::Spanned<u64>>,
     #[serde(default)]
     pkcs12_password_file: Option<toml::Spanned<PathBuf>>,
     #[serde(default)]
@@ -239,6 +244,9 @@ pub struct SlotConfig {
     pub store: StoreConfig,
     /// An argon2 PHC string of the user PIN; `None`: no login required.
     pub pin_hash: Option<String>,
+    /// Wrong PINs in a row that lock the slot, and for how long (login throttling).
+    pub pin_tries: u32,
+    pub pin_lockout: Duration,
     /// How long listed objects are served before the store is read again.
     pub refresh_seconds: u64,
 }
@@ -329,6 +337,10 @@ impl std::fmt::Debug for Credential {
 /// Token labels are 32 bytes, blank-padded (CK_TOKEN_INFO.label).
 pub const MAX_LABEL: usize = 32;
 const DEFAULT_REFRESH_SECONDS: u64 = 5;
+/// Ten wrong PINs in a row lock a slot for five minutes: ten guesses per five minutes
+/// keep a 6-digit PIN out of reach for years, and an operator who mistypes waits little.
+const DEFAULT_PIN_TRIES: u32 = 10;
+const DEFAULT_PIN_LOCKOUT_SECONDS: u64 = 300;
 const DEFAULT_REMOTE_REFRESH_SECONDS: u64 = 300;
 
 /// Finds and reads the configuration.
@@ -401,6 +413,8 @@ pub fn embedded_default() -> Result<Config> {
                 create: true,
             },
             pin_hash: None,
+            pin_tries: DEFAULT_PIN_TRIES,
+            pin_lockout: Duration::from_secs(DEFAULT_PIN_LOCKOUT_SECONDS),
             refresh_seconds: DEFAULT_REFRESH_SECONDS,
         }],
     })
@@ -550,6 +564,38 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
                 )
             })?;
         }
+        let pin_tries = match &s.pin_tries {
+            Some(n) if s.pin_hash.is_none() => {
+                return Err(at(
+                    n.span(),
+                    "pin_tries",
+                    "applies only with pin_hash".into(),
+                ));
+            }
+            Some(n) if !(1..=1000).contains(n.get_ref()) => {
+                return Err(at(n.span(), "pin_tries", "must be 1 to 1000".into()));
+            }
+            Some(n) => *n.get_ref(),
+            None => DEFAULT_PIN_TRIES,
+        };
+        let pin_lockout_seconds = match &s.pin_lockout_seconds {
+            Some(n) if s.pin_hash.is_none() => {
+                return Err(at(
+                    n.span(),
+                    "pin_lockout_seconds",
+                    "applies only with pin_hash".into(),
+                ));
+            }
+            Some(n) if !(1..=86_400).contains(n.get_ref()) => {
+                return Err(at(
+                    n.span(),
+                    "pin_lockout_seconds",
+                    "must be 1 to 86400".into(),
+                ));
+            }
+            Some(n) => *n.get_ref(),
+            None => DEFAULT_PIN_LOCKOUT_SECONDS,
+        };
         let refresh_seconds = match &s.refresh_seconds {
             Some(r) if *r.get_ref() == 0 || *r.get_ref() > 86_400 => {
                 return Err(at(r.span(), "refresh_seconds", "must be 1 to 86400".into()));
@@ -564,6 +610,8 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
             kind,
             store,
             pin_hash: s.pin_hash.map(|h| h.into_inner()),
+            pin_tries,
+            pin_lockout: Duration::from_secs(pin_lockout_seconds),
             refresh_seconds,
         });
     }
@@ -1319,6 +1367,46 @@ mod tests {
             dir.path()
         ));
         assert!(m.contains("line 5") && m.contains("not argon2"), "{m}");
+    }
+
+    #[test]
+    fn pin_throttling_keys_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = hash_pin(b"1234").unwrap();
+        let slot = |extra: &str| {
+            format!(
+                "[[slot]]\nlabel = \"a\"\nkind = \"cert-store\"\npath = {:?}\n{extra}\n",
+                dir.path()
+            )
+        };
+        let c = parse(
+            &slot(&format!("pin_hash = {h:?}")),
+            Source::File("/etc/x.toml".into()),
+        )
+        .unwrap();
+        assert_eq!(c.slots[0].pin_tries, 10);
+        assert_eq!(c.slots[0].pin_lockout, Duration::from_secs(300));
+        let c = parse(
+            &slot(&format!(
+                "pin_hash = {h:?}\npin_tries = 3\npin_lockout_seconds = 60"
+            )),
+            Source::File("/etc/x.toml".into()),
+        )
+        .unwrap();
+        assert_eq!(c.slots[0].pin_tries, 3);
+        assert_eq!(c.slots[0].pin_lockout, Duration::from_secs(60));
+        let m = err(&slot("pin_tries = 3"));
+        assert!(
+            m.contains("pin_tries") && m.contains("only with pin_hash"),
+            "{m}"
+        );
+        let m = err(&slot(&format!("pin_hash = {h:?}\npin_tries = 0")));
+        assert!(m.contains("line 6") && m.contains("1 to 1000"), "{m}");
+        let m = err(&slot(&format!("pin_hash = {h:?}\npin_lockout_seconds = 0")));
+        assert!(
+            m.contains("pin_lockout_seconds") && m.contains("1 to 86400"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum Error {
     // --- login ---
     PinIncorrect,
     PinLenRange,
+    /// Too many wrong PINs in a row: the slot refuses logins until its lockout ends.
+    PinLocked,
     UserAlreadyLoggedIn,
     UserNotLoggedIn,
     UserTypeInvalid,
@@ -104,6 +106,7 @@ impl Error {
             Error::SessionReadWriteSoExists => CKR_SESSION_READ_WRITE_SO_EXISTS,
             Error::PinIncorrect => CKR_PIN_INCORRECT,
             Error::PinLenRange => CKR_PIN_LEN_RANGE,
+            Error::PinLocked => CKR_PIN_LOCKED,
             Error::UserAlreadyLoggedIn => CKR_USER_ALREADY_LOGGED_IN,
             Error::UserNotLoggedIn => CKR_USER_NOT_LOGGED_IN,
             Error::UserTypeInvalid => CKR_USER_TYPE_INVALID,
@@ -234,6 +237,7 @@ pub fn rv_name(rv: CK_RV) -> String {
         CKR_OPERATION_NOT_INITIALIZED => "CKR_OPERATION_NOT_INITIALIZED",
         CKR_PIN_INCORRECT => "CKR_PIN_INCORRECT",
         CKR_PIN_LEN_RANGE => "CKR_PIN_LEN_RANGE",
+        CKR_PIN_LOCKED => "CKR_PIN_LOCKED",
         CKR_RANDOM_NO_RNG => "CKR_RANDOM_NO_RNG",
         CKR_RANDOM_SEED_NOT_SUPPORTED => "CKR_RANDOM_SEED_NOT_SUPPORTED",
         CKR_SESSION_HANDLE_INVALID => "CKR_SESSION_HANDLE_INVALID",
@@ -289,6 +293,7 @@ mod tests {
             ),
             (Error::PinIncorrect, CKR_PIN_INCORRECT),
             (Error::PinLenRange, CKR_PIN_LEN_RANGE),
+            (Error::PinLocked, CKR_PIN_LOCKED),
             (Error::UserAlreadyLoggedIn, CKR_USER_ALREADY_LOGGED_IN),
             (Error::UserNotLoggedIn, CKR_USER_NOT_LOGGED_IN),
             (Error::UserTypeInvalid, CKR_USER_TYPE_INVALID),
@@ -440,13 +445,14 @@ mod tests {
                 Error::UnwrappingKeyTypeInconsistent => 50,
                 Error::WrappedKeyInvalid => 51,
                 Error::WrappedKeyLenRange => 52,
+                Error::PinLocked => 53,
             }
         }
         let t = table();
         let mut seen: Vec<usize> = t.iter().map(|(e, _)| index(e)).collect();
         seen.sort_unstable();
         seen.dedup();
-        assert_eq!(seen, (0..53).collect::<Vec<_>>());
+        assert_eq!(seen, (0..54).collect::<Vec<_>>());
     }
 
     #[test]

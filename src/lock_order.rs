@@ -18,7 +18,8 @@
 //! calls. The backends' own locks (rate budget, caches, the directory's write lock) are
 //! leaves taken only inside a backend, with none of the above held; so is the PIN-check
 //! semaphore (`config::verify_pin`, at most 4 argon2 verifications at once), which C_Login
-//! takes before the session table.
+//! takes before the session table, and the wrong-PIN counts (`session::tries`), a leaf
+//! taken and released around the verification, never across it.
 //!
 //! Debug builds (every `cargo test`) check this on every acquisition and panic — before
 //! waiting — on a violation, so a test that takes locks out of order fails instead of

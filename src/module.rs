@@ -28,7 +28,7 @@ use crate::session::{self, FindOp, Session, SessionTable};
 use crate::telemetry::{KeyUse, SlotFacts, Telemetry};
 use cryptoki_sys::*;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A configured slot. Its backend has one owner, the object cache: `Module::backend`.
 pub struct Slot {
@@ -43,6 +43,8 @@ pub struct Module {
     pub slots: Vec<Slot>,
     pub objects: Arc<ObjectCache>,
     pub sessions: SessionTable,
+    /// Consecutive wrong PINs per slot (login throttling).
+    pin_tries: crate::session::tries::PinTries,
     /// Lists remote slots again in the background (none without threads of our own).
     refresher: Option<Refresher>,
     /// The audit log and the metrics.
@@ -111,6 +113,7 @@ impl Module {
             slots,
             objects,
             sessions: SessionTable::default(),
+            pin_tries: Default::default(),
             refresher,
             telemetry,
         })
@@ -255,13 +258,45 @@ impl Module {
             return Err(Error::PinLenRange);
         }
         let s = self.slots.get(slot).ok_or(Error::SlotIdInvalid)?;
-        self.sessions.login(slot, || match &s.config.pin_hash {
-            Some(hash) if !crate::config::verify_pin(pin, hash)? => {
-                tracing::warn!(slot = %s.config.label, "C_Login: wrong PIN");
-                Err(Error::PinIncorrect)
+        self.sessions.login(slot, || {
+            let Some(hash) = &s.config.pin_hash else {
+                return Ok(());
+            };
+            let policy = pin_policy(&s.config);
+            self.pin_tries
+                .begin(slot, policy, Instant::now())
+                .inspect_err(|_| {
+                    tracing::warn!(slot = %s.config.label, "C_Login refused: the PIN is locked");
+                })?;
+            let verdict = crate::config::verify_pin(pin, hash);
+            let locked =
+                self.pin_tries
+                    .finish(slot, policy, verdict.as_ref().ok().copied(), Instant::now());
+            if verdict? {
+                return Ok(());
             }
-            _ => Ok(()),
+            if locked {
+                tracing::warn!(
+                    slot = %s.config.label,
+                    "C_Login: wrong PIN; {} in a row lock the slot for {} s",
+                    policy.tries,
+                    policy.lockout.as_secs()
+                );
+            } else {
+                tracing::warn!(slot = %s.config.label, "C_Login: wrong PIN");
+            }
+            Err(Error::PinIncorrect)
         })
+    }
+
+    /// The slot's login-throttling state (C_GetTokenInfo's PIN flags).
+    pub fn pin_state(&self, slot: usize) -> Option<crate::session::tries::PinState> {
+        let s = self.slots.get(slot)?;
+        s.config.pin_hash.as_ref()?;
+        Some(
+            self.pin_tries
+                .state(slot, pin_policy(&s.config), Instant::now()),
+        )
     }
 
     pub fn logout(&self, h: CK_SESSION_HANDLE) -> Result<()> {
@@ -370,5 +405,12 @@ fn key_handle(e: Error) -> Error {
     match e {
         Error::ObjectHandleInvalid => Error::KeyHandleInvalid,
         other => other,
+    }
+}
+
+fn pin_policy(c: &crate::config::SlotConfig) -> crate::session::tries::Policy {
+    crate::session::tries::Policy {
+        tries: c.pin_tries,
+        lockout: c.pin_lockout,
     }
 }

@@ -791,6 +791,59 @@ fn session_handles_and_login_are_per_application() {
     assert_eq!(class_of(c, new[0]), CKR_OBJECT_HANDLE_INVALID);
 }
 
+/// Login throttling: wrong PINs in a row show CKF_USER_PIN_COUNT_LOW, then
+/// CKF_USER_PIN_FINAL_TRY, then lock the slot (CKF_USER_PIN_LOCKED, CKR_PIN_LOCKED even for
+/// the right PIN) until the lockout ends; a correct PIN resets the count.
+#[test]
+fn wrong_pins_lock_the_slot_for_its_lockout() {
+    let hash = identify_pkcs11::config::hash_pin(b"4321").unwrap();
+    let m = load(&format!(
+        "pin_hash = {hash:?}\npin_tries = 3\npin_lockout_seconds = 2"
+    ));
+    let a = open(m.slot, false);
+    let pin_flags = || {
+        let mut info: CK_TOKEN_INFO = unsafe { std::mem::zeroed() };
+        // SAFETY: valid out-pointer.
+        assert_eq!(unsafe { C_GetTokenInfo(m.slot, &mut info) }, CKR_OK);
+        let flags = info.flags;
+        flags & (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED)
+    };
+    assert_eq!(pin_flags(), 0);
+    // A correct PIN resets the count.
+    assert_eq!(login(a, "0000"), CKR_PIN_INCORRECT);
+    assert_eq!(pin_flags(), CKF_USER_PIN_COUNT_LOW);
+    assert_eq!(login(a, "4321"), CKR_OK);
+    assert_eq!(pin_flags(), 0);
+    // SAFETY: a session handle.
+    assert_eq!(unsafe { C_Logout(a) }, CKR_OK);
+
+    assert_eq!(login(a, "0000"), CKR_PIN_INCORRECT);
+    assert_eq!(login(a, "1111"), CKR_PIN_INCORRECT);
+    assert_eq!(pin_flags(), CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY);
+    assert_eq!(login(a, "2222"), CKR_PIN_INCORRECT);
+    assert_eq!(pin_flags(), CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_LOCKED);
+    assert_eq!(
+        login(a, "4321"),
+        CKR_PIN_LOCKED,
+        "the right PIN while locked"
+    );
+    // The lockout (2 s) ends: wait for the flag, bounded far above it.
+    let t = std::time::Instant::now();
+    while pin_flags() & CKF_USER_PIN_LOCKED != 0 {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "never unlocked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        t.elapsed() >= std::time::Duration::from_secs(1),
+        "unlocked early"
+    );
+    assert_eq!(pin_flags(), 0);
+    assert_eq!(login(a, "4321"), CKR_OK);
+}
+
 /// C_GetAttributeValue(CKA_CLASS) of an object: its return code.
 fn class_of(s: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE) -> CK_RV {
     let mut class: CK_OBJECT_CLASS = 0;

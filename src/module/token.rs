@@ -4,6 +4,7 @@
 use super::{MAX_PIN_LEN, Module};
 use crate::error::{Error, Result};
 use crate::mechanism;
+use crate::session::tries::PinState;
 use cryptoki_sys::*;
 
 impl Module {
@@ -41,6 +42,12 @@ impl Module {
         if slot.config.pin_hash.is_some() {
             flags |= CKF_LOGIN_REQUIRED;
         }
+        flags |= match self.pin_state(index) {
+            None | Some(PinState::Clean) => 0,
+            Some(PinState::CountLow) => CKF_USER_PIN_COUNT_LOW,
+            Some(PinState::FinalTry) => CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY,
+            Some(PinState::Locked) => CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_LOCKED,
+        };
         if !self.backend(index)?.writable() {
             flags |= CKF_WRITE_PROTECTED;
         }

@@ -12,6 +12,7 @@ pub mod crypt;
 pub mod digest;
 pub mod find;
 pub mod sign;
+pub mod tries;
 
 pub use crypt::{CryptOp, CryptSide, Delivered};
 pub use digest::DigestOp;

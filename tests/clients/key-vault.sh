@@ -21,7 +21,10 @@ WORK=$(cd "$WORK" && pwd)
 
 secret=$WORK/client-secret
 umask 077
-field signer_client_secret | tr -d '\n' >"$secret"
+# The default (officer) principal: the client checks generate and delete keys. The
+# module's signing paths run as the least-privileged signer principal in tests/key_vault.rs
+# and tests/clients/managed-hsm.sh.
+field client_secret | tr -d '\n' >"$secret"
 cat >"$WORK/config.toml" <<CONF
 [[slot]]
 label = "vault"
@@ -33,7 +36,7 @@ allow_destroy = true
 [slot.credential]
 type = "client-secret"
 tenant_id = "$(field tenant_id)"
-client_id = "$(field signer_client_id)"
+client_id = "$(field client_id)"
 client_secret_file = "$secret"
 authority_host = "$(field authority_host)"
 CONF
