@@ -523,6 +523,51 @@ fn keys_are_destroyable_only_with_allow_destroy() {
     }
 }
 
+/// An older version is never destroyed alone: the vault deletes a key with all its
+/// versions, so C_DestroyObject on an older version's object is CKR_ACTION_PROHIBITED
+/// (and its CKA_DESTROYABLE false), and the key, current version included, stays.
+#[test]
+fn an_older_version_is_not_destroyed_alone() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start();
+    let vault = OutOfBand::new(&emu);
+    vault.create_ec("versioned");
+    vault.create_ec("versioned");
+    let m = load(&emu.config_officer("vault", "allow_destroy = true"));
+    let s = m.session();
+    let current = find(s, ObjectClass::PRIVATE_KEY, "versioned");
+    // The current version answers to the name, older ones to `name/version`.
+    let older = s
+        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+        .unwrap()
+        .into_iter()
+        .filter(|&k| {
+            let label = s.get_attributes(k, &[AttributeType::Label]).unwrap();
+            matches!(&label[..], [Attribute::Label(l)] if l.starts_with(b"versioned/"))
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        older.len(),
+        1,
+        "the older version is listed by name/version"
+    );
+    let older = older[0];
+    assert_ne!(older, current);
+    let attrs = s
+        .get_attributes(older, &[AttributeType::Destroyable])
+        .unwrap();
+    assert!(
+        matches!(attrs[..], [Attribute::Destroyable(false)]),
+        "{attrs:?}"
+    );
+    emu.reset_stats();
+    let e = s.destroy_object(older).unwrap_err();
+    assert_eq!(rv(e), RvError::ActionProhibited);
+    assert_eq!(ops(&emu.stats(), "delete_key"), 0, "{}", emu.stats());
+    s.sign(&Mechanism::Ecdsa, current, &[7; 32]).unwrap();
+    s.sign(&Mechanism::Ecdsa, older, &[7; 32]).unwrap();
+}
+
 /// A slot that filters by tags or names: a key it generates carries the slot's tags (so
 /// the slot lists it), and a name the slot would hide is refused before anything is made.
 #[test]
@@ -630,6 +675,17 @@ impl OutOfBand {
 
     fn delete(&self, name: &str) {
         self.rt.block_on(self.keys.delete_key(name, None)).unwrap();
+    }
+
+    /// Creates `name` as a P-256 key, or a new version of it.
+    fn create_ec(&self, name: &str) {
+        use azure_security_keyvault_keys::models::{CreateKeyParameters, CurveName, KeyType};
+        let mut p = CreateKeyParameters::default();
+        p.kty = Some(KeyType::Ec);
+        p.curve = Some(CurveName::P256);
+        self.rt
+            .block_on(self.keys.create_key(name, p.try_into().unwrap(), None))
+            .unwrap();
     }
 }
 

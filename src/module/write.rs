@@ -187,6 +187,15 @@ impl Module {
                     .record
                     .as_ref()
                     .ok_or(Error::ObjectHandleInvalid)?;
+                if record.version.is_some() && !record.current {
+                    // Key Vault and Managed HSM delete a key with every version: deleting
+                    // through an older version's object would take the current one too.
+                    return Err(Error::ActionProhibited(format!(
+                        "{} is an older version of key {}; the store deletes a key only \
+                         with all its versions: destroy the current version's object",
+                        record.stable_id, record.name
+                    )));
+                }
                 self.key_use(slot, record, "delete", "", || {
                     backend.delete_key(&record.stable_id)
                 })?;

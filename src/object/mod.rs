@@ -452,9 +452,12 @@ impl ObjectCache {
         let mut public_attrs =
             attributes::public_key(key, &public, &label, &id, &subject, modifiable)?;
         let mut private_attrs = private_attrs;
+        // An older version is never destroyed alone: the store deletes a key with all its
+        // versions (C_DestroyObject says CKR_ACTION_PROHIBITED).
+        let older_version = key.version.is_some() && !key.current;
         private_attrs.insert(
             CKA_DESTROYABLE,
-            attributes::bool_(so.backend.keys_destroyable()),
+            attributes::bool_(so.backend.keys_destroyable() && !older_version),
         );
         // A public key goes with its private key; alone it is never destroyed
         // (C_DestroyObject says CKR_ACTION_PROHIBITED).
