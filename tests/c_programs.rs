@@ -176,13 +176,59 @@ fn dlopen_cycles_leave_no_thread_descriptor_or_memory_behind() {
             [3, 5, 7].iter().map(|&i| f[i].parse().unwrap()).collect()
         };
         let (early, late) = (at("10"), at(CYCLES));
-        assert_eq!(late[2], 1, "{what}: threads left after C_Finalize: {stdout}");
-        assert_eq!(early[2], 1, "{what}: threads left after C_Finalize: {stdout}");
+        assert_eq!(
+            late[2], 1,
+            "{what}: threads left after C_Finalize: {stdout}"
+        );
+        assert_eq!(
+            early[2], 1,
+            "{what}: threads left after C_Finalize: {stdout}"
+        );
         assert_eq!(late[1], early[1], "{what}: descriptors grew: {stdout}");
         assert!(
             late[0] - early[0] < 2 * 990,
             "{what}: resident memory grew {} KiB over 990 cycles: {stdout}",
             late[0] - early[0]
         );
+    }
+}
+
+/// The same cycles under valgrind's memcheck, for both slot kinds: no invalid read or
+/// write, no use of uninitialised memory, no memory definitely lost (0 errors).
+#[test]
+fn dlopen_cycles_are_clean_under_valgrind_memcheck() {
+    let exe = compile("dlopen_cycles");
+    let store = FixtureStore::new("fixtures", "");
+    let emu = Emulator::start();
+    let vault = emu.config("vault", "");
+    for (what, config) in [("directory", &store.config), ("key-vault", &vault)] {
+        let out = Command::new("valgrind")
+            .args([
+                "--error-exitcode=99",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite",
+                "--show-leak-kinds=definite",
+                "--track-origins=yes",
+            ])
+            .arg(&exe)
+            .arg(module_path())
+            .arg("rsa2048")
+            .arg("3")
+            .env("IDENTIFY_PKCS11_CONFIG", config)
+            .output()
+            .expect("valgrind must be installed (Debian package valgrind)");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.contains("ERROR SUMMARY: 0 errors"),
+            "{what} under memcheck ({}): {}{stderr}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let summary = stderr
+            .lines()
+            .filter(|l| l.contains("definitely lost") || l.contains("ERROR SUMMARY"))
+            .collect::<Vec<_>>()
+            .join(" / ");
+        eprintln!("{what} under memcheck: {summary}");
     }
 }
