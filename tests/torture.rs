@@ -836,7 +836,7 @@ impl Worker<'_> {
         };
         let mut class = CKO_SECRET_KEY;
         let mut kt = CKK_AES;
-        let mut f = CK_FALSE;
+        let mut f: CK_BBOOL = CK_FALSE as CK_BBOOL;
         let mut t = [
             attr(CKA_CLASS, &mut class),
             attr(CKA_KEY_TYPE, &mut kt),
@@ -872,7 +872,7 @@ impl Worker<'_> {
         let label = format!("torture-{}-{}", self.index, self.rng.next() % 1000);
         let mut class = CKO_CERTIFICATE;
         let mut ct = CKC_X_509;
-        let mut f = CK_FALSE;
+        let mut f: CK_BBOOL = CK_FALSE as CK_BBOOL;
         let mut t = [
             attr(CKA_CLASS, &mut class),
             attr(CKA_CERTIFICATE_TYPE, &mut ct),
@@ -946,9 +946,9 @@ impl Worker<'_> {
         }
         let s = self.session();
         let mut mech = mechanism(CKM_EC_KEY_PAIR_GEN);
-        let mut params = vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        let mut params: Vec<u8> = vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
         let label = format!("gen-{}-{}", self.index, self.rng.next() % 100_000);
-        let mut t = CK_TRUE;
+        let mut t: CK_BBOOL = CK_TRUE as CK_BBOOL;
         let mut public = [
             CK_ATTRIBUTE {
                 type_: CKA_EC_PARAMS,
@@ -962,7 +962,7 @@ impl Worker<'_> {
             },
             attr(CKA_TOKEN, &mut t),
         ];
-        let mut t2 = CK_TRUE;
+        let mut t2: CK_BBOOL = CK_TRUE as CK_BBOOL;
         let mut private = [
             CK_ATTRIBUTE {
                 type_: CKA_LABEL,
