@@ -192,6 +192,11 @@ enum Command {
     /// Print the argon2id hash of a PIN read from standard input, for `pin_hash` in the
     /// configuration.
     PinHash,
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Write the manual pages (identify-pkcs11.1 and one per command) into DIR (packaging).
+    #[command(hide = true)]
+    Man { dir: PathBuf },
     /// Measure C_Sign throughput and latency through the C ABI against a key-vault slot on
     /// the emulator (tests/kv-emulator) with injected latency.
     Bench {
@@ -224,6 +229,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo { module, store } => demo::run(module, store),
         Command::PinHash => pin_hash(),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "identify-pkcs11", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => man_pages(&dir),
         Command::Audit {
             config,
             since,
@@ -362,6 +374,32 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// identify-pkcs11.1, and identify-pkcs11-COMMAND.1 for each command (and
+/// identify-pkcs11-cert-COMMAND.1 below `cert`), from the clap definitions.
+fn man_pages(dir: &std::path::Path) -> Result<(), String> {
+    use clap::CommandFactory;
+    fn write(dir: &std::path::Path, name: &str, cmd: clap::Command) -> Result<(), String> {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .title(name.to_owned())
+            .render(&mut out)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&path, out).map_err(|e| format!("{}: {e}", path.display()))?;
+        for sub in cmd
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+        {
+            write(dir, &format!("{name}-{}", sub.get_name()), sub.clone())?;
+        }
+        Ok(())
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut cmd = Cli::command();
+    cmd.build();
+    write(dir, "identify-pkcs11", cmd)
 }
 
 fn pin_hash() -> Result<(), String> {
