@@ -143,7 +143,7 @@ fn doctor_on_a_directory_store_and_an_expiring_certificate() {
         .collect();
     assert_eq!(keys, ["chain", "p256", "rsa2048", "rsa3072"], "{v}");
     assert!(signed.iter().all(|(s, _)| s == "ok"), "{signed:?}");
-    // A certificate that expires in 10 days: a warning, exit 2.
+    // A certificate that expires in 10 days: a WARNING, exit 1.
     let key = openssl::pkey::PKey::from_ec_key(
         openssl::ec::EcKey::generate(
             &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
@@ -162,7 +162,7 @@ fn doctor_on_a_directory_store_and_an_expiring_certificate() {
     )
     .unwrap();
     let (code, v) = json(&["doctor", "--json"], &store.config);
-    assert_eq!(code, 2, "{v}");
+    assert_eq!(code, 1, "{v}");
     let warned: Vec<_> = status_of(&v, "certificate")
         .into_iter()
         .filter(|(s, _)| s == "warn")
@@ -173,6 +173,16 @@ fn doctor_on_a_directory_store_and_an_expiring_certificate() {
         d.contains("\"expiring\"") && (d.contains("in 9 days") || d.contains("in 10 days")),
         "{warned:?}"
     );
+    // No such slot: nothing was checked, UNKNOWN.
+    let (code, v) = json(&["doctor", "--json", "--slot", "nope"], &store.config);
+    assert_eq!(code, 3, "{v}");
+    // Bad arguments: 64, for doctor as for every command.
+    let (code, _, err) = tool(&["doctor", "--samples", "many"], &store.config);
+    assert_eq!(code, 64, "{err}");
+    let (code, _, err) = tool(&["no-such-command"], &store.config);
+    assert_eq!(code, 64, "{err}");
+    let (code, out, _) = tool(&["doctor", "--help"], &store.config);
+    assert_eq!(code, 0, "{out}");
 }
 
 /// The emulator's configuration with a principal that has Key Vault Reader only.
@@ -209,7 +219,7 @@ fn doctor_against_the_vault_and_its_failure_paths() {
     // Wrong credentials: the token check fails and says what to check.
     let wrong = emu.config_as("wrong", "", &emu.field("client_id"), "not-the-secret");
     let (code, v) = json(&["doctor", "--json"], &wrong);
-    assert_eq!(code, 1, "{v}");
+    assert_eq!(code, 2, "{v}");
     let (s, d) = &status_of(&v, "token")[0];
     assert_eq!(s, "fail");
     assert!(d.contains("slot.credential"), "{d}");
@@ -217,7 +227,7 @@ fn doctor_against_the_vault_and_its_failure_paths() {
     // A reader may list but not sign: the test signature names the role to assign.
     let reader = emu.config_as("reader", "", "reader-app", "reader-secret");
     let (code, v) = json(&["doctor", "--json", "--sign"], &reader);
-    assert_eq!(code, 1, "{v}");
+    assert_eq!(code, 2, "{v}");
     assert_eq!(status_of(&v, "list keys")[0].0, "ok", "{v}");
     let signed = status_of(&v, "test signature");
     assert!(!signed.is_empty(), "no test signature in {v}");
@@ -228,10 +238,10 @@ fn doctor_against_the_vault_and_its_failure_paths() {
         "{signed:?}"
     );
 
-    // Latency above the threshold: a region warning, exit 2.
+    // Latency above the threshold: a region WARNING, exit 1.
     emu.admin("PUT", "/faults", r#"{"latency_ms": 30}"#);
     let (code, v) = json(&["doctor", "--json", "--samples", "3"], &good);
-    assert_eq!(code, 2, "{v}");
+    assert_eq!(code, 1, "{v}");
     let (s, d) = &status_of(&v, "round trip")[0];
     assert_eq!(s, "warn");
     assert!(d.contains("another region"), "{d}");
@@ -245,7 +255,7 @@ fn doctor_against_the_vault_and_its_failure_paths() {
     );
     let throttled = emu.config("throttled", "max_retries = 1\ndeadline_seconds = 3");
     let (code, v) = json(&["doctor", "--json"], &throttled);
-    assert_eq!(code, 1, "{v}");
+    assert_eq!(code, 2, "{v}");
     let failed: Vec<_> = checks(&v)
         .into_iter()
         .filter(|(_, s, _)| s == "fail")
@@ -271,14 +281,14 @@ fn doctor_against_the_vault_and_its_failure_paths() {
     )
     .unwrap();
     let (code, v) = json(&["doctor", "--json"], &unreachable);
-    assert_eq!(code, 1, "{v}");
+    assert_eq!(code, 2, "{v}");
     assert!(checks(&v).iter().any(|(_, s, _)| s == "fail"), "{v}");
 
-    // A configuration mistake: the same message as C_Initialize, exit 1.
+    // A configuration mistake: the same message as C_Initialize, CRITICAL, exit 2.
     let bad = emu.dir.path().join("bad.toml");
     std::fs::write(&bad, "[[slot]]\nlabel = \"x\"\nkind = \"vault\"\n").unwrap();
     let (code, v) = json(&["doctor", "--json"], &bad);
-    assert_eq!(code, 1, "{v}");
+    assert_eq!(code, 2, "{v}");
     let (s, d) = &status_of(&v, "configuration")[0];
     assert_eq!(s, "fail");
     assert!(

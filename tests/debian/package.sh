@@ -32,12 +32,8 @@ zcat /usr/share/man/man1/identify-pkcs11.1.gz | grep -q '^\.TH'
 bash -n /usr/share/bash-completion/completions/identify-pkcs11
 grep -q doctor /usr/share/zsh/vendor-completions/_identify-pkcs11
 
-# doctor over the packaged configuration: exit 0 (all good) or 2 (warnings: the packaged
-# store is empty); 1 is a failed check.
-rc=0
-identify-pkcs11 doctor >"$work/doctor.txt" 2>&1 || rc=$?
-cat "$work/doctor.txt"
-[ "$rc" = 0 ] || [ "$rc" = 2 ] || { echo "doctor exited $rc"; exit 1; }
+# doctor over the packaged configuration: every check OK (exit 0).
+identify-pkcs11 doctor
 
 pkcs11-tool --module "$module" --list-slots | tee "$work/slots.txt"
 grep -q 'token label *: signing' "$work/slots.txt"

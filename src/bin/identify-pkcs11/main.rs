@@ -121,7 +121,8 @@ enum Command {
         on: On,
     },
     /// Check the configuration, credentials, permissions, latency, certificates and the
-    /// certificate database of every slot. Exit 0: all good; 1: a check failed; 2: warnings.
+    /// certificate database of every slot. Exit codes as monitoring plugins: 0 OK,
+    /// 1 WARNING, 2 CRITICAL (a check failed), 3 UNKNOWN (no such slot); 64 bad arguments.
     Doctor {
         #[command(flatten)]
         on: On,
@@ -224,8 +225,24 @@ enum Command {
     },
 }
 
+/// Bad arguments, for every command (sysexits' EX_USAGE): apart from doctor's 0–3 and the
+/// 1 of any other failure.
+const EXIT_USAGE: u8 = 64;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors.
+            let usage = e.use_stderr();
+            let _ = e.print();
+            return if usage {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let result = match cli.command {
         Command::Demo { module, store } => demo::run(module, store),
         Command::PinHash => pin_hash(),

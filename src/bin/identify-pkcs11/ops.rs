@@ -251,8 +251,14 @@ pub struct DoctorOptions {
     pub expiry_days: i64,
 }
 
-/// `identify-pkcs11 doctor`: exit 0 when every check passes, 1 when one fails, 2 when the
-/// worst is a warning.
+/// `identify-pkcs11 doctor`'s exit codes, the monitoring-plugin convention (Nagios,
+/// Icinga, Sensu, Zabbix agents read them): 0 OK, 1 WARNING (the worst check is a
+/// warning), 2 CRITICAL (a check failed, the configuration included), 3 UNKNOWN (nothing
+/// could be checked: `--slot` names no slot). Bad arguments exit 64 (`main`).
+pub const DOCTOR_WARNING: u8 = 1;
+pub const DOCTOR_CRITICAL: u8 = 2;
+pub const DOCTOR_UNKNOWN: u8 = 3;
+
 pub fn doctor(o: &DoctorOptions) -> ExitCode {
     let config = match load(o.config.as_ref()) {
         Ok(c) => c,
@@ -261,9 +267,13 @@ pub fn doctor(o: &DoctorOptions) -> ExitCode {
                 o.json,
                 &[(None, vec![check("configuration", Status::Fail, e)])],
             );
-            return ExitCode::from(1);
+            return ExitCode::from(DOCTOR_CRITICAL);
         }
     };
+    let unknown = o
+        .slot
+        .as_deref()
+        .is_some_and(|l| !config.slots.iter().any(|s| s.label == l));
     let module = match slots(config, o.slot.as_deref()) {
         Ok(m) => m,
         Err(e) => {
@@ -271,7 +281,12 @@ pub fn doctor(o: &DoctorOptions) -> ExitCode {
                 o.json,
                 &[(None, vec![check("configuration", Status::Fail, e)])],
             );
-            return ExitCode::from(1);
+            // Nothing to check is UNKNOWN; a slot that cannot be opened is CRITICAL.
+            return ExitCode::from(if unknown {
+                DOCTOR_UNKNOWN
+            } else {
+                DOCTOR_CRITICAL
+            });
         }
     };
     let mut results = Vec::new();
@@ -296,8 +311,8 @@ pub fn doctor(o: &DoctorOptions) -> ExitCode {
     report(o.json, &results);
     match worst {
         Status::Ok => ExitCode::SUCCESS,
-        Status::Fail => ExitCode::from(1),
-        Status::Warn => ExitCode::from(2),
+        Status::Fail => ExitCode::from(DOCTOR_CRITICAL),
+        Status::Warn => ExitCode::from(DOCTOR_WARNING),
     }
 }
 
