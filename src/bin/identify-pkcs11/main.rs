@@ -18,6 +18,10 @@ mod ops;
     about = "identify-pkcs11: PKCS#11 module operator's tool"
 )]
 struct Cli {
+    /// The configuration file, for every command [default: as the module finds it: this
+    /// variable, else /etc/identify-pkcs11/config.toml]
+    #[arg(long, global = true, env = identify_pkcs11::config::CONFIG_ENV)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,9 +32,6 @@ enum CertCommand {
     /// private key stays in the store), kept where the slot keeps certificates; prints the
     /// certificate (PEM) and its thumbprints.
     SelfSigned {
-        /// The configuration file (default: as the module finds it).
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// The slot (its label).
         #[arg(long)]
         slot: String,
@@ -51,9 +52,6 @@ enum CertCommand {
     /// store: a vault certificate (key-vault), a key plus the certificate in the
     /// certificate database (managed-hsm), files (cert-store directory).
     Import {
-        /// The configuration file (default: as the module finds it).
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// The slot (its label).
         #[arg(long)]
         slot: String,
@@ -70,9 +68,6 @@ enum CertCommand {
     /// unless --subject); the older versions stay for decryption. Prints the certificate
     /// (PEM) and its thumbprints for federation metadata. Key-vault and managed-hsm slots.
     Rotate {
-        /// The configuration file (default: as the module finds it).
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// The slot (its label).
         #[arg(long)]
         slot: String,
@@ -91,9 +86,6 @@ enum CertCommand {
 /// Which configuration and slots a subcommand works on, and how it prints.
 #[derive(clap::Args)]
 struct On {
-    /// The configuration file (default: as the module finds it).
-    #[arg(long)]
-    config: Option<PathBuf>,
     /// Only this slot (its label).
     #[arg(long)]
     slot: Option<String>,
@@ -142,9 +134,6 @@ enum Command {
     /// Summarise the audit log: key uses by slot, key, operation and result, with latency
     /// percentiles.
     Audit {
-        /// The configuration file (default: as the module finds it).
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// How far back: 90s, 15m, 1h, 7d.
         #[arg(long, default_value = "1h")]
         since: String,
@@ -156,9 +145,6 @@ enum Command {
     /// and its certificate-database rows to a new directory, with a manifest of SHA-256
     /// checksums.
     Backup {
-        /// The configuration file (default: as the module finds it).
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// The slot (its label).
         #[arg(long)]
         slot: String,
@@ -173,9 +159,6 @@ enum Command {
     /// already there with the same versions are kept; other keys of the same name make it
     /// refuse unless --force (which deletes them first, where allow_destroy permits).
     Restore {
-        /// The configuration file (default: as the module finds it).
-        #[arg(long)]
-        config: Option<PathBuf>,
         /// The slot (its label).
         #[arg(long)]
         slot: String,
@@ -190,8 +173,8 @@ enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
-    /// Print the argon2id hash of a PIN read from standard input, for `pin_hash` in the
-    /// configuration.
+    /// Print the argon2id hash of a PIN for `pin_hash` in the configuration: asked twice
+    /// without echo on a terminal, else one line of standard input.
     PinHash,
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
@@ -243,6 +226,7 @@ fn main() -> ExitCode {
             };
         }
     };
+    let config = cli.config;
     let result = match cli.command {
         Command::Demo { module, store } => demo::run(module, store),
         Command::PinHash => pin_hash(),
@@ -253,15 +237,10 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Man { dir } => man_pages(&dir),
-        Command::Audit {
-            config,
-            since,
-            json,
-        } => ops::audit(config.as_ref(), &since, json),
+        Command::Audit { since, json } => ops::audit(config.as_ref(), &since, json),
         Command::Cert {
             command:
                 CertCommand::SelfSigned {
-                    config,
                     slot,
                     name,
                     subject,
@@ -279,7 +258,6 @@ fn main() -> ExitCode {
         Command::Cert {
             command:
                 CertCommand::Rotate {
-                    config,
                     slot,
                     name,
                     subject,
@@ -295,7 +273,6 @@ fn main() -> ExitCode {
         Command::Cert {
             command:
                 CertCommand::Import {
-                    config,
                     slot,
                     name,
                     password_file,
@@ -308,31 +285,21 @@ fn main() -> ExitCode {
             password_file,
             name,
         }),
-        Command::Backup {
-            config,
-            slot,
-            out,
-            keys,
-        } => backup::backup(&backup::Backup {
+        Command::Backup { slot, out, keys } => backup::backup(&backup::Backup {
             config,
             slot,
             out,
             keys,
         }),
-        Command::Restore {
-            config,
-            slot,
-            force,
-            dir,
-        } => backup::restore(&backup::Restore {
+        Command::Restore { slot, force, dir } => backup::restore(&backup::Restore {
             config,
             slot,
             dir,
             force,
         }),
-        Command::List { on } => ops::list(on.config.as_ref(), on.slot.as_deref(), on.json),
+        Command::List { on } => ops::list(config.as_ref(), on.slot.as_deref(), on.json),
         Command::Doctor {
-            on: On { config, slot, json },
+            on: On { slot, json },
             sign,
             samples,
             latency_warn_ms,
@@ -419,14 +386,29 @@ fn man_pages(dir: &std::path::Path) -> Result<(), String> {
     write(dir, "identify-pkcs11", cmd)
 }
 
+/// Reads the PIN without echo from a terminal (asked twice), or as one line from standard
+/// input when it is not a terminal (a pipe, a file): never from the command line, where
+/// it would stay in the shell's history and the process list.
 fn pin_hash() -> Result<(), String> {
-    let mut pin = String::new();
-    std::io::stdin()
-        .read_line(&mut pin)
-        .map_err(|e| format!("reading the PIN from standard input: {e}"))?;
-    let pin = pin.trim_end_matches(['\r', '\n']);
+    use std::io::IsTerminal;
+    let pin = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("PIN: ")
+            .map_err(|e| format!("reading the PIN from the terminal: {e}"))?;
+        let again = rpassword::prompt_password("PIN again: ")
+            .map_err(|e| format!("reading the PIN from the terminal: {e}"))?;
+        if first != again {
+            return Err("the two PINs differ".into());
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the PIN from standard input: {e}"))?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
     if pin.is_empty() {
-        return Err("empty PIN on standard input".into());
+        return Err("empty PIN".into());
     }
     let hash = identify_pkcs11::config::hash_pin(pin.as_bytes()).map_err(|e| e.to_string())?;
     println!("{hash}");
