@@ -95,10 +95,41 @@ fn list_shows_keys_and_certificate_thumbprints() {
         .find(|k| k["name"] == "rsa2048")
         .unwrap();
     assert_eq!(key["certificates_sha256"][0], sha256.as_str(), "{key}");
+    // How an application selects them: CKA_ID (the certificate's subjectKeyIdentifier,
+    // as the module sets it) and the RFC 7512 URI.
+    let ski: String = support::fixture_cert("rsa2048")
+        .subject_key_id()
+        .expect("the fixture has a subjectKeyIdentifier")
+        .as_slice()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let pct: String = ski
+        .as_bytes()
+        .chunks(2)
+        .map(|c| format!("%{}", std::str::from_utf8(c).unwrap()))
+        .collect();
+    assert_eq!(key["cka_id"], ski.as_str(), "{key}");
+    assert_eq!(cert["cka_id"], ski.as_str(), "{cert}");
+    assert_eq!(
+        key["uri"],
+        format!("pkcs11:token=fixtures;object=rsa2048;id={pct};type=private").as_str()
+    );
+    assert_eq!(
+        cert["uri"],
+        format!("pkcs11:token=fixtures;object=rsa2048;id={pct};type=cert").as_str()
+    );
     // Text output too.
     let (code, out, _) = tool(&["list"], &store.config);
     assert_eq!(code, 0);
     assert!(out.contains(&format!("SHA-256 {sha256}")), "{out}");
+    assert!(
+        out.contains(&format!("CKA_ID {ski}"))
+            && out.contains(&format!(
+                "pkcs11:token=fixtures;object=rsa2048;id={pct};type=private"
+            )),
+        "{out}"
+    );
     // An unknown slot is named.
     let (code, _, err) = tool(&["list", "--slot", "nope"], &store.config);
     assert_eq!(code, 1);

@@ -362,18 +362,7 @@ impl ObjectCache {
         let mut subject_of: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
         let mut certs: Vec<(&CertRecord, Attributes, Vec<u8>)> = Vec::new();
         for cert in &listing.certificates {
-            let key_id_override = if cert.id.is_none() {
-                listing
-                    .keys
-                    .iter()
-                    .find(|k| {
-                        k.id.is_some()
-                            && cert_spki(&cert.der).as_deref() == Some(k.spki_der.as_slice())
-                    })
-                    .and_then(|k| k.id.clone())
-            } else {
-                None
-            };
+            let key_id_override = certificate_id_override(cert, listing);
             match attributes::certificate(cert, true, modifiable, key_id_override.as_deref()) {
                 Ok((mut attrs, facts)) => {
                     attrs.insert(
@@ -426,15 +415,8 @@ impl ObjectCache {
         objects: &mut BTreeMap<CK_OBJECT_HANDLE, Arc<Object>>,
     ) -> Result<()> {
         let public = PublicInfo::from_spki(&key.spki_der)?;
-        let id = match &key.id {
-            Some(id) => id.clone(),
-            None => attributes::key_identifier(&key.spki_der)?,
-        };
-        let label = match (&key.label, &key.version) {
-            (Some(l), _) => l.clone(),
-            (None, Some(v)) if !key.current => format!("{}/{v}", key.name),
-            (None, _) => key.name.clone(),
-        };
+        let id = key_id(key)?;
+        let label = key_label(key);
         let subject = subject_of.get(&key.spki_der).cloned().unwrap_or_default();
         let sensitive = match public.kind {
             KeyKind::Rsa => attributes::SENSITIVE_RSA,
@@ -725,6 +707,44 @@ impl ObjectCache {
             .filter_map(|o| o.key.as_ref()?.record.clone())
             .find(|r| r.spki_der == spki_der))
     }
+}
+
+/// The CKA_LABEL of a key version's objects: a label set through PKCS#11, else the key's
+/// name for the current version and `name/version` for older ones.
+pub fn key_label(key: &KeyRecord) -> String {
+    match (&key.label, &key.version) {
+        (Some(l), _) => l.clone(),
+        (None, Some(v)) if !key.current => format!("{}/{v}", key.name),
+        (None, _) => key.name.clone(),
+    }
+}
+
+/// The CKA_ID of a key version's objects: one set through PKCS#11, else the SHA-1 of its
+/// public key (RFC 5280 §4.2.1.2 method 1, which certificates' SKIs use too).
+pub fn key_id(key: &KeyRecord) -> Result<Vec<u8>> {
+    match &key.id {
+        Some(id) => Ok(id.clone()),
+        None => attributes::key_identifier(&key.spki_der),
+    }
+}
+
+/// A certificate without a CKA_ID of its own takes the one set on its key.
+fn certificate_id_override(cert: &CertRecord, listing: &Listing) -> Option<Vec<u8>> {
+    if cert.id.is_some() {
+        return None;
+    }
+    listing
+        .keys
+        .iter()
+        .find(|k| k.id.is_some() && cert_spki(&cert.der).as_deref() == Some(k.spki_der.as_slice()))
+        .and_then(|k| k.id.clone())
+}
+
+/// The CKA_ID of a certificate's object, as C_GetAttributeValue answers it.
+pub fn certificate_id(cert: &CertRecord, listing: &Listing) -> Result<Vec<u8>> {
+    let over = certificate_id_override(cert, listing);
+    let (attrs, _) = attributes::certificate(cert, true, false, over.as_deref())?;
+    Ok(attrs.get(&CKA_ID).cloned().unwrap_or_default())
 }
 
 fn cert_spki(der: &[u8]) -> Option<Vec<u8>> {

@@ -82,7 +82,51 @@ fn key_kind(k: &KeyRecord) -> String {
     }
 }
 
-fn key_json(k: &KeyRecord, certs: &[(&CertRecord, Option<CertFacts>)]) -> Value {
+/// How a PKCS#11 application selects an object: its RFC 7512 URI (token, object label,
+/// id, type) and its CKA_ID in hex, as the module presents them.
+struct Selector {
+    uri: String,
+    cka_id: String,
+}
+
+impl Selector {
+    fn new(token: &str, label: &str, id: &[u8], kind: &str) -> Selector {
+        use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+        // RFC 7512 §2.3: unreserved characters stay; everything else is percent-encoded
+        // (allowed everywhere, and the id is bytes, so all of it is).
+        const VALUE: &AsciiSet = &NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
+        let pct: String = id.iter().map(|b| format!("%{b:02x}")).collect();
+        Selector {
+            uri: format!(
+                "pkcs11:token={};object={};id={pct};type={kind}",
+                utf8_percent_encode(token, VALUE),
+                utf8_percent_encode(label, VALUE)
+            ),
+            cka_id: id.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    fn key(token: &str, k: &KeyRecord) -> Selector {
+        let id = identify_pkcs11::object::key_id(k).unwrap_or_default();
+        Selector::new(
+            token,
+            &identify_pkcs11::object::key_label(k),
+            &id,
+            "private",
+        )
+    }
+
+    fn certificate(token: &str, c: &CertRecord, listing: &Listing) -> Selector {
+        let id = identify_pkcs11::object::certificate_id(c, listing).unwrap_or_default();
+        Selector::new(token, &c.label, &id, "cert")
+    }
+}
+
+fn key_json(k: &KeyRecord, certs: &[(&CertRecord, Option<CertFacts>)], at: &Selector) -> Value {
     let paired: Vec<&str> = certs
         .iter()
         .filter(|(_, f)| f.as_ref().is_some_and(|f| f.spki == k.spki_der))
@@ -99,13 +143,17 @@ fn key_json(k: &KeyRecord, certs: &[(&CertRecord, Option<CertFacts>)]) -> Value 
         "decrypt": k.usage.decrypt,
         "id": k.backend_key_id,
         "certificates_sha256": paired,
+        "cka_id": at.cka_id,
+        "uri": at.uri,
     })
 }
 
-fn cert_json(c: &CertRecord, f: &Option<CertFacts>) -> Value {
+fn cert_json(c: &CertRecord, f: &Option<CertFacts>, at: &Selector) -> Value {
     match f {
         Some(f) => json!({
             "label": c.label,
+            "cka_id": at.cka_id,
+            "uri": at.uri,
             "subject": f.subject,
             "not_after": f.not_after,
             "days_left": f.remaining.div_euclid(86_400),
@@ -113,7 +161,8 @@ fn cert_json(c: &CertRecord, f: &Option<CertFacts>) -> Value {
             "sha256": f.sha256,
             "authority": c.authority,
         }),
-        None => json!({"label": c.label, "error": "not a parsable X.509 certificate"}),
+        None => json!({"label": c.label, "cka_id": at.cka_id, "uri": at.uri,
+            "error": "not a parsable X.509 certificate"}),
     }
 }
 
@@ -141,9 +190,11 @@ pub fn list(path: Option<&PathBuf>, only: Option<&str>, as_json: bool) -> Result
             slot.config.kind.as_str(),
             store_name(&slot.config.store)
         );
+        let token = slot.config.label.as_str();
         let mut keys: Vec<&KeyRecord> = listing.keys.iter().collect();
         keys.sort_by(|a, b| (&a.name, !a.current).cmp(&(&b.name, !b.current)));
         for k in &keys {
+            let at = Selector::key(token, k);
             text += &format!(
                 "  key {}{} {}{}{}\n",
                 k.name,
@@ -164,8 +215,10 @@ pub fn list(path: Option<&PathBuf>, only: Option<&str>, as_json: bool) -> Result
                     ""
                 },
             );
+            text += &format!("    CKA_ID {}\n    {}\n", at.cka_id, at.uri);
         }
         for (c, f) in &facts {
+            let at = Selector::certificate(token, c, &listing);
             match f {
                 Some(f) => {
                     text += &format!(
@@ -180,13 +233,20 @@ pub fn list(path: Option<&PathBuf>, only: Option<&str>, as_json: bool) -> Result
                 }
                 None => text += &format!("  certificate {:?}: not parsable\n", c.label),
             }
+            text += &format!("    CKA_ID {}\n    {}\n", at.cka_id, at.uri);
         }
         out.push(json!({
             "label": slot.config.label,
             "kind": slot.config.kind.as_str(),
             "store": store_name(&slot.config.store),
-            "keys": keys.iter().map(|k| key_json(k, &facts)).collect::<Vec<_>>(),
-            "certificates": facts.iter().map(|(c, f)| cert_json(c, f)).collect::<Vec<_>>(),
+            "keys": keys
+                .iter()
+                .map(|k| key_json(k, &facts, &Selector::key(token, k)))
+                .collect::<Vec<_>>(),
+            "certificates": facts
+                .iter()
+                .map(|(c, f)| cert_json(c, f, &Selector::certificate(token, c, &listing)))
+                .collect::<Vec<_>>(),
         }));
     }
     module.shutdown();
