@@ -58,33 +58,83 @@ fn key_spec(s: &str) -> Result<KeySpec> {
 }
 
 /// `CN=name,O=org,OU=unit,C=DK,ST=state,L=city` (no commas inside values).
+/// `--subject`: an RFC 4514 distinguished name (`CN=Contoso\\, Inc,O=Contoso`, `\\+`,
+/// `#`-hex values...), parsed by x509-cert, with CN, O, OU, C, ST and L. Written most
+/// specific first, as in RFC 4514 and the README's examples; spaces after a `,` are
+/// allowed (OpenSSL and Windows print them).
 fn subject(s: &str) -> Result<rcgen::DistinguishedName> {
+    use std::str::FromStr;
+    let example = "e.g. \"CN=signing.example.com,O=Contoso\" with CN, O, OU, C, ST, L \
+                   (RFC 4514: escape a comma in a value as \\,)";
+    let name = x509_cert::name::RdnSequence::from_str(&trim_after_separators(s))
+        .map_err(|e| format!("--subject {s:?}: not an RFC 4514 name ({e}); {example}"))?;
     let mut dn = rcgen::DistinguishedName::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| format!("--subject {s:?}: {part:?} is not KEY=value"))?;
-        let t = match k.trim().to_ascii_uppercase().as_str() {
-            "CN" => rcgen::DnType::CommonName,
-            "O" => rcgen::DnType::OrganizationName,
-            "OU" => rcgen::DnType::OrganizationalUnitName,
-            "C" => rcgen::DnType::CountryName,
-            "ST" => rcgen::DnType::StateOrProvinceName,
-            "L" => rcgen::DnType::LocalityName,
-            other => {
-                return Err(format!(
-                    "--subject {s:?}: {other:?} is not one of CN, O, OU, C, ST, L"
-                ));
-            }
-        };
-        dn.push(t, v.trim());
+    // RdnSequence holds the RDNs in encoding order (the string's last first); the name
+    // keeps the order written, most specific first, as before.
+    for rdn in name.0.iter().rev() {
+        for atv in rdn.0.iter() {
+            let t = match atv.oid.to_string().as_str() {
+                "2.5.4.3" => rcgen::DnType::CommonName,
+                "2.5.4.10" => rcgen::DnType::OrganizationName,
+                "2.5.4.11" => rcgen::DnType::OrganizationalUnitName,
+                "2.5.4.6" => rcgen::DnType::CountryName,
+                "2.5.4.8" => rcgen::DnType::StateOrProvinceName,
+                "2.5.4.7" => rcgen::DnType::LocalityName,
+                other => {
+                    return Err(format!(
+                        "--subject {s:?}: attribute {other} is not one of CN, O, OU, C, ST, L"
+                    ));
+                }
+            };
+            use x509_cert::der::asn1::{PrintableStringRef, Utf8StringRef};
+            let value = Utf8StringRef::try_from(&atv.value)
+                .map(|v| v.as_str().to_owned())
+                .or_else(|_| {
+                    PrintableStringRef::try_from(&atv.value).map(|v| v.as_str().to_owned())
+                })
+                .map_err(|_| format!("--subject {s:?}: values must be strings; {example}"))?;
+            dn.push(t, value);
+        }
     }
     if dn.iter().next().is_none() {
-        return Err(format!(
-            "--subject {s:?}: e.g. \"CN=signing.example.com,O=Contoso\""
-        ));
+        return Err(format!("--subject {s:?}: {example}"));
     }
     Ok(dn)
+}
+
+/// An attribute value escaped as RFC 4514 §2.4 asks (the store parses the string back).
+fn escape_rfc4514(v: &str) -> String {
+    let last = v.chars().count().saturating_sub(1);
+    v.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+                || (i == 0 && matches!(c, '#' | ' '))
+                || (i == last && c == ' ');
+            if special {
+                format!("\\{c}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Drops the spaces that follow an unescaped `,` or `+` (the separators RFC 4514 writes
+/// without them); everything else, escapes included, is the parser's.
+fn trim_after_separators(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut escaped = false;
+    let mut after_separator = true;
+    for c in s.chars() {
+        if after_separator && c == ' ' {
+            continue;
+        }
+        after_separator = !escaped && (c == ',' || c == '+');
+        escaped = !escaped && c == '\\';
+        out.push(c);
+    }
+    out
 }
 
 /// The subject as an X.500 string for a store that issues the certificate itself (the
@@ -102,7 +152,7 @@ fn subject_string(dn: &rcgen::DistinguishedName) -> String {
                 _ => return None,
             };
             match v {
-                rcgen::DnValue::Utf8String(s) => Some(format!("{k}={s}")),
+                rcgen::DnValue::Utf8String(s) => Some(format!("{k}={}", escape_rfc4514(s))),
                 _ => None,
             }
         })
@@ -655,9 +705,17 @@ mod tests {
             assert!(e.contains("rsa:2048") && e.contains("ec:p256"), "{e}");
         }
         assert_eq!(subject("CN=a, O=b").unwrap().iter().count(), 2);
-        assert!(subject("CN").unwrap_err().contains("KEY=value"));
-        assert!(subject("XX=1").unwrap_err().contains("CN, O"));
+        assert!(subject("CN").unwrap_err().contains("RFC 4514"));
+        assert!(subject("XX=1").unwrap_err().contains("RFC 4514"));
+        assert!(subject("street=1").unwrap_err().contains("CN, O"));
         assert!(subject("").is_err());
+        // RFC 4514 escaping: a comma and a plus inside values, a space kept inside.
+        assert_eq!(
+            subject_string(&subject(r"CN=Contoso\, Inc, O=A\+B,C=DK").unwrap()),
+            r"CN=Contoso\, Inc, O=A\+B, C=DK"
+        );
+        let dn = subject(r"CN=Contoso\, Inc").unwrap();
+        assert_eq!(dn.iter().count(), 1);
         assert_eq!(
             subject_string(&subject("CN=a.example, O=Contoso,C=DK").unwrap()),
             "CN=a.example, O=Contoso, C=DK"
