@@ -380,6 +380,11 @@ struct Worker<'a> {
     tolerated: &'a [(&'static str, CK_RV)],
     /// Steps left out for this target (by name).
     avoid: &'a [&'static str],
+    /// The session and the object the current step uses, and the codes it got: a session
+    /// another thread closed, or a handle a logout retired, is forgotten after the step.
+    used_session: Option<CK_SESSION_HANDLE>,
+    used_object: Option<CK_OBJECT_HANDLE>,
+    seen: Vec<CK_RV>,
 }
 
 macro_rules! call {
@@ -401,6 +406,7 @@ impl Worker<'_> {
 
     fn end(&mut self, name: &'static str, rv: CK_RV) -> CK_RV {
         self.watch.started[self.index].store(0, Ordering::Relaxed);
+        self.seen.push(rv);
         *self.counts.entry(name).or_default() += 1;
         if rv != CKR_OK {
             *self.codes.entry(rv_name(rv)).or_default() += 1;
@@ -425,9 +431,34 @@ impl Worker<'_> {
         if self.sessions.is_empty() || self.rng.chance(3) {
             self.open();
         }
-        match self.sessions.len() {
+        let s = match self.sessions.len() {
             0 => CK_INVALID_HANDLE,
             n => self.sessions[self.rng.below(n)],
+        };
+        self.used_session = Some(s);
+        s
+    }
+
+    /// Forgets what the step found stale (§5.6: closed sessions, handles retired by a
+    /// logout stay invalid).
+    fn after_step(&mut self) {
+        let seen = std::mem::take(&mut self.seen);
+        if let Some(s) = self.used_session.take()
+            && seen.iter().any(|rv| *rv == CKR_SESSION_HANDLE_INVALID)
+        {
+            self.sessions.retain(|h| *h != s);
+        }
+        if let Some(o) = self.used_object.take()
+            && seen.iter().any(|rv| {
+                matches!(
+                    *rv,
+                    CKR_KEY_HANDLE_INVALID
+                        | CKR_OBJECT_HANDLE_INVALID
+                        | CKR_UNWRAPPING_KEY_HANDLE_INVALID
+                )
+            })
+        {
+            self.known.remove(&o);
         }
     }
 
@@ -569,7 +600,9 @@ impl Worker<'_> {
         if matching.is_empty() {
             None
         } else {
-            Some(matching[self.rng.below(matching.len())].clone())
+            let pick = matching[self.rng.below(matching.len())].clone();
+            self.used_object = Some(pick.0);
+            Some(pick)
         }
     }
 
@@ -622,7 +655,9 @@ impl Worker<'_> {
             return None;
         }
         let i = self.rng.below(self.known.len());
-        self.known.iter().nth(i).map(|(h, k)| (*h, k.clone()))
+        let pick = self.known.iter().nth(i).map(|(h, k)| (*h, k.clone()));
+        self.used_object = pick.as_ref().map(|p| p.0);
+        pick
     }
 
     /// A signature with a fixture key, single- or multi-part, with size queries; it must
@@ -1210,9 +1245,13 @@ fn torture(
                         generate: true,
                         tolerated,
                         avoid,
+                        used_session: None,
+                        used_object: None,
+                        seen: Vec::new(),
                     };
                     while Instant::now() < end {
                         w.step();
+                        w.after_step();
                     }
                     for s in std::mem::take(&mut w.sessions) {
                         call!(w, C_CloseSession(s));
