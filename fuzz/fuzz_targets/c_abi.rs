@@ -7,7 +7,7 @@
 //! Return codes are not checked, with one exception: CKR_GENERAL_ERROR (a panic caught by
 //! the guard, a poisoned lock, an internal error) fails the input. A panic anywhere, even
 //! one the guard would catch, also fails it: libfuzzer-sys installs a panic hook that
-//! aborts the process before unwinding starts.
+//! aborts the process before unwinding starts. The module logs errors only (to stderr).
 //!
 //! The module is initialized once per process over the fixture keys: slot 0 with a PIN
 //! (1234, cheap argon2 parameters, 1000 tries, 1 s lockout), slot 1 without; both
@@ -55,7 +55,7 @@ fn init() {
         std::fs::write(
             &config,
             format!(
-                "[log]\nlevel = \"off\"\n\n\
+                "[log]\nlevel = \"error\"\n\n\
                  [[slot]]\nlabel = \"pin\"\nkind = \"cert-store\"\npath = {store:?}\n\
                  pkcs12_password_file = {pw:?}\nwritable = false\npin_hash = {hash:?}\n\
                  pin_tries = 1000\npin_lockout_seconds = 1\n\n\
