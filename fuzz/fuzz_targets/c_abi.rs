@@ -37,7 +37,11 @@ fn init() {
             let p = entry.unwrap().path();
             std::fs::copy(&p, store.join(p.file_name().unwrap())).unwrap();
         }
-        std::fs::copy(format!("{fixtures}/pkcs12/chain.p12"), store.join("chain.p12")).unwrap();
+        std::fs::copy(
+            format!("{fixtures}/pkcs12/chain.p12"),
+            store.join("chain.p12"),
+        )
+        .unwrap();
         let pw = dir.join("p12.password");
         std::fs::copy(format!("{fixtures}/pkcs12/chain.password"), &pw).unwrap();
         {
@@ -151,7 +155,14 @@ const ULONG_VALUES: &[CK_ULONG] = &[
     0,
     CK_UNAVAILABLE_INFORMATION,
 ];
-const LABELS: &[&[u8]] = &[b"rsa2048", b"rsa3072", b"p256", b"chain", b"chain/chain1", b""];
+const LABELS: &[&[u8]] = &[
+    b"rsa2048",
+    b"rsa3072",
+    b"p256",
+    b"chain",
+    b"chain/chain1",
+    b"",
+];
 const MECHANISMS: &[CK_MECHANISM_TYPE] = &[
     CKM_RSA_PKCS,
     CKM_RSA_PKCS_OAEP,
@@ -262,7 +273,11 @@ impl Ctx<'_> {
         }
     }
     fn slot(&mut self) -> CK_SLOT_ID {
-        if self.ratio(1, 16) { self.ulong() } else { self.pick(&SLOTS).unwrap_or(0) }
+        if self.ratio(1, 16) {
+            self.ulong()
+        } else {
+            self.pick(&SLOTS).unwrap_or(0)
+        }
     }
     fn session(&mut self) -> CK_SESSION_HANDLE {
         if self.sessions.is_empty() || self.ratio(1, 16) {
@@ -303,35 +318,63 @@ impl Ctx<'_> {
             Out { buf: None, len }
         } else {
             let n = if self.ratio(1, 2) {
-                self.pick(&[0usize, 1, 20, 32, 64, 72, 128, 255, 256, 384, 512]).unwrap_or(0)
+                self.pick(&[0usize, 1, 20, 32, 64, 72, 128, 255, 256, 384, 512])
+                    .unwrap_or(0)
             } else {
                 self.small(1024)
             };
-            Out { buf: Some(vec![0xa5; n]), len: n as CK_ULONG }
+            Out {
+                buf: Some(vec![0xa5; n]),
+                len: n as CK_ULONG,
+            }
         }
     }
     /// A template. `output`: values are filled in by the call (C_GetAttributeValue), so a
     /// NULL value asks for the length, and any stated length is fine with NULL.
     fn template(&mut self, output: bool) -> Template {
-        let n = if self.ratio(1, 32) { self.small(300) } else { self.small(8) };
+        let n = if self.ratio(1, 32) {
+            self.small(300)
+        } else {
+            self.small(8)
+        };
         let mut attrs = Vec::with_capacity(n);
         let mut values = Vec::with_capacity(n);
         for _ in 0..n {
-            let type_ = if self.ratio(1, 10) { self.ulong() } else { self.pick(ATTRIBUTES).unwrap_or(0) };
+            let type_ = if self.ratio(1, 10) {
+                self.ulong()
+            } else {
+                self.pick(ATTRIBUTES).unwrap_or(0)
+            };
             let mut value: Vec<u8> = match self.small(5) {
                 0 => {
                     // NULL value: for an input template only with length 0 (or a stated
                     // length the module must refuse without reading); any for output.
-                    let len = if output || self.ratio(1, 2) { self.ulong() } else { 0 };
-                    let len = if output && self.ratio(3, 4) { len % 600 } else { len };
+                    let len = if output || self.ratio(1, 2) {
+                        self.ulong()
+                    } else {
+                        0
+                    };
+                    let len = if output && self.ratio(3, 4) {
+                        len % 600
+                    } else {
+                        len
+                    };
                     if output || len == 0 || self.ratio(1, 4) {
-                        attrs.push(CK_ATTRIBUTE { type_, pValue: null_mut(), ulValueLen: len });
+                        attrs.push(CK_ATTRIBUTE {
+                            type_,
+                            pValue: null_mut(),
+                            ulValueLen: len,
+                        });
                         continue;
                     }
                     Vec::new()
                 }
                 1 => self.pick_or_any(ULONG_VALUES).to_ne_bytes().to_vec(),
-                2 => vec![if self.ratio(1, 8) { self.u.arbitrary().unwrap_or(2) } else { self.ratio(1, 2) as u8 }],
+                2 => vec![if self.ratio(1, 8) {
+                    self.u.arbitrary().unwrap_or(2)
+                } else {
+                    self.ratio(1, 2) as u8
+                }],
                 3 => self.pick(LABELS).unwrap_or(b"").to_vec(),
                 _ => self.bytes(if output { 4096 } else { 300 }),
             };
@@ -340,14 +383,25 @@ impl Ctx<'_> {
             } else {
                 value.as_mut_ptr() as *mut c_void
             };
-            attrs.push(CK_ATTRIBUTE { type_, pValue: ptr, ulValueLen: value.len() as CK_ULONG });
+            attrs.push(CK_ATTRIBUTE {
+                type_,
+                pValue: ptr,
+                ulValueLen: value.len() as CK_ULONG,
+            });
             values.push(value);
         }
-        Template { attrs, _values: values }
+        Template {
+            attrs,
+            _values: values,
+        }
     }
     fn mechanism(&mut self) -> Mech {
         let mechanism = self.pick_or_any(MECHANISMS);
-        let mut label = if self.ratio(1, 4) { self.bytes(64) } else { Vec::new() };
+        let mut label = if self.ratio(1, 4) {
+            self.bytes(64)
+        } else {
+            Vec::new()
+        };
         let mut pss = Box::new(CK_RSA_PKCS_PSS_PARAMS {
             hashAlg: self.pick_or_any(HASHES),
             mgf: self.pick_or_any(MGFS),
@@ -360,22 +414,44 @@ impl Ctx<'_> {
         let mut oaep = Box::new(CK_RSA_PKCS_OAEP_PARAMS {
             hashAlg: self.pick_or_any(HASHES),
             mgf: self.pick_or_any(MGFS),
-            source: if self.ratio(1, 4) { self.ulong() % 3 } else { CKZ_DATA_SPECIFIED },
-            pSourceData: if label.is_empty() { null_mut() } else { label.as_mut_ptr() as *mut c_void },
+            source: if self.ratio(1, 4) {
+                self.ulong() % 3
+            } else {
+                CKZ_DATA_SPECIFIED
+            },
+            pSourceData: if label.is_empty() {
+                null_mut()
+            } else {
+                label.as_mut_ptr() as *mut c_void
+            },
             ulSourceDataLen: label.len() as CK_ULONG,
         });
         let mut raw = self.bytes(64);
         let (p, len): (*mut c_void, usize) = match self.small(4) {
             0 | 1 => (null_mut(), 0),
-            2 => (&mut *pss as *mut _ as *mut c_void, size_of::<CK_RSA_PKCS_PSS_PARAMS>()),
-            3 => (&mut *oaep as *mut _ as *mut c_void, size_of::<CK_RSA_PKCS_OAEP_PARAMS>()),
+            2 => (
+                &mut *pss as *mut _ as *mut c_void,
+                size_of::<CK_RSA_PKCS_PSS_PARAMS>(),
+            ),
+            3 => (
+                &mut *oaep as *mut _ as *mut c_void,
+                size_of::<CK_RSA_PKCS_OAEP_PARAMS>(),
+            ),
             _ => (
-                if raw.is_empty() { null_mut() } else { raw.as_mut_ptr() as *mut c_void },
+                if raw.is_empty() {
+                    null_mut()
+                } else {
+                    raw.as_mut_ptr() as *mut c_void
+                },
                 raw.len(),
             ),
         };
         Mech {
-            m: CK_MECHANISM { mechanism, pParameter: p, ulParameterLen: len as CK_ULONG },
+            m: CK_MECHANISM {
+                mechanism,
+                pParameter: p,
+                ulParameterLen: len as CK_ULONG,
+            },
             _pss: pss,
             _oaep: oaep,
             _label: label,
@@ -433,9 +509,17 @@ fn step(c: &mut Ctx) {
         3 => {
             let h = c.session();
             let user = c.pick_or_any(&[CKU_USER, CKU_SO, CKU_CONTEXT_SPECIFIC]);
-            let mut pin = if c.ratio(1, 2) { PIN.to_vec() } else { c.bytes(40) };
+            let mut pin = if c.ratio(1, 2) {
+                PIN.to_vec()
+            } else {
+                c.bytes(40)
+            };
             let len = pin.len() as CK_ULONG;
-            let p = if pin.is_empty() { null_mut() } else { pin.as_mut_ptr() };
+            let p = if pin.is_empty() {
+                null_mut()
+            } else {
+                pin.as_mut_ptr()
+            };
             // SAFETY: see `step`.
             check("C_Login", unsafe { C_Login(h, user, p, len) });
         }
@@ -448,19 +532,28 @@ fn step(c: &mut Ctx) {
             let h = c.session();
             let mut t = c.template(false);
             // SAFETY: see `step`.
-            check("C_FindObjectsInit", unsafe { C_FindObjectsInit(h, t.ptr(), t.count()) });
+            check("C_FindObjectsInit", unsafe {
+                C_FindObjectsInit(h, t.ptr(), t.count())
+            });
         }
         6 => {
             let h = c.session();
             let max = c.small(20);
             let mut found = vec![0 as CK_OBJECT_HANDLE; max];
             let mut count: CK_ULONG = 0;
-            let p = if max == 0 && c.ratio(1, 2) { null_mut() } else { found.as_mut_ptr() };
+            let p = if max == 0 && c.ratio(1, 2) {
+                null_mut()
+            } else {
+                found.as_mut_ptr()
+            };
             // SAFETY: see `step`.
             let rv = unsafe { C_FindObjects(h, p, max as CK_ULONG, &mut count) };
             check("C_FindObjects", rv);
             if rv == CKR_OK {
-                assert!(count as usize <= max, "C_FindObjects returned {count} > {max}");
+                assert!(
+                    count as usize <= max,
+                    "C_FindObjects returned {count} > {max}"
+                );
                 c.objects.extend_from_slice(&found[..count as usize]);
             }
         }
@@ -473,13 +566,17 @@ fn step(c: &mut Ctx) {
             let (h, o) = (c.session(), c.object());
             let mut t = c.template(true);
             // SAFETY: see `step`.
-            check("C_GetAttributeValue", unsafe { C_GetAttributeValue(h, o, t.ptr(), t.count()) });
+            check("C_GetAttributeValue", unsafe {
+                C_GetAttributeValue(h, o, t.ptr(), t.count())
+            });
         }
         9 => {
             let (h, o) = (c.session(), c.object());
             let mut t = c.template(false);
             // SAFETY: see `step`.
-            check("C_SetAttributeValue", unsafe { C_SetAttributeValue(h, o, t.ptr(), t.count()) });
+            check("C_SetAttributeValue", unsafe {
+                C_SetAttributeValue(h, o, t.ptr(), t.count())
+            });
         }
         10 => {
             let h = c.session();
@@ -501,12 +598,18 @@ fn step(c: &mut Ctx) {
             let (h, o) = (c.session(), c.object());
             let mut size: CK_ULONG = 0;
             // SAFETY: see `step`.
-            check("C_GetObjectSize", unsafe { C_GetObjectSize(h, o, &mut size) });
+            check("C_GetObjectSize", unsafe {
+                C_GetObjectSize(h, o, &mut size)
+            });
         }
         13..=16 => {
             let (h, o) = (c.session(), c.object());
             let mut m = c.mechanism();
-            let pm = if c.ratio(1, 32) { null_mut() } else { &mut m.m as *mut CK_MECHANISM };
+            let pm = if c.ratio(1, 32) {
+                null_mut()
+            } else {
+                &mut m.m as *mut CK_MECHANISM
+            };
             // SAFETY: see `step`.
             let (name, rv) = unsafe {
                 match op {
@@ -538,13 +641,24 @@ fn step(c: &mut Ctx) {
                     19 => ("C_Encrypt", C_Encrypt(h, d, len, op_ptr, &mut out.len)),
                     20 => ("C_Decrypt", C_Decrypt(h, d, len, op_ptr, &mut out.len)),
                     21 => ("C_Digest", C_Digest(h, d, len, op_ptr, &mut out.len)),
-                    22 => ("C_EncryptUpdate", C_EncryptUpdate(h, d, len, op_ptr, &mut out.len)),
-                    _ => ("C_DecryptUpdate", C_DecryptUpdate(h, d, len, op_ptr, &mut out.len)),
+                    22 => (
+                        "C_EncryptUpdate",
+                        C_EncryptUpdate(h, d, len, op_ptr, &mut out.len),
+                    ),
+                    _ => (
+                        "C_DecryptUpdate",
+                        C_DecryptUpdate(h, d, len, op_ptr, &mut out.len),
+                    ),
                 }
             };
             check(name, rv);
             if let (CKR_OK, Some(b)) = (rv, &out.buf) {
-                assert!(out.len as usize <= b.len(), "{name} wrote {} into {}", out.len, b.len());
+                assert!(
+                    out.len as usize <= b.len(),
+                    "{name} wrote {} into {}",
+                    out.len,
+                    b.len()
+                );
             }
         }
         24..=27 => {
@@ -562,7 +676,12 @@ fn step(c: &mut Ctx) {
             };
             check(name, rv);
             if let (CKR_OK, Some(b)) = (rv, &out.buf) {
-                assert!(out.len as usize <= b.len(), "{name} wrote {} into {}", out.len, b.len());
+                assert!(
+                    out.len as usize <= b.len(),
+                    "{name} wrote {} into {}",
+                    out.len,
+                    b.len()
+                );
             }
         }
         28..=30 => {
@@ -584,13 +703,17 @@ fn step(c: &mut Ctx) {
             let (mut data, len) = c.input(600);
             let (mut sig, slen) = c.input(600);
             // SAFETY: see `step`.
-            check("C_Verify", unsafe { C_Verify(h, in_ptr(&mut data), len, in_ptr(&mut sig), slen) });
+            check("C_Verify", unsafe {
+                C_Verify(h, in_ptr(&mut data), len, in_ptr(&mut sig), slen)
+            });
         }
         32 => {
             let h = c.session();
             let (mut sig, slen) = c.input(600);
             // SAFETY: see `step`.
-            check("C_VerifyFinal", unsafe { C_VerifyFinal(h, in_ptr(&mut sig), slen) });
+            check("C_VerifyFinal", unsafe {
+                C_VerifyFinal(h, in_ptr(&mut sig), slen)
+            });
         }
         33 => {
             let (h, o) = (c.session(), c.object());
@@ -601,25 +724,42 @@ fn step(c: &mut Ctx) {
             let h = c.session();
             let n = c.small(300);
             let mut buf = vec![0u8; n];
-            let p = if n == 0 && c.ratio(1, 2) { null_mut() } else { buf.as_mut_ptr() };
+            let p = if n == 0 && c.ratio(1, 2) {
+                null_mut()
+            } else {
+                buf.as_mut_ptr()
+            };
             // SAFETY: see `step`.
-            check("C_GenerateRandom", unsafe { C_GenerateRandom(h, p, n as CK_ULONG) });
+            check("C_GenerateRandom", unsafe {
+                C_GenerateRandom(h, p, n as CK_ULONG)
+            });
         }
         35 => {
             let h = c.session();
             let (mut seed, len) = c.input(64);
             // SAFETY: see `step`.
-            check("C_SeedRandom", unsafe { C_SeedRandom(h, in_ptr(&mut seed), len) });
+            check("C_SeedRandom", unsafe {
+                C_SeedRandom(h, in_ptr(&mut seed), len)
+            });
         }
         36 => {
             let h = c.session();
             let mut info = std::mem::MaybeUninit::<CK_SESSION_INFO>::zeroed();
             // SAFETY: see `step`.
-            check("C_GetSessionInfo", unsafe { C_GetSessionInfo(h, info.as_mut_ptr()) });
+            check("C_GetSessionInfo", unsafe {
+                C_GetSessionInfo(h, info.as_mut_ptr())
+            });
         }
         37 => {
             let h = c.session();
-            let flags = c.pick_or_any(&[CKF_SIGN, CKF_VERIFY, CKF_ENCRYPT, CKF_DECRYPT, CKF_DIGEST, CKF_FIND_OBJECTS]);
+            let flags = c.pick_or_any(&[
+                CKF_SIGN,
+                CKF_VERIFY,
+                CKF_ENCRYPT,
+                CKF_DECRYPT,
+                CKF_DIGEST,
+                CKF_FIND_OBJECTS,
+            ]);
             // SAFETY: no pointers.
             check("C_SessionCancel", unsafe { C_SessionCancel(h, flags) });
         }
@@ -627,32 +767,50 @@ fn step(c: &mut Ctx) {
             let slot = c.slot();
             let mut info = std::mem::MaybeUninit::<CK_TOKEN_INFO>::zeroed();
             // SAFETY: see `step`.
-            check("C_GetTokenInfo", unsafe { C_GetTokenInfo(slot, info.as_mut_ptr()) });
+            check("C_GetTokenInfo", unsafe {
+                C_GetTokenInfo(slot, info.as_mut_ptr())
+            });
             let mut sinfo = std::mem::MaybeUninit::<CK_SLOT_INFO>::zeroed();
             // SAFETY: see `step`.
-            check("C_GetSlotInfo", unsafe { C_GetSlotInfo(slot, sinfo.as_mut_ptr()) });
+            check("C_GetSlotInfo", unsafe {
+                C_GetSlotInfo(slot, sinfo.as_mut_ptr())
+            });
         }
         39 => {
             let slot = c.slot();
             let n = c.small(80);
             let mut list = vec![0 as CK_MECHANISM_TYPE; n];
             let mut count = n as CK_ULONG;
-            let p = if c.ratio(1, 2) { null_mut() } else { list.as_mut_ptr() };
+            let p = if c.ratio(1, 2) {
+                null_mut()
+            } else {
+                list.as_mut_ptr()
+            };
             // SAFETY: see `step`.
-            check("C_GetMechanismList", unsafe { C_GetMechanismList(slot, p, &mut count) });
+            check("C_GetMechanismList", unsafe {
+                C_GetMechanismList(slot, p, &mut count)
+            });
             let mech = c.pick_or_any(MECHANISMS);
             let mut info = std::mem::MaybeUninit::<CK_MECHANISM_INFO>::zeroed();
             // SAFETY: see `step`.
-            check("C_GetMechanismInfo", unsafe { C_GetMechanismInfo(slot, mech, info.as_mut_ptr()) });
+            check("C_GetMechanismInfo", unsafe {
+                C_GetMechanismInfo(slot, mech, info.as_mut_ptr())
+            });
         }
         40 => {
             let n = c.small(4);
             let mut list = vec![0 as CK_SLOT_ID; n];
             let mut count = n as CK_ULONG;
-            let p = if c.ratio(1, 2) { null_mut() } else { list.as_mut_ptr() };
+            let p = if c.ratio(1, 2) {
+                null_mut()
+            } else {
+                list.as_mut_ptr()
+            };
             let present = c.u.arbitrary::<u8>().unwrap_or(0);
             // SAFETY: see `step`.
-            check("C_GetSlotList", unsafe { C_GetSlotList(present, p, &mut count) });
+            check("C_GetSlotList", unsafe {
+                C_GetSlotList(present, p, &mut count)
+            });
         }
         41 => {
             let h = c.session();
@@ -682,7 +840,16 @@ fn step(c: &mut Ctx) {
             let mut k = 0;
             // SAFETY: see `step`.
             check("C_UnwrapKey", unsafe {
-                C_UnwrapKey(h, &mut m.m, o, in_ptr(&mut wrapped), wlen, t.ptr(), t.count(), &mut k)
+                C_UnwrapKey(
+                    h,
+                    &mut m.m,
+                    o,
+                    in_ptr(&mut wrapped),
+                    wlen,
+                    t.ptr(),
+                    t.count(),
+                    &mut k,
+                )
             });
         }
         43 => {
@@ -690,12 +857,16 @@ fn step(c: &mut Ctx) {
             let mut t = c.template(false);
             let mut new = 0;
             // SAFETY: see `step`.
-            check("C_CopyObject", unsafe { C_CopyObject(h, o, t.ptr(), t.count(), &mut new) });
+            check("C_CopyObject", unsafe {
+                C_CopyObject(h, o, t.ptr(), t.count(), &mut new)
+            });
         }
         44 => {
             let mut slot = 0;
             // SAFETY: see `step`; CKF_DONT_BLOCK: never wait.
-            check("C_WaitForSlotEvent", unsafe { C_WaitForSlotEvent(CKF_DONT_BLOCK, &mut slot, null_mut()) });
+            check("C_WaitForSlotEvent", unsafe {
+                C_WaitForSlotEvent(CKF_DONT_BLOCK, &mut slot, null_mut())
+            });
         }
         45 => {
             let mut info = std::mem::MaybeUninit::<CK_INFO>::zeroed();
@@ -703,31 +874,51 @@ fn step(c: &mut Ctx) {
             check("C_GetInfo", unsafe { C_GetInfo(info.as_mut_ptr()) });
             let mut n: CK_ULONG = 0;
             // SAFETY: see `step`.
-            check("C_GetInterfaceList", unsafe { C_GetInterfaceList(null_mut(), &mut n) });
-            let mut list = [CK_INTERFACE { pInterfaceName: null_mut(), pFunctionList: null_mut(), flags: 0 }; 4];
+            check("C_GetInterfaceList", unsafe {
+                C_GetInterfaceList(null_mut(), &mut n)
+            });
+            let mut list = [CK_INTERFACE {
+                pInterfaceName: null_mut(),
+                pFunctionList: null_mut(),
+                flags: 0,
+            }; 4];
             let mut n = c.small(4) as CK_ULONG;
             // SAFETY: see `step`.
-            check("C_GetInterfaceList", unsafe { C_GetInterfaceList(list.as_mut_ptr(), &mut n) });
+            check("C_GetInterfaceList", unsafe {
+                C_GetInterfaceList(list.as_mut_ptr(), &mut n)
+            });
         }
         46 => {
             let h = c.session();
-            let mut old = if c.ratio(1, 2) { PIN.to_vec() } else { c.bytes(16) };
+            let mut old = if c.ratio(1, 2) {
+                PIN.to_vec()
+            } else {
+                c.bytes(16)
+            };
             let mut new = c.bytes(16);
             let (ol, nl) = (old.len() as CK_ULONG, new.len() as CK_ULONG);
             // SAFETY: see `step`.
-            check("C_SetPIN", unsafe { C_SetPIN(h, in_ptr_vec(&mut old), ol, in_ptr_vec(&mut new), nl) });
+            check("C_SetPIN", unsafe {
+                C_SetPIN(h, in_ptr_vec(&mut old), ol, in_ptr_vec(&mut new), nl)
+            });
         }
         47 => {
             let h = c.session();
             let mut state = c.out();
             let p = state.ptr();
             // SAFETY: see `step`.
-            check("C_GetOperationState", unsafe { C_GetOperationState(h, p, &mut state.len) });
+            check("C_GetOperationState", unsafe {
+                C_GetOperationState(h, p, &mut state.len)
+            });
         }
         _ => {
             let h = c.session();
             let user = c.pick_or_any(&[CKU_USER, CKU_SO]);
-            let mut pin = if c.ratio(1, 2) { PIN.to_vec() } else { c.bytes(16) };
+            let mut pin = if c.ratio(1, 2) {
+                PIN.to_vec()
+            } else {
+                c.bytes(16)
+            };
             let mut name = c.bytes(16);
             let (pl, nl) = (pin.len() as CK_ULONG, name.len() as CK_ULONG);
             // SAFETY: see `step`.
@@ -739,12 +930,20 @@ fn step(c: &mut Ctx) {
 }
 
 fn in_ptr_vec(v: &mut [u8]) -> *mut CK_BYTE {
-    if v.is_empty() { null_mut() } else { v.as_mut_ptr() }
+    if v.is_empty() {
+        null_mut()
+    } else {
+        v.as_mut_ptr()
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
     init();
-    let mut c = Ctx { u: Unstructured::new(data), sessions: Vec::new(), objects: Vec::new() };
+    let mut c = Ctx {
+        u: Unstructured::new(data),
+        sessions: Vec::new(),
+        objects: Vec::new(),
+    };
     let mut steps = 0;
     while !c.u.is_empty() && steps < 64 {
         step(&mut c);

@@ -121,7 +121,9 @@ fuzz_target!(|data: &[u8]| {
             }
             let backend = DirectoryBackend::new(DirectoryConfig {
                 path: dir.clone(),
-                pkcs12_password: Some(password.map_or_else(|| fixture_password.clone(), |p| p.into_owned())),
+                pkcs12_password: Some(
+                    password.map_or_else(|| fixture_password.clone(), |p| p.into_owned()),
+                ),
                 writable: false,
             });
             if let Ok(listing) = backend.list() {

@@ -60,7 +60,11 @@ fn keys() -> &'static [PublicInfo] {
     })
 }
 
-fn pick<T: Copy>(u: &mut Unstructured, list: &[T], other: impl FnOnce(&mut Unstructured) -> T) -> T {
+fn pick<T: Copy>(
+    u: &mut Unstructured,
+    list: &[T],
+    other: impl FnOnce(&mut Unstructured) -> T,
+) -> T {
     if u.ratio(1, 8).unwrap_or(false) {
         other(u)
     } else {
@@ -88,7 +92,11 @@ fuzz_target!(|data: &[u8]| {
     let mut pss = CK_RSA_PKCS_PSS_PARAMS {
         hashAlg: pick(&mut u, HASHES, ulong),
         mgf: pick(&mut u, MGFS, ulong),
-        sLen: if u.ratio(1, 4).unwrap_or(false) { ulong(&mut u) } else { u.int_in_range(0..=600).unwrap_or(32) },
+        sLen: if u.ratio(1, 4).unwrap_or(false) {
+            ulong(&mut u)
+        } else {
+            u.int_in_range(0..=600).unwrap_or(32)
+        },
     };
     let mut oaep = CK_RSA_PKCS_OAEP_PARAMS {
         hashAlg: pick(&mut u, HASHES, ulong),
@@ -104,8 +112,14 @@ fuzz_target!(|data: &[u8]| {
     let mut raw: Vec<u8> = Vec::arbitrary(&mut u).unwrap_or_default();
     let (p, len): (*mut std::ffi::c_void, usize) = match u.int_in_range(0..=3u8).unwrap_or(0) {
         0 => (std::ptr::null_mut(), 0),
-        1 => (&mut pss as *mut _ as *mut _, size_of::<CK_RSA_PKCS_PSS_PARAMS>()),
-        2 => (&mut oaep as *mut _ as *mut _, size_of::<CK_RSA_PKCS_OAEP_PARAMS>()),
+        1 => (
+            &mut pss as *mut _ as *mut _,
+            size_of::<CK_RSA_PKCS_PSS_PARAMS>(),
+        ),
+        2 => (
+            &mut oaep as *mut _ as *mut _,
+            size_of::<CK_RSA_PKCS_OAEP_PARAMS>(),
+        ),
         _ => (raw.as_mut_ptr() as *mut _, raw.len()),
     };
     let m = CK_MECHANISM {
@@ -138,7 +152,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(c) = CryptScheme::from_mechanism(&decoded) {
         let max = c.max_plaintext(key);
         if input.len() <= max && key.kind == identify_pkcs11::mechanism::KeyKind::Rsa {
-            let out = c.encrypt(key, &input).expect("plaintext within max_plaintext encrypts");
+            let out = c
+                .encrypt(key, &input)
+                .expect("plaintext within max_plaintext encrypts");
             assert_eq!(out.len(), key.size_bytes);
         }
     }
