@@ -12,6 +12,10 @@ pub mod certdb;
 pub mod config;
 pub mod error;
 pub mod ffi;
+/// Entry points of the fuzz targets (`fuzz/`); not API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lock_order;
 pub mod logging;
 pub mod mechanism;

@@ -31,25 +31,34 @@ pub fn copy(addr: usize, len: usize) -> Option<Vec<u8>> {
 
 /// A NUL-terminated string at `addr` of at most `max` bytes before the NUL: `Ok(bytes)`,
 /// `Err(true)` when no NUL comes within `max` bytes, `Err(false)` when unreadable.
+///
+/// Read one byte at a time, never past the NUL: the bytes after it are not the caller's
+/// string but whatever else lives there, and a checker in the host (AddressSanitizer
+/// intercepts `write(2)`) reports reading them as an overflow and aborts the host. Once
+/// per C_Initialize, at most `max + 1` bytes.
 pub fn c_string(addr: usize, max: usize) -> Result<Vec<u8>, bool> {
     let mut out = Vec::new();
     let mut at = addr;
     loop {
-        let n = PAGE - at % PAGE;
-        let mut chunk = vec![0u8; n];
-        if !copy_chunk(at, &mut chunk) {
+        let mut byte = [0u8; 1];
+        if !copy_chunk(at, &mut byte) {
             return Err(false);
         }
-        if let Some(nul) = chunk.iter().position(|b| *b == 0) {
-            out.extend_from_slice(&chunk[..nul]);
-            return if out.len() <= max { Ok(out) } else { Err(true) };
+        if byte[0] == 0 {
+            return Ok(out);
         }
-        out.extend_from_slice(&chunk);
-        if out.len() > max {
+        if out.len() == max {
             return Err(true);
         }
-        at = at.checked_add(n).ok_or(false)?;
+        out.push(byte[0]);
+        at = at.checked_add(1).ok_or(false)?;
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Bytes this thread copied from caller memory (tests: nothing past a string's NUL).
+    static COPIED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Copies `buf.len()` bytes (within one page) from `addr`; false if they are unreadable.
@@ -62,6 +71,8 @@ fn copy_chunk(addr: usize, buf: &mut [u8]) -> bool {
     if addr == 0 {
         return false;
     }
+    #[cfg(test)]
+    COPIED.with(|c| c.set(c.get() + buf.len()));
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a writable array of two descriptors, as pipe(2) wants.
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -146,5 +157,22 @@ mod tests {
         let mut long_nul = long.clone();
         long_nul.push(0);
         assert_eq!(c_string(long_nul.as_ptr() as usize, 4096), Err(true));
+        let exact = [b'a', b'b', 0];
+        assert_eq!(
+            c_string(exact.as_ptr() as usize, 2).as_deref(),
+            Ok(&b"ab"[..])
+        );
+        assert_eq!(c_string(exact.as_ptr() as usize, 1), Err(true));
+    }
+
+    #[test]
+    fn nothing_past_the_nul_is_read() {
+        // Found by the c_abi fuzz target under AddressSanitizer: the string was read to
+        // the end of its page, past the caller's allocation.
+        let s = b"/etc/identify-pkcs11/config.toml\0";
+        let before = COPIED.with(std::cell::Cell::get);
+        assert!(c_string(s.as_ptr() as usize, 4096).is_ok());
+        let copied = COPIED.with(std::cell::Cell::get) - before;
+        assert_eq!(copied, s.len(), "bytes read for a {}-byte string", s.len());
     }
 }

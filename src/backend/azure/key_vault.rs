@@ -339,53 +339,14 @@ impl KeyVaultBackend {
             .map_err(|e| errors::map(e, &what))?
             .into_model()
             .map_err(|e| errors::map(e, &what))?;
-        let Some(jwk) = &key.key else { return Ok(None) };
-        let spki_der = match jwk_to_spki(jwk) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("{what}: {e}; skipped");
-                return Ok(None);
-            }
-        };
-        let ops: Vec<&str> = jwk.key_ops.iter().flatten().map(String::as_str).collect();
-        let tags = key.tags.as_ref();
-        let hsm = matches!(jwk.kty, Some(KeyType::RsaHsm | KeyType::EcHsm));
-        let rsa_bits = jwk
-            .n
-            .as_ref()
-            .map(|n| n.iter().skip_while(|b| **b == 0).count() * 8);
-        // Every key has an identifier: the service's `kid`, or the one it would have sent
-        // (`{vault}/keys/{name}/{version}`) when a response has none, so that two such
-        // keys never share an empty id.
-        let kid = jwk
-            .kid
-            .clone()
-            .filter(|k| !k.is_empty())
-            .unwrap_or_else(|| {
-                format!(
-                    "{}/keys/{name}/{version}",
-                    self.cfg.url.trim_end_matches('/')
-                )
-            });
-        let record = KeyRecord {
-            stable_id: kid.to_ascii_lowercase(),
-            name: name.to_owned(),
-            version: Some(version.to_owned()),
+        Ok(key_record(
+            &self.cfg.url,
+            name,
+            version,
             current,
-            label: tags.and_then(|t| t.get(TAG_LABEL)).cloned(),
-            id: tags
-                .and_then(|t| t.get(TAG_ID))
-                .and_then(|h| crate::backend::directory::unhex(h)),
-            spki_der,
-            usage: KeyUsage {
-                sign: ops.contains(&"sign"),
-                decrypt: ops.contains(&"decrypt"),
-                unwrap: ops.contains(&"unwrapKey"),
-            },
-            local: false,
-            backend_key_id: kid,
-        };
-        Ok(Some((record, weight(rsa_bits, hsm))))
+            &key,
+            &what,
+        ))
     }
 
     async fn list_certificates(
@@ -615,6 +576,60 @@ impl KeyVaultBackend {
             )),
         }
     }
+}
+
+/// The record of key version `name/version` from the service's answer (`None`: no public
+/// key in it, or one the module cannot use), with its rate weight.
+pub(crate) fn key_record(
+    vault_url: &str,
+    name: &str,
+    version: &str,
+    current: bool,
+    key: &Key,
+    what: &str,
+) -> Option<(KeyRecord, f64)> {
+    let jwk = key.key.as_ref()?;
+    let spki_der = match jwk_to_spki(jwk) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("{what}: {e}; skipped");
+            return None;
+        }
+    };
+    let ops: Vec<&str> = jwk.key_ops.iter().flatten().map(String::as_str).collect();
+    let tags = key.tags.as_ref();
+    let hsm = matches!(jwk.kty, Some(KeyType::RsaHsm | KeyType::EcHsm));
+    let rsa_bits = jwk
+        .n
+        .as_ref()
+        .map(|n| n.iter().skip_while(|b| **b == 0).count() * 8);
+    // Every key has an identifier: the service's `kid`, or the one it would have sent
+    // (`{vault}/keys/{name}/{version}`) when a response has none, so that two such
+    // keys never share an empty id.
+    let kid = jwk
+        .kid
+        .clone()
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| format!("{}/keys/{name}/{version}", vault_url.trim_end_matches('/')));
+    let record = KeyRecord {
+        stable_id: kid.to_ascii_lowercase(),
+        name: name.to_owned(),
+        version: Some(version.to_owned()),
+        current,
+        label: tags.and_then(|t| t.get(TAG_LABEL)).cloned(),
+        id: tags
+            .and_then(|t| t.get(TAG_ID))
+            .and_then(|h| crate::backend::directory::unhex(h)),
+        spki_der,
+        usage: KeyUsage {
+            sign: ops.contains(&"sign"),
+            decrypt: ops.contains(&"decrypt"),
+            unwrap: ops.contains(&"unwrapKey"),
+        },
+        local: false,
+        backend_key_id: kid,
+    };
+    Some((record, weight(rsa_bits, hsm)))
 }
 
 fn pss_algorithm(request: &SignRequest) -> Result<SignatureAlgorithm> {
