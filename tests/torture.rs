@@ -444,7 +444,7 @@ impl Worker<'_> {
     fn after_step(&mut self) {
         let seen = std::mem::take(&mut self.seen);
         if let Some(s) = self.used_session.take()
-            && seen.iter().any(|rv| *rv == CKR_SESSION_HANDLE_INVALID)
+            && seen.contains(&CKR_SESSION_HANDLE_INVALID)
         {
             self.sessions.retain(|h| *h != s);
         }
