@@ -683,19 +683,7 @@ impl Worker<'_> {
             mgf: CKG_MGF1_SHA256,
             sLen: 32,
         };
-        let mut mech = CK_MECHANISM {
-            mechanism: mech_type,
-            pParameter: if pss {
-                &mut params as *mut _ as *mut _
-            } else {
-                null_mut()
-            },
-            ulParameterLen: if pss {
-                std::mem::size_of::<CK_RSA_PKCS_PSS_PARAMS>() as CK_ULONG
-            } else {
-                0
-            },
-        };
+        let mut mech = with_params(mech_type, pss.then_some(&mut params));
         if call!(self, C_SignInit(s, &mut mech, key)) != CKR_OK {
             return;
         }
@@ -807,30 +795,15 @@ impl Worker<'_> {
         let oaep = self.rng.chance(60);
         let ciphertext = encrypt(&self.keys[label.as_str()], oaep, &plain);
         let s = self.session();
-        let mut params = CK_RSA_PKCS_OAEP_PARAMS {
-            hashAlg: CKM_SHA256,
-            mgf: CKG_MGF1_SHA256,
-            source: CKZ_DATA_SPECIFIED,
-            pSourceData: null_mut(),
-            ulSourceDataLen: 0,
-        };
-        let mut mech = CK_MECHANISM {
-            mechanism: if oaep {
+        let mut params = oaep_sha256();
+        let mut mech = with_params(
+            if oaep {
                 CKM_RSA_PKCS_OAEP
             } else {
                 CKM_RSA_PKCS
             },
-            pParameter: if oaep {
-                &mut params as *mut _ as *mut _
-            } else {
-                null_mut()
-            },
-            ulParameterLen: if oaep {
-                std::mem::size_of::<CK_RSA_PKCS_OAEP_PARAMS>() as CK_ULONG
-            } else {
-                0
-            },
-        };
+            oaep.then_some(&mut params),
+        );
         if call!(self, C_DecryptInit(s, &mut mech, key)) != CKR_OK {
             return;
         }
@@ -857,18 +830,8 @@ impl Worker<'_> {
         let aes = self.rng.bytes(32);
         let wrapped = encrypt(&self.keys[label.as_str()], true, &aes);
         let s = self.session();
-        let mut params = CK_RSA_PKCS_OAEP_PARAMS {
-            hashAlg: CKM_SHA256,
-            mgf: CKG_MGF1_SHA256,
-            source: CKZ_DATA_SPECIFIED,
-            pSourceData: null_mut(),
-            ulSourceDataLen: 0,
-        };
-        let mut mech = CK_MECHANISM {
-            mechanism: CKM_RSA_PKCS_OAEP,
-            pParameter: &mut params as *mut _ as *mut _,
-            ulParameterLen: std::mem::size_of::<CK_RSA_PKCS_OAEP_PARAMS>() as CK_ULONG,
-        };
+        let mut params = oaep_sha256();
+        let mut mech = with_params(CKM_RSA_PKCS_OAEP, Some(&mut params));
         let mut class = CKO_SECRET_KEY;
         let mut kt = CKK_AES;
         let mut f: CK_BBOOL = CK_FALSE as CK_BBOOL;
@@ -1127,6 +1090,29 @@ fn attr<T>(type_: CK_ATTRIBUTE_TYPE, v: &mut T) -> CK_ATTRIBUTE {
         type_,
         pValue: v as *mut T as *mut _,
         ulValueLen: std::mem::size_of::<T>() as CK_ULONG,
+    }
+}
+
+/// RSA-OAEP with SHA-256 and MGF1-SHA-256, no label.
+fn oaep_sha256() -> CK_RSA_PKCS_OAEP_PARAMS {
+    CK_RSA_PKCS_OAEP_PARAMS {
+        hashAlg: CKM_SHA256,
+        mgf: CKG_MGF1_SHA256,
+        source: CKZ_DATA_SPECIFIED,
+        pSourceData: null_mut(),
+        ulSourceDataLen: 0,
+    }
+}
+
+/// A mechanism with its parameter structure, or none.
+fn with_params<T>(m: CK_MECHANISM_TYPE, params: Option<&mut T>) -> CK_MECHANISM {
+    match params {
+        Some(p) => CK_MECHANISM {
+            mechanism: m,
+            pParameter: p as *mut T as *mut _,
+            ulParameterLen: std::mem::size_of::<T>() as CK_ULONG,
+        },
+        None => mechanism(m),
     }
 }
 
