@@ -106,6 +106,8 @@ fn copy_chunk(addr: usize, buf: &mut [u8]) -> bool {
     if addr == 0 {
         return false;
     }
+    #[cfg(test)]
+    COPIED.with(|c| c.set(c.get() + buf.len()));
     let mut read = 0usize;
     // SAFETY: `buf` is ours and writable for its length; ReadProcessMemory checks that
     // `addr` is readable in this process and fails (no exception) when it is not.

@@ -166,7 +166,8 @@ impl Target {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let emulator = support::Emulator::start();
-        let config = emulator.config(TOKEN_LABEL, "allow_destroy = true");
+        // The suite generates and destroys keys: the officer principal.
+        let config = emulator.config_officer(TOKEN_LABEL, "allow_destroy = true");
         set_env("IDENTIFY_PKCS11_CONFIG", &config);
         let module = match std::env::var_os("IDENTIFY_PKCS11_MODULE") {
             Some(path) => PathBuf::from(path),
