@@ -63,8 +63,7 @@ impl Location {
             return Ok(Location::Sqlite(base.join(rest)));
         }
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            s.parse::<postgres::Config>()
-                .map_err(|e| format!("{}: {e}", redact(s)))?;
+            pg_config(s).map_err(|e| format!("{}: {e}", redact(s)))?;
             return Ok(Location::Postgres(s.to_owned()));
         }
         Err(format!(
@@ -85,11 +84,87 @@ impl Location {
     pub fn has_password(&self) -> bool {
         match self {
             Location::Sqlite(_) => false,
-            Location::Postgres(url) => url
-                .parse::<postgres::Config>()
-                .is_ok_and(|c| c.get_password().is_some()),
+            Location::Postgres(url) => {
+                pg_config(url).is_ok_and(|(c, _)| c.get_password().is_some())
+            }
         }
     }
+}
+
+/// How a PostgreSQL server's TLS certificate is checked, from the URL's libpq keys that
+/// tokio-postgres does not know itself (`sslmode=verify-ca|verify-full`, `sslrootcert`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PgTls {
+    /// False only for `sslmode=verify-ca` (the chain is checked, not the host name).
+    verify_hostname: bool,
+    /// `sslrootcert`: trust anchors beside the system's and the slot's `ca_file`.
+    root_cert: Option<PathBuf>,
+}
+
+/// The URL's connection settings and TLS checks. Every TLS connection is verified (system
+/// roots, `ca_file`, `sslrootcert`), whatever the sslmode: `prefer` and `require` decide
+/// only whether TLS is used; `verify-ca` and `verify-full` require it. This is stricter
+/// than libpq, whose `prefer` and `require` accept any certificate.
+fn pg_config(url: &str) -> std::result::Result<(postgres::Config, PgTls), String> {
+    const MODES: &str = "disable, prefer, require, verify-ca, verify-full";
+    let mut u = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let mut tls = PgTls {
+        verify_hostname: true,
+        root_cert: None,
+    };
+    let mut kept: Vec<(String, String)> = Vec::new();
+    for (k, v) in u.query_pairs() {
+        match (k.as_ref(), v.as_ref()) {
+            ("sslrootcert", path) => tls.root_cert = Some(PathBuf::from(path)),
+            ("sslmode", "verify-full") => kept.push(("sslmode".into(), "require".into())),
+            ("sslmode", "verify-ca") => {
+                tls.verify_hostname = false;
+                kept.push(("sslmode".into(), "require".into()));
+            }
+            ("sslmode", "disable" | "prefer" | "require") => kept.push((k.into(), v.into())),
+            ("sslmode", other) => return Err(format!("sslmode={other}: accepted: {MODES}")),
+            _ => kept.push((k.into(), v.into())),
+        }
+    }
+    if kept.is_empty() {
+        u.set_query(None);
+    } else {
+        u.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    let config = u
+        .as_str()
+        .parse::<postgres::Config>()
+        .map_err(|e| e.to_string())?;
+    Ok((config, tls))
+}
+
+/// The TLS connector for a PostgreSQL connection: the platform's TLS stack (the same as
+/// Azure's), its system roots, plus `ca_pem` (the slot's `ca_file`) and `sslrootcert`.
+fn pg_tls_connector(
+    tls: &PgTls,
+    ca_pem: Option<&[u8]>,
+) -> std::result::Result<postgres_native_tls::MakeTlsConnector, String> {
+    let mut b = native_tls::TlsConnector::builder();
+    let root_file = match &tls.root_cert {
+        Some(path) => {
+            Some(std::fs::read(path).map_err(|e| format!("sslrootcert {}: {e}", path.display()))?)
+        }
+        None => None,
+    };
+    for (what, pem) in [("ca_file", ca_pem), ("sslrootcert", root_file.as_deref())] {
+        let Some(pem) = pem else { continue };
+        let certs = openssl::x509::X509::stack_from_pem(pem)
+            .map_err(|e| format!("{what}: not PEM certificates: {e}"))?;
+        for c in certs {
+            let der = c.to_der().map_err(|e| format!("{what}: {e}"))?;
+            b.add_root_certificate(
+                native_tls::Certificate::from_der(&der).map_err(|e| format!("{what}: {e}"))?,
+            );
+        }
+    }
+    b.danger_accept_invalid_hostnames(!tls.verify_hostname);
+    let connector = b.build().map_err(|e| e.to_string())?;
+    Ok(postgres_native_tls::MakeTlsConnector::new(connector))
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
@@ -130,6 +205,8 @@ pub struct NewCert<'a> {
 pub struct CertDb {
     location: Location,
     backend: String,
+    /// Extra TLS trust anchors for PostgreSQL (the slot's `ca_file`).
+    ca_pem: Option<Vec<u8>>,
 }
 
 /// How long a writer waits for SQLite's lock, and a PostgreSQL connection may take.
@@ -183,7 +260,15 @@ impl CertDb {
         CertDb {
             location,
             backend: backend.to_owned(),
+            ca_pem: None,
         }
+    }
+
+    /// Trusts `ca_pem` (PEM certificates: the slot's `ca_file`) for PostgreSQL's TLS, as
+    /// for Azure, besides the system roots.
+    pub fn with_ca(mut self, ca_pem: Option<Vec<u8>>) -> CertDb {
+        self.ca_pem = ca_pem;
+        self
     }
 
     pub fn location(&self) -> &Location {
@@ -429,19 +514,19 @@ impl CertDb {
         let Location::Postgres(url) = &self.location else {
             return Err(Error::Internal("not a PostgreSQL database".into()));
         };
-        let mut config: postgres::Config = url.parse().map_err(|e| self.err("configuration", e))?;
+        let (mut config, tls) = pg_config(url).map_err(|e| self.err("configuration", e))?;
         if config.get_password().is_none()
             && let Ok(p) = std::env::var("PGPASSWORD")
         {
             config.password(p);
         }
         config.connect_timeout(BUSY);
-        let tls = postgres_openssl::MakeTlsConnector::new(
-            openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
-                .map_err(|e| self.err("TLS", e))?
-                .build(),
-        );
-        let mut c = config.connect(tls).map_err(|e| self.err("connecting", e))?;
+        let connector =
+            pg_tls_connector(&tls, self.ca_pem.as_deref()).map_err(|e| self.err("TLS", e))?;
+        let mut c = config.connect(connector).map_err(|e| {
+            let chain = crate::error::source_chain(&e);
+            self.err("connecting", format!("{e}: {chain}"))
+        })?;
         let mut tx = c.transaction().map_err(|e| self.err("migrating", e))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_MIGRATION_LOCK])
             .map_err(|e| self.err("migrating", e))?;
@@ -538,6 +623,40 @@ fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libpq_tls_keys_are_taken_from_the_url() {
+        let (c, tls) = pg_config(
+            "postgres://app@db.example/certs?sslmode=verify-full&sslrootcert=/etc/ca.pem&connect_timeout=3",
+        )
+        .unwrap();
+        assert_eq!(c.get_ssl_mode(), postgres::config::SslMode::Require);
+        assert_eq!(c.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(
+            tls,
+            PgTls {
+                verify_hostname: true,
+                root_cert: Some("/etc/ca.pem".into())
+            }
+        );
+        let (c, tls) = pg_config("postgres://app@db/certs?sslmode=verify-ca").unwrap();
+        assert_eq!(c.get_ssl_mode(), postgres::config::SslMode::Require);
+        assert!(!tls.verify_hostname && tls.root_cert.is_none());
+        let (c, tls) = pg_config("postgresql://app@db/certs").unwrap();
+        assert_eq!(c.get_ssl_mode(), postgres::config::SslMode::Prefer);
+        assert!(tls.verify_hostname);
+        let (c, _) = pg_config("postgres://app@db/certs?sslmode=disable").unwrap();
+        assert_eq!(c.get_ssl_mode(), postgres::config::SslMode::Disable);
+        let e = Location::parse(
+            "postgres://app:pw@db/certs?sslmode=allow",
+            std::path::Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("sslmode=allow") && e.contains("verify-full") && !e.contains("pw"),
+            "{e}"
+        );
+    }
 
     fn db(dir: &std::path::Path, backend: &str) -> CertDb {
         CertDb::new(Location::Sqlite(dir.join("certs.db")), backend)

@@ -263,6 +263,18 @@ pub fn rv_name(rv: CK_RV) -> String {
     .to_string()
 }
 
+/// The causes of `e`, outermost first, joined by ": " (libraries often put the useful part,
+/// e.g. "certificate verify failed", only in a source).
+pub(crate) fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push(s.to_string());
+        cur = s.source();
+    }
+    out.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -131,7 +131,7 @@ pub fn map(e: azure_core::Error, what: &str) -> Error {
         }
         _ => {
             let text = format!("{e}");
-            let chain = source_chain(&e);
+            let chain = crate::error::source_chain(&e);
             if chain.contains("certificate")
                 || chain.contains("UnknownIssuer")
                 || chain.contains("tls")
@@ -250,16 +250,6 @@ fn one_line(s: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = Vec::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push(s.to_string());
-        cur = s.source();
-    }
-    out.join(": ")
 }
 
 #[cfg(test)]

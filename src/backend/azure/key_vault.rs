@@ -98,7 +98,8 @@ impl KeyVaultBackend {
         };
         // C_Initialize needs no network: the database and the vault are first asked at
         // the first listing.
-        let local_certificates = CertDb::new(cfg.certificates.clone(), &cfg.url);
+        let local_certificates =
+            CertDb::new(cfg.certificates.clone(), &cfg.url).with_ca(cfg.ca_pem.clone());
         Ok(KeyVaultBackend {
             budget: (!cfg.managed_hsm).then(|| RateBudget::new(cfg.rate_budget)),
             cfg,

@@ -202,7 +202,10 @@ impl Drop for AzureRuntime {
 /// The HTTP client of one vault (connection pool, keep-alive, extra trust anchors),
 /// shared by its key, certificate and token requests.
 pub fn http_client(ca_pem: Option<&[u8]>, deadline: Duration) -> Result<Arc<reqwest::Client>> {
+    // The platform's TLS stack and trust store (native-tls: OpenSSL and its system roots on
+    // Linux, SChannel and the Windows certificate store on Windows), as for PostgreSQL.
     let mut b = reqwest::Client::builder()
+        .tls_backend_native()
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_keepalive(Duration::from_secs(30))
         .connect_timeout(deadline.min(Duration::from_secs(10)))

@@ -405,7 +405,10 @@ fn slot_checks(o: &DoctorOptions, store: &StoreConfig, backend: &dyn Backend) ->
     };
     if let StoreConfig::Azure(a) = store {
         checks.push(
-            match identify_pkcs11::certdb::CertDb::new(a.certificates.clone(), &a.url).list() {
+            match identify_pkcs11::certdb::CertDb::new(a.certificates.clone(), &a.url)
+                .with_ca(a.ca_pem.clone())
+                .list()
+            {
                 Ok(rows) => check(
                     "certificate database",
                     Status::Ok,

@@ -63,7 +63,7 @@ pub fn build(hosts: &[String], http2: bool) -> Result<TestPki, String> {
         CertificateDer::from(ca_cert.der().to_vec()),
     ];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(err)?
