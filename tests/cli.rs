@@ -572,6 +572,26 @@ fn cert_rotate_makes_a_new_current_version_and_keeps_the_old() {
         "the old version still decrypts: {old}"
     );
 
+    // Once more with --json: one object on standard output, naming both versions.
+    let (code, v) = json(
+        &["cert", "rotate", "--slot", "hsm", "--name", "idp", "--json"],
+        &config,
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["slot"], "hsm", "{v}");
+    assert_eq!(v["key"]["name"], "idp", "{v}");
+    assert_eq!(v["previous"]["version"], current["version"], "{v}");
+    assert_ne!(v["key"]["version"], v["previous"]["version"], "{v}");
+    let third = check_self_signed(v["certificate_pem"].as_str().unwrap(), "idp.example");
+    assert_eq!(v["sha256"], sha(&third).as_str(), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("stays for decryption"),
+        "{v}"
+    );
+
     // An unknown key.
     let (code, _, err) = tool(
         &["cert", "rotate", "--slot", "hsm", "--name", "nope"],
@@ -989,6 +1009,33 @@ fn directory_backup_restores_into_an_empty_store() {
     );
     assert_eq!(code, 0);
     assert!(text.contains("restored 0 key(s)"), "{text}");
+    // The same with --json: one object on standard output.
+    let out_s = out.display().to_string();
+    let (code, v) = json(
+        &["restore", "--slot", "fixtures", &out_s, "--json"],
+        &store.config,
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["restored"], serde_json::json!([]), "{v}");
+    assert!(
+        v["kept"].as_array().unwrap().iter().any(|k| k == "rsa2048"),
+        "{v}"
+    );
+    assert_eq!(v["certificates_added"], 0, "{v}");
+    let again = store.dir.path().join("backup-json").display().to_string();
+    let (code, v) = json(
+        &["backup", "--slot", "fixtures", "--out", &again, "--json"],
+        &store.config,
+    );
+    assert_eq!(code, 0, "{v}");
+    let names: Vec<&str> = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"rsa2048"), "{v}");
+    assert_eq!(v["keys"][0]["sha256"].as_str().unwrap().len(), 64, "{v}");
 }
 
 #[test]

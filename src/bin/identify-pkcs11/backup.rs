@@ -61,6 +61,7 @@ pub struct Backup {
     pub slot: String,
     pub out: PathBuf,
     pub keys: Vec<String>,
+    pub json: bool,
 }
 
 pub struct Restore {
@@ -68,6 +69,7 @@ pub struct Restore {
     pub slot: String,
     pub dir: PathBuf,
     pub force: bool,
+    pub json: bool,
 }
 
 fn hex(d: &[u8]) -> String {
@@ -229,6 +231,30 @@ pub fn backup(o: &Backup) -> Result<()> {
         };
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
         write(&o.out, MANIFEST, &json)?;
+        if o.json {
+            let keys: Vec<_> = manifest
+                .keys
+                .iter()
+                .map(|k| {
+                    serde_json::json!({
+                        "name": k.name,
+                        "versions": k.versions.len(),
+                        "bytes": k.file.bytes,
+                        "sha256": k.file.sha256,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "slot": o.slot,
+                    "dir": o.out,
+                    "keys": keys,
+                    "certificates": certificates.len(),
+                })
+            );
+            return Ok(());
+        }
         for k in &manifest.keys {
             println!(
                 "{}  {} version(s)  {} bytes  sha256 {}",
@@ -393,6 +419,21 @@ pub fn restore(o: &Restore) -> Result<()> {
         let added = backend
             .restore_certificates(&rows)
             .map_err(|e| format!("restoring certificates into slot {:?}: {e}", o.slot))?;
+        let present = rows.len() - added.min(rows.len());
+        if o.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "slot": o.slot,
+                    "restored": restored,
+                    "replaced": replaced,
+                    "kept": kept,
+                    "certificates_added": added,
+                    "certificates_present": present,
+                })
+            );
+            return Ok(());
+        }
         for name in &restored {
             println!("{name}  restored");
         }
@@ -407,7 +448,7 @@ pub fn restore(o: &Restore) -> Result<()> {
             restored.len() + replaced.len(),
             kept.len(),
             added,
-            rows.len() - added.min(rows.len()),
+            present,
             o.slot
         );
         Ok(())

@@ -22,6 +22,7 @@ pub struct SelfSigned {
     pub subject: String,
     pub key: String,
     pub days: u32,
+    pub json: bool,
 }
 
 /// The store of the slot labelled `label`.
@@ -226,6 +227,45 @@ impl rcgen::SigningKey for StoreKey<'_> {
     }
 }
 
+/// The `cert` commands' options that shape their report.
+trait Reports {
+    fn slot_and_json(&self) -> (&str, bool);
+
+    fn outcome<'a>(
+        &'a self,
+        key: &'a KeyRecord,
+        previous: Option<&'a KeyRecord>,
+        text: String,
+    ) -> Outcome<'a> {
+        let (slot, json) = self.slot_and_json();
+        Outcome {
+            json,
+            slot,
+            key,
+            previous,
+            text,
+        }
+    }
+}
+
+impl Reports for SelfSigned {
+    fn slot_and_json(&self) -> (&str, bool) {
+        (&self.slot, self.json)
+    }
+}
+
+impl Reports for Rotate {
+    fn slot_and_json(&self) -> (&str, bool) {
+        (&self.slot, self.json)
+    }
+}
+
+impl Reports for Import {
+    fn slot_and_json(&self) -> (&str, bool) {
+        (&self.slot, self.json)
+    }
+}
+
 pub fn self_signed(o: &SelfSigned) -> Result<()> {
     let spec = key_spec(&o.key)?;
     if matches!(spec, KeySpec::Ec(Curve::P521)) {
@@ -275,15 +315,13 @@ fn make(
         .map_err(|e| format!("issuing certificate {:?} in slot {:?}: {e}", o.name, o.slot))?
     {
         let der = certificate_of(backend.as_ref(), &record, &o.slot)?;
-        return report(
-            &format!(
-                "key {:?}{} and its certificate issued by the vault in slot {:?}",
-                record.name,
-                version_note(&record),
-                o.slot
-            ),
-            &der,
+        let text = format!(
+            "key {:?}{} and its certificate issued by the vault in slot {:?}",
+            record.name,
+            version_note(&record),
+            o.slot
         );
+        return report(&o.outcome(&record, None, text), &der);
     }
     let update = ObjectUpdate {
         label: Some(o.name.clone()),
@@ -297,15 +335,13 @@ fn make(
     backend
         .store_certificate(&der, Some(&record), &update)
         .map_err(|e| format!("storing the certificate in slot {:?}: {e}", o.slot))?;
-    report(
-        &format!(
-            "key {:?}{} created in slot {:?}; certificate stored",
-            record.name,
-            version_note(&record),
-            o.slot
-        ),
-        &der,
-    )
+    let text = format!(
+        "key {:?}{} created in slot {:?}; certificate stored",
+        record.name,
+        version_note(&record),
+        o.slot
+    );
+    report(&o.outcome(&record, None, text), &der)
 }
 
 fn version_note(record: &KeyRecord) -> String {
@@ -316,19 +352,48 @@ fn version_note(record: &KeyRecord) -> String {
         .unwrap_or_default()
 }
 
+/// What a `cert` command did, for its report.
+struct Outcome<'a> {
+    json: bool,
+    slot: &'a str,
+    /// The key now current (created, imported or rotated to).
+    key: &'a KeyRecord,
+    /// Rotation: the key version that stays for decryption.
+    previous: Option<&'a KeyRecord>,
+    text: String,
+}
+
 /// Tells what was done with the thumbprints on standard error, and prints the certificate
-/// (PEM) on standard output for federation metadata.
-fn report(what: &str, der: &[u8]) -> Result<()> {
+/// (PEM) on standard output for federation metadata; with --json, one JSON object on
+/// standard output holding all of it.
+fn report(o: &Outcome, der: &[u8]) -> Result<()> {
     let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    eprintln!(
-        "{what}\nSHA-1   {}\nSHA-256 {}",
+    let (sha1, sha256) = (
         hex(&openssl::sha::sha1(der)),
         hex(&openssl::sha::sha256(der)),
     );
     let pem = openssl::x509::X509::from_der(der)
         .and_then(|x| x.to_pem())
         .map_err(|e| e.to_string())?;
-    print!("{}", String::from_utf8_lossy(&pem));
+    let pem = String::from_utf8_lossy(&pem);
+    if o.json {
+        let version = |k: &KeyRecord| serde_json::json!({"name": k.name, "version": k.version});
+        println!(
+            "{}",
+            serde_json::json!({
+                "slot": o.slot,
+                "key": version(o.key),
+                "previous": o.previous.map(version),
+                "message": o.text,
+                "sha1": sha1,
+                "sha256": sha256,
+                "certificate_pem": pem,
+            })
+        );
+        return Ok(());
+    }
+    eprintln!("{}\nSHA-1   {sha1}\nSHA-256 {sha256}", o.text);
+    print!("{pem}");
     Ok(())
 }
 
@@ -365,6 +430,7 @@ pub struct Rotate {
     /// Default: the subject of the current version's certificate.
     pub subject: Option<String>,
     pub days: u32,
+    pub json: bool,
 }
 
 /// The subject of a certificate as rcgen's name (the attributes `subject` accepts).
@@ -467,7 +533,7 @@ fn rotate_in(module: &Module, o: &Rotate, given: Option<rcgen::DistinguishedName
             })?
             .ok_or_else(|| format!("slot {:?} does not issue certificates", o.slot))?;
         let der = certificate_of(backend.as_ref(), &new, &o.slot)?;
-        return report(&kept(&new), &der);
+        return report(&o.outcome(&new, Some(current), kept(&new)), &der);
     }
     let new = backend
         .rotate_key(current)
@@ -484,7 +550,7 @@ fn rotate_in(module: &Module, o: &Rotate, given: Option<rcgen::DistinguishedName
             },
         )
         .map_err(|e| format!("storing the certificate in slot {:?}: {e}", o.slot))?;
-    report(&kept(&new), &der)
+    report(&o.outcome(&new, Some(current), kept(&new)), &der)
 }
 
 /// A certificate for `record`'s public key, built by rcgen and signed by the store's key.
@@ -541,6 +607,7 @@ pub struct Import {
     pub password_file: Option<PathBuf>,
     /// Default: the file's name without its extension.
     pub name: Option<String>,
+    pub json: bool,
 }
 
 /// A key and its certificates read from an operator's file.
@@ -674,16 +741,14 @@ pub fn import(o: &Import) -> Result<()> {
                     o.slot
                 )
             })?;
-        report(
-            &format!(
-                "key {:?}{} imported into slot {:?} with {} certificate(s)",
-                record.name,
-                version_note(&record),
-                o.slot,
-                chain.len()
-            ),
-            &chain[0],
-        )
+        let text = format!(
+            "key {:?}{} imported into slot {:?} with {} certificate(s)",
+            record.name,
+            version_note(&record),
+            o.slot,
+            chain.len()
+        );
+        report(&o.outcome(&record, None, text), &chain[0])
     })();
     module.shutdown();
     result

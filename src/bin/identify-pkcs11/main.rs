@@ -47,6 +47,9 @@ enum CertCommand {
         /// Validity in days.
         #[arg(long, default_value_t = 730)]
         days: u32,
+        /// JSON on standard output instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Bring a key and its certificate from a PFX (PKCS#12) or PEM file into the slot's
     /// store: a vault certificate (key-vault), a key plus the certificate in the
@@ -63,6 +66,9 @@ enum CertCommand {
         password_file: Option<PathBuf>,
         /// The PFX/PKCS#12 or PEM file.
         file: PathBuf,
+        /// JSON on standard output instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Make a new version of key N current, with a new certificate (the same subject
     /// unless --subject); the older versions stay for decryption. Prints the certificate
@@ -80,6 +86,9 @@ enum CertCommand {
         /// Validity in days.
         #[arg(long, default_value_t = 730)]
         days: u32,
+        /// JSON on standard output instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -154,6 +163,9 @@ enum Command {
         /// Only this key (repeatable; default: every key of the slot).
         #[arg(long = "key")]
         keys: Vec<String>,
+        /// JSON on standard output instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Restore a backup into a slot of the same kind. Every checksum is checked first; keys
     /// already there with the same versions are kept; other keys of the same name make it
@@ -167,6 +179,9 @@ enum Command {
         force: bool,
         /// The backup directory (made by `backup`).
         dir: PathBuf,
+        /// JSON on standard output instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Certificates: `cert self-signed`, `cert import`, `cert rotate`.
     Cert {
@@ -246,6 +261,7 @@ fn main() -> ExitCode {
                     subject,
                     key,
                     days,
+                    json,
                 },
         } => cert::self_signed(&cert::SelfSigned {
             config,
@@ -254,6 +270,7 @@ fn main() -> ExitCode {
             subject,
             key,
             days,
+            json,
         }),
         Command::Cert {
             command:
@@ -262,6 +279,7 @@ fn main() -> ExitCode {
                     name,
                     subject,
                     days,
+                    json,
                 },
         } => cert::rotate(&cert::Rotate {
             config,
@@ -269,6 +287,7 @@ fn main() -> ExitCode {
             name,
             subject,
             days,
+            json,
         }),
         Command::Cert {
             command:
@@ -277,6 +296,7 @@ fn main() -> ExitCode {
                     name,
                     password_file,
                     file,
+                    json,
                 },
         } => cert::import(&cert::Import {
             config,
@@ -284,18 +304,31 @@ fn main() -> ExitCode {
             file,
             password_file,
             name,
+            json,
         }),
-        Command::Backup { slot, out, keys } => backup::backup(&backup::Backup {
+        Command::Backup {
+            slot,
+            out,
+            keys,
+            json,
+        } => backup::backup(&backup::Backup {
             config,
             slot,
             out,
             keys,
+            json,
         }),
-        Command::Restore { slot, force, dir } => backup::restore(&backup::Restore {
+        Command::Restore {
+            slot,
+            force,
+            dir,
+            json,
+        } => backup::restore(&backup::Restore {
             config,
             slot,
             dir,
             force,
+            json,
         }),
         Command::List { on } => ops::list(config.as_ref(), on.slot.as_deref(), on.json),
         Command::Doctor {
