@@ -446,9 +446,7 @@ impl Backend for DirectoryBackend {
                 ctx.set_rsa_padding(Padding::PKCS1_OAEP)?;
                 ctx.set_rsa_oaep_md(md(*hash))?;
                 ctx.set_rsa_mgf1_md(md(*mgf_hash))?;
-                if !label.is_empty() {
-                    ctx.set_rsa_oaep_label(label)?;
-                }
+                crate::ffi::oaep_label::set_rsa_oaep_label(&mut ctx, label)?;
             }
         }
         let mut out = Vec::new();

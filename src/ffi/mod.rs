@@ -12,6 +12,7 @@
 
 pub mod args;
 mod functions;
+pub(crate) mod oaep_label;
 mod probe;
 
 use crate::error::{Error, Result};

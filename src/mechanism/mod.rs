@@ -459,9 +459,7 @@ impl CryptScheme {
                 ctx.set_rsa_padding(Padding::PKCS1_OAEP)?;
                 ctx.set_rsa_oaep_md(md(*hash))?;
                 ctx.set_rsa_mgf1_md(md(*mgf_hash))?;
-                if !label.is_empty() {
-                    ctx.set_rsa_oaep_label(label)?;
-                }
+                crate::ffi::oaep_label::set_rsa_oaep_label(&mut ctx, label)?;
             }
         }
         let mut out = Vec::new();
@@ -653,7 +651,7 @@ mod tests {
         ctx.set_rsa_padding(Padding::PKCS1_OAEP).unwrap();
         ctx.set_rsa_oaep_md(openssl::md::Md::sha256()).unwrap();
         ctx.set_rsa_mgf1_md(openssl::md::Md::sha256()).unwrap();
-        ctx.set_rsa_oaep_label(b"label").unwrap();
+        crate::ffi::oaep_label::set_rsa_oaep_label(&mut ctx, b"label").unwrap();
         let mut pt = Vec::new();
         ctx.decrypt_to_vec(&ct, &mut pt).unwrap();
         assert_eq!(pt, b"secret");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The fuzz targets of fuzz/ (cargo-fuzz, libFuzzer, the nightly toolchain), each run for
 # FUZZ_SECONDS (default 30) from its committed seeds (fuzz/corpus/<target>/seed-*) into a
-# scratch corpus, so a run never changes the repository. Any crash, panic, leak or timeout
+# scratch corpus, so a run never changes the repository. Any crash, panic, leak (leak
+# detection is on for every target) or timeout
 # fails the run; libFuzzer leaves the input in fuzz/artifacts/<target>/ and prints the
 # `cargo fuzz run` line that reproduces it. FUZZ_TARGETS limits the run to some targets.
 set -euo pipefail
@@ -19,17 +20,9 @@ for target in $targets; do
     log=$scratch.log
     echo "--- fuzz $target for ${seconds}s"
     status=0
-    # Leak detection is off for the two targets that reach RSA-OAEP with a label: every
-    # such operation leaks the label (open finding). openssl-sys implements
-    # EVP_PKEY_CTX_set0_rsa_oaep_label as EVP_PKEY_CTX_ctrl, which OpenSSL 3 turns into a
-    # parameter (a copy) without taking the buffer the openssl crate allocated for it, so
-    # CryptScheme::encrypt and the directory store's decrypt leak label.len() bytes a call.
-    # Every other target runs with leak detection on; FUZZ_DETECT_LEAKS=1 turns it on here.
-    leaks=1
-    case $target in c_abi | mechanism_params) leaks=${FUZZ_DETECT_LEAKS:-0} ;; esac
     # -timeout: one input taking longer than this is a hang, a failure like a crash.
-    ASAN_OPTIONS=detect_leaks=$leaks cargo +nightly fuzz run -O "$target" "$scratch" "corpus/$target" -- \
-        -max_total_time="$seconds" -timeout=30 -detect_leaks="$leaks" -print_final_stats=1 >"$log" 2>&1 || status=$?
+    cargo +nightly fuzz run -O "$target" "$scratch" "corpus/$target" -- \
+        -max_total_time="$seconds" -timeout=30 -print_final_stats=1 >"$log" 2>&1 || status=$?
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     rm -rf "$scratch"
