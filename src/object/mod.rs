@@ -121,6 +121,10 @@ struct SlotObjects {
     /// Query cache hits and misses, listings applied and failed (metrics).
     counts: [AtomicU64; 4],
     state: lock_order::RwLock<SlotState>,
+    /// Tests: runs once between a listing's build and its apply (the window a C_Logout
+    /// can fall into).
+    #[cfg(test)]
+    after_build: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 /// After a failed refresh of a slot that has a listing, the next attempt waits this
@@ -174,6 +178,8 @@ impl ObjectCache {
                     background: Default::default(),
                     counts: Default::default(),
                     state: lock_order::RwLock::new(Level::SlotObjects, SlotState::default()),
+                    #[cfg(test)]
+                    after_build: Default::default(),
                 })
                 .collect(),
         }
@@ -327,6 +333,10 @@ impl ObjectCache {
             }
         };
         let built = self.build(slot, so, &listing)?;
+        #[cfg(test)]
+        if let Some(hook) = so.after_build.lock().ok().and_then(|mut h| h.take()) {
+            hook();
+        }
         let mut state = so.state.write().map_err(lock_err)?;
         if state.epoch != started {
             // A newer listing or write won; this one may be stale.
@@ -925,6 +935,46 @@ mod tests {
             2,
             "the stale listing hid the new key"
         );
+    }
+
+    #[test]
+    fn a_logout_during_a_listing_leaves_every_found_handle_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        // Login required (private keys); a TTL of 60 s, so searches below do not list.
+        let (c, b) = cache(dir.path(), true);
+        let c = Arc::new(c);
+        b.generate_key(
+            "k",
+            &KeySpec::Ec(Curve::P256),
+            &ObjectUpdate::default(),
+            KeyUsage::ALL,
+        )
+        .unwrap();
+        c.refresh(0, true).unwrap();
+        // A listing is built before the logout and applied after it.
+        let (built_tx, built_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        *c.slots[0].after_build.lock().unwrap() = Some(Box::new(move || {
+            built_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        }));
+        let listing = {
+            let c = c.clone();
+            std::thread::spawn(move || c.refresh(0, true))
+        };
+        built_rx.recv().unwrap();
+        c.reissue_private(0).unwrap(); // C_Logout
+        go_tx.send(()).unwrap();
+        listing.join().unwrap().unwrap();
+        // Logged in again: every handle a search finds resolves, the private key included.
+        let found = c.find(0, &[], true).unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
+        for h in found {
+            assert!(
+                c.get(h, |_| true).is_ok(),
+                "handle {h} was found but does not resolve"
+            );
+        }
     }
 
     #[test]
