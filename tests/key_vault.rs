@@ -592,6 +592,57 @@ fn generated_keys_pass_the_slots_filters() {
     s.sign(&Mechanism::Ecdsa, key, &[7; 32]).unwrap();
 }
 
+/// Key Vault has no conditional create: a create under a taken name adds a version. The
+/// module's create is held at the emulator (after its "is the name free?" check) while
+/// another client creates a key of the same name; the module's new key must not become
+/// the newest version of the other's: its version there is disabled and it makes a key
+/// of its own under the next free name.
+#[test]
+fn a_generation_raced_by_another_creator_of_the_name_makes_a_key_of_its_own() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start();
+    let m = load(&emu.config_officer("vault", ""));
+    let s = m.session();
+    emu.admin(
+        "POST",
+        "/faults/once",
+        r#"{"operation": "create_key", "delay_ms": 3000}"#,
+    );
+    let key = std::thread::scope(|scope| {
+        let other = scope.spawn(|| {
+            // The module's create has arrived and is held: the other client's lands first.
+            wait_until_faults_taken(&emu, Duration::from_secs(60));
+            OutOfBand::new(&emu).create_ec("raced");
+        });
+        let key = generate_ec(s, "raced");
+        other.join().unwrap();
+        key
+    });
+    let vault = OutOfBand::new(&emu);
+    let mut raced = vault.versions("raced");
+    raced.sort();
+    assert_eq!(
+        raced,
+        vec![false, true],
+        "the other client's key keeps its one enabled version; the raced one is disabled"
+    );
+    assert_eq!(
+        vault.versions("raced-2"),
+        vec![true],
+        "the module's own key"
+    );
+    s.sign(&Mechanism::Ecdsa, key, &[7; 32]).unwrap();
+    drop(m);
+    // A fresh listing shows both keys, each once: the other's under its name, the
+    // module's under the label it was given (its tag).
+    let m = load(&emu.config_officer("vault", ""));
+    assert_eq!(
+        labelled(m.session(), "raced"),
+        4,
+        "two private and two public keys"
+    );
+}
+
 /// The vault as another application changes it: the official SDK, default principal.
 // The SDK's models are `#[non_exhaustive]`: built from `Default` and assigned.
 struct OutOfBand {
@@ -675,6 +726,25 @@ impl OutOfBand {
 
     fn delete(&self, name: &str) {
         self.rt.block_on(self.keys.delete_key(name, None)).unwrap();
+    }
+
+    /// Whether each version of `name` is enabled (empty: no such key).
+    fn versions(&self, name: &str) -> Vec<bool> {
+        use futures::TryStreamExt;
+        self.rt.block_on(async {
+            let mut pager = self.keys.list_key_properties_versions(name, None).unwrap();
+            let mut out = Vec::new();
+            loop {
+                match pager.try_next().await {
+                    Ok(Some(item)) => {
+                        out.push(item.attributes.and_then(|a| a.enabled).unwrap_or(true));
+                    }
+                    Ok(None) => return out,
+                    Err(e) if e.http_status().map(u16::from) == Some(404) => return out,
+                    Err(e) => panic!("listing the versions of {name}: {e}"),
+                }
+            }
+        })
     }
 
     /// Creates `name` as a P-256 key, or a new version of it.

@@ -25,9 +25,10 @@ use crate::mechanism::digest_info;
 use azure_security_keyvault_certificates::{CertificateClient, CertificateClientOptions};
 use azure_security_keyvault_keys::models::{
     CreateKeyParameters, CurveName, EncryptionAlgorithm, GetRandomBytesParameters, JsonWebKey, Key,
-    KeyClientGetKeyOptions, KeyClientListKeyPropertiesVersionsOptions, KeyClientSignOptions,
-    KeyClientUpdateKeyPropertiesOptions, KeyOperation, KeyOperationParameters, KeyType,
-    SignParameters, SignatureAlgorithm, UpdateKeyPropertiesParameters,
+    KeyAttributes, KeyClientGetKeyOptions, KeyClientListKeyPropertiesVersionsOptions,
+    KeyClientSignOptions, KeyClientUpdateKeyPropertiesOptions, KeyOperation,
+    KeyOperationParameters, KeyType, SignParameters, SignatureAlgorithm,
+    UpdateKeyPropertiesParameters,
 };
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions, ResourceExt};
 use futures::{StreamExt, TryStreamExt};
@@ -565,6 +566,40 @@ impl KeyVaultBackend {
         if s.is_empty() { "key".into() } else { s }
     }
 
+    /// How many versions of key `name` (enabled or not) other than `version` exist.
+    async fn other_versions(&self, name: &str, version: &str) -> Result<usize> {
+        let what = format!("listing the versions of {name}");
+        let mut pager = self
+            .keys
+            .list_key_properties_versions(name, None)
+            .map_err(|e| errors::map(e, &what))?;
+        let mut others = 0;
+        while let Some(item) = pager.try_next().await.map_err(|e| errors::map(e, &what))? {
+            let v = item.resource_id().ok().and_then(|id| id.version);
+            if v.is_none_or(|v| !v.eq_ignore_ascii_case(version)) {
+                others += 1;
+            }
+        }
+        Ok(others)
+    }
+
+    /// Disables version `version` of key `name`.
+    async fn disable_version(&self, name: &str, version: &str) -> Result<()> {
+        let what = format!("disabling {name}/{version}");
+        let mut attributes = KeyAttributes::default();
+        attributes.enabled = Some(false);
+        let mut params = UpdateKeyPropertiesParameters::default();
+        params.key_attributes = Some(attributes);
+        let body = params.try_into().map_err(|e| errors::map(e, &what))?;
+        let mut o = KeyClientUpdateKeyPropertiesOptions::default();
+        o.key_version = Some(version.to_owned());
+        self.keys
+            .update_key_properties(name, body, Some(o))
+            .await
+            .map(|_| ())
+            .map_err(|e| errors::map(e, &what))
+    }
+
     async fn exists(&self, name: &str) -> Result<bool> {
         match self.keys.get_key(name, None).await {
             Ok(_) => Ok(true),
@@ -823,29 +858,43 @@ impl Backend for KeyVaultBackend {
         let params = self.create_params(spec, update, usage)?;
         let base = Self::key_name(name);
         // C_GenerateKeyPair makes a new key: a free name, never a new version of another.
-        let mut chosen = None;
-        for n in 0..20 {
-            let candidate = if n == 0 {
+        // Key Vault has no conditional create (a create under a taken name adds a
+        // version), so a name checked free may be taken by another creator (a thread or
+        // a process) before this create lands. After the create, a key with any version
+        // besides the new one was raced: the new version is disabled (the other key
+        // stays whole: its version is again the newest enabled one, its current) and the
+        // next free name is tried.
+        for n in 0..MAX_NAME_TRIES {
+            let key_name = if n == 0 {
                 base.clone()
             } else {
                 format!("{base}-{}", n + 1)
             };
-            if !self.run(self.exists(&candidate))?? {
-                chosen = Some(candidate);
-                break;
+            if self.run(self.exists(&key_name))?? {
+                continue;
             }
+            // A slot limited to some key names would hide a key of another name: refuse
+            // before anything is created.
+            if !self.wanted(&key_name, params.tags.as_ref()) {
+                return Err(Error::TemplateInconsistent(format!(
+                    "this slot shows only the keys named in key_names ({}); a new key would be named {key_name:?}: label it with one of those names that is free, or generate it in another slot",
+                    self.cfg.key_names.as_deref().unwrap_or_default().join(", ")
+                )));
+            }
+            let key = self.create_version(&key_name, params.clone())?;
+            let version = Self::version_of(&key)?;
+            let others = self.run(self.other_versions(&key_name, &version))??;
+            if others == 0 {
+                return Ok(key);
+            }
+            tracing::warn!(
+                "generating key {key_name}: another client created the same key name meanwhile ({others} other version(s)); disabling the new version {version} (it stays in the vault, disabled) and trying the next free name"
+            );
+            self.run(self.disable_version(&key_name, &version))??;
         }
-        let key_name =
-            chosen.ok_or_else(|| Error::Backend(format!("no free key name near {base}")))?;
-        // A slot limited to some key names would hide a key of another name: refuse
-        // before anything is created.
-        if !self.wanted(&key_name, params.tags.as_ref()) {
-            return Err(Error::TemplateInconsistent(format!(
-                "this slot shows only the keys named in key_names ({}); a new key would be named {key_name:?}: label it with one of those names that is free, or generate it in another slot",
-                self.cfg.key_names.as_deref().unwrap_or_default().join(", ")
-            )));
-        }
-        self.create_version(&key_name, params)
+        Err(Error::Backend(format!(
+            "no free key name near {base} after {MAX_NAME_TRIES} tries"
+        )))
     }
 
     fn rotate_key(&self, current: &KeyRecord) -> Result<KeyRecord> {
@@ -1094,6 +1143,9 @@ impl KeyVaultBackend {
             .ok_or_else(|| Error::Backend(format!("{what}: the new key has no public key")))
     }
 }
+
+/// Names tried by one C_GenerateKeyPair: `label`, `label-2`, … (taken ones, or raced).
+const MAX_NAME_TRIES: usize = 20;
 
 /// The most one C_GenerateRandom takes from the HSM: 32 requests of RNG_MAX (README).
 const HSM_RANDOM_MAX: usize = 4096;

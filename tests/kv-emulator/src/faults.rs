@@ -97,6 +97,9 @@ pub struct OneShot {
     pub reset: bool,
     /// Hold the request this long, then drop the connection unanswered.
     pub stall_ms: Option<u64>,
+    /// Hold the request this long, then handle and answer it as usual (a slow service:
+    /// what another client does meanwhile lands first).
+    pub delay_ms: Option<u64>,
     /// Answer as usual, then damage the answer (a service bug seen from the client).
     pub mangle: Option<Mangle>,
 }
@@ -139,16 +142,26 @@ impl OneShot {
         if self.times == 0 {
             return Err("times must be at least 1".into());
         }
-        match (self.status, self.reset, self.stall_ms, self.mangle) {
-            (Some(s), false, None, None) if (400..=599).contains(&s) => Ok(()),
-            (Some(s), false, None, None) => Err(format!("status {s}: must be 400..599")),
-            (None, false, Some(ms), None) if ms > MAX_DELAY_MS => {
+        match (
+            self.status,
+            self.reset,
+            self.stall_ms,
+            self.delay_ms,
+            self.mangle,
+        ) {
+            (Some(s), false, None, None, None) if (400..=599).contains(&s) => Ok(()),
+            (Some(s), false, None, None, None) => Err(format!("status {s}: must be 400..599")),
+            (None, false, Some(ms), None, None) if ms > MAX_DELAY_MS => {
                 Err(format!("stall_ms {ms}: at most {MAX_DELAY_MS}"))
             }
-            (None, true, None, None)
-            | (None, false, Some(_), None)
-            | (None, false, None, Some(_)) => Ok(()),
-            _ => Err("give exactly one of status, reset, stall_ms or mangle".into()),
+            (None, false, None, Some(ms), None) if ms > MAX_DELAY_MS => {
+                Err(format!("delay_ms {ms}: at most {MAX_DELAY_MS}"))
+            }
+            (None, true, None, None, None)
+            | (None, false, Some(_), None, None)
+            | (None, false, None, Some(_), None)
+            | (None, false, None, None, Some(_)) => Ok(()),
+            _ => Err("give exactly one of status, reset, stall_ms, delay_ms or mangle".into()),
         }
     }
 }
@@ -158,6 +171,7 @@ pub enum Action {
     Respond(u16, Option<u64>),
     Reset,
     Stall(Duration),
+    Delay(Duration),
     Mangle(Mangle),
 }
 
@@ -214,6 +228,8 @@ impl Faults {
             Action::Reset
         } else if let Some(ms) = entry.stall_ms {
             Action::Stall(Duration::from_millis(ms))
+        } else if let Some(ms) = entry.delay_ms {
+            Action::Delay(Duration::from_millis(ms))
         } else {
             Action::Respond(entry.status.unwrap_or(500), entry.retry_after_s)
         };
@@ -259,6 +275,7 @@ mod tests {
             times,
             reset: false,
             stall_ms: None,
+            delay_ms: None,
             mangle: None,
         };
         f.push(shot("sign", 429, 2));
@@ -270,6 +287,25 @@ mod tests {
         assert_eq!(f.take_one_shot("sign"), Some(Action::Respond(429, None)));
         assert_eq!(f.take_one_shot("sign"), Some(Action::Respond(503, None)));
         assert_eq!(f.take_one_shot("sign"), None);
+    }
+
+    #[test]
+    fn a_delay_holds_then_answers() {
+        let f = Faults::default();
+        let shot: OneShot =
+            serde_json::from_str(r#"{"operation": "create_key", "delay_ms": 3000}"#).unwrap();
+        assert!(shot.validate().is_ok());
+        f.push(shot);
+        assert_eq!(
+            f.take_one_shot("create_key"),
+            Some(Action::Delay(Duration::from_millis(3000)))
+        );
+        let both: OneShot =
+            serde_json::from_str(r#"{"operation": "sign", "delay_ms": 1, "stall_ms": 1}"#).unwrap();
+        assert!(both.validate().is_err());
+        let long: OneShot =
+            serde_json::from_str(r#"{"operation": "sign", "delay_ms": 600001}"#).unwrap();
+        assert!(long.validate().is_err());
     }
 
     #[test]

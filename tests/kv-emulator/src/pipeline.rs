@@ -160,6 +160,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Outcome {
                 tokio::time::sleep(d).await;
                 Outcome::Drop
             }
+            Some(Action::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                Outcome::Answer(login::handle(&app, &parts, &bytes, None, &mut sample))
+            }
             other => Outcome::Answer(login::handle(&app, &parts, &bytes, other, &mut sample)),
         }
     } else if let Some(c) = app.containers.get(&host).cloned() {
@@ -289,6 +293,7 @@ async fn data_plane(
             tokio::time::sleep(d).await;
             return Outcome::Drop;
         }
+        Some(Action::Delay(d)) => tokio::time::sleep(d).await,
         Some(Action::Mangle(m)) => mangle = Some(m),
         None => {}
     }
