@@ -5,7 +5,11 @@
 #   3. under Wine 8 (a fresh prefix, with the ProcessPrng shim Rust programs need), the
 #      unit tests and tests/windows_store.rs: PFX import into CurrentUser\MY, listing
 #      through the C ABI, CryptoAPI sign and decrypt;
-#   4. OpenSSL on Linux checks the signatures and plaintexts the Windows key produced.
+#   4. OpenSSL on Linux checks the signatures and plaintexts the Windows key produced;
+#   5. the Windows zip (packaging/windows/build.sh) from the same release build, and its
+#      install.cmd run under Wine: files in place, an existing configuration kept, the
+#      installed tool's doctor reading the installed example, a misplaced script refused.
+# The tests run on the release build, which the zip ships (one build, not two).
 # The CNG path cannot run under Wine 8 (no persisted CNG keys, no NCryptDecrypt): it is
 # built and linted here, and runs only on Windows.
 set -euo pipefail
@@ -20,13 +24,15 @@ export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
 export CARGO_PROFILE_DEV_DEBUG=0
 
 echo "--- clippy for $TARGET"
-cargo clippy --locked --target $TARGET --all-targets -- -D warnings
+# --release: the build scripts' outputs (the vendored OpenSSL, built from source for this
+# target) are shared with the release build below, not built twice.
+cargo clippy --release --locked --target $TARGET --all-targets -- -D warnings
 
-echo "--- build the DLL, the tool and the tests for $TARGET"
+echo "--- build the DLL, the tool and the tests for $TARGET (release: what the zip ships)"
 # The integration test's build makes the DLL (the cdylib) and the tool it runs.
-cargo test --locked --target $TARGET --no-run --lib --test windows_store
+cargo test --release --locked --target $TARGET --no-run --lib --test windows_store
 
-dll=target/$TARGET/debug/deps/identify_pkcs11.dll
+dll=target/$TARGET/release/deps/identify_pkcs11.dll
 echo "--- exports of $dll"
 exports=$(x86_64-w64-mingw32-objdump -p "$dll")
 for f in C_GetFunctionList C_GetInterfaceList C_GetInterface; do
@@ -42,12 +48,12 @@ x86_64-w64-mingw32-gcc -O2 -shared -o "$WORK/bcryptprimitives.dll" \
 cp "$WORK/bcryptprimitives.dll" "$WINEPREFIX/drive_c/windows/system32/"
 
 echo "--- unit tests under Wine"
-cargo test --locked --target $TARGET --lib -- --test-threads 1
+cargo test --release --locked --target $TARGET --lib -- --test-threads 1
 
 echo "--- tests/windows_store.rs under Wine"
 out="$WORK/out"
 rm -rf "$out"
-IDENTIFY_UNDER_WINE=1 IDENTIFY_WINDOWS_OUT="Z:${out//\//\\}" cargo test --locked --target $TARGET --test windows_store
+IDENTIFY_UNDER_WINE=1 IDENTIFY_WINDOWS_OUT="Z:${out//\//\\}" cargo test --release --locked --target $TARGET --test windows_store
 
 echo "--- OpenSSL on Linux checks what the Windows key produced"
 openssl x509 -in "$out/cert.pem" -noout -pubkey >"$out/pub.pem"
@@ -61,4 +67,42 @@ openssl pkeyutl -decrypt -inkey "$out/key.pem" -pkeyopt rsa_padding_mode:oaep \
     -pkeyopt rsa_oaep_md:sha1 -in "$out/ct-oaep.bin" -out "$out/linux-oaep.bin"
 cmp "$out/linux-oaep.bin" "$out/pt-oaep.bin"
 echo "OAEP SHA-1 plaintext: the same"
+echo "--- the Windows zip and its install.cmd under Wine"
+zip=$(bash packaging/windows/build.sh "$WORK/zip" | tail -n1)
+ls -l "$zip"
+python3 -m zipfile -l "$zip"
+unpacked="$WORK/unpacked"
+rm -rf "$unpacked"
+python3 -m zipfile -e "$zip" "$unpacked"
+pkg=$(echo "$unpacked"/identify-pkcs11-*-windows-x86_64)
+for f in identify_pkcs11.dll identify-pkcs11.exe config.example.toml install.cmd README.txt LICENSE.txt; do
+    [ -f "$pkg/$f" ] || { echo "the zip has no $f"; exit 1; }
+done
+exports=$(x86_64-w64-mingw32-objdump -p "$pkg/identify_pkcs11.dll")
+grep -qE "\] C_GetFunctionList\$" <<<"$exports" || { echo "the zip's DLL does not export C_GetFunctionList"; exit 1; }
+run_install() { (cd "$pkg" && wine cmd /c install.cmd 2>&1 | tr -d '\r'); }
+installed="$WINEPREFIX/drive_c/Program Files/identify-pkcs11"
+conf="$WINEPREFIX/drive_c/ProgramData/identify-pkcs11/config.toml"
+first=$(run_install)
+echo "$first"
+grep -q "wrote .*config.toml from the example" <<<"$first" || { echo "install.cmd wrote no configuration"; exit 1; }
+cmp "$pkg/identify_pkcs11.dll" "$installed/identify_pkcs11.dll"
+cmp "$pkg/identify-pkcs11.exe" "$installed/identify-pkcs11.exe"
+cmp "$pkg/config.example.toml" "$conf"
+echo "# the operator's edit" >>"$conf"
+second=$(run_install)
+grep -q "kept the existing" <<<"$second" || { echo "a second install.cmd did not keep the configuration: $second"; exit 1; }
+grep -q "the operator's edit" "$conf" || { echo "a second install.cmd replaced the configuration"; exit 1; }
+# The installed tool reads the installed configuration (%ProgramData%, no --config).
+doctor=$(wine "C:\\Program Files\\identify-pkcs11\\identify-pkcs11.exe" doctor 2>&1 | tr -d '\r') && code=0 || code=$?
+echo "$doctor"
+[ "$code" -le 1 ] || { echo "the installed tool's doctor exited $code"; exit 1; }
+grep -q 'slot "signing"' <<<"$doctor" || { echo "doctor did not read the installed example's slot"; exit 1; }
+# Run from a folder without the files, it refuses and says why.
+mkdir -p "$WORK/empty"
+cp "$pkg/install.cmd" "$WORK/empty/"
+refused=$(cd "$WORK/empty" && wine cmd /c install.cmd 2>&1 | tr -d '\r') && code=0 || code=$?
+[ "$code" = 1 ] && grep -q "is not beside this script" <<<"$refused" ||
+    { echo "install.cmd without its files: exit $code: $refused"; exit 1; }
+echo "zip: $(basename "$zip"), install.cmd checked"
 echo "windows: all checks passed"
