@@ -168,7 +168,8 @@ fn only_sign_and_decrypt_cross_the_network() {
         "{stats}"
     );
 
-    // C_UnwrapKey: exactly one request (unwrapKey), the key OpenSSL wrapped.
+    // C_UnwrapKey into a key that stays inside (sensitive): exactly one request
+    // (unwrapKey); the key OpenSSL wrapped then decrypts OpenSSL's AES-GCM locally.
     let aes = [0x42u8; 32];
     let wrapped = {
         let cert = support::fixture_cert("rsa2048");
@@ -188,12 +189,16 @@ fn only_sign_and_decrypt_cross_the_network() {
             &Mechanism::RsaPkcsOaep(oaep_sha1),
             key,
             &wrapped,
-            &secret_template(),
+            &kept_secret_template(),
         )
         .unwrap();
+    let e = s
+        .get_attributes(secret, &[AttributeType::Value])
+        .map(|a| a.len());
+    assert_eq!(e.ok(), Some(0), "a sensitive key's CKA_VALUE is not given");
     assert_eq!(
-        s.get_attributes(secret, &[AttributeType::Value]).unwrap(),
-        vec![Attribute::Value(aes.to_vec())]
+        aes_gcm_decrypt(s, secret, &aes, b"the assertion"),
+        b"the assertion"
     );
     let stats = emu.stats();
     assert_eq!(
@@ -214,6 +219,115 @@ fn only_sign_and_decrypt_cross_the_network() {
         .unwrap_err();
     assert_eq!(rv(e), RvError::MechanismParamInvalid);
     assert_eq!(emu.stats()["total_requests"], 0);
+}
+
+/// A sensitive, unextractable AES session key, as C_UnwrapKey's template.
+fn kept_secret_template() -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(cryptoki::object::KeyType::AES),
+        Attribute::Token(false),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+    ]
+}
+
+/// A key its store lets unwrap but not decrypt (key_ops without `decrypt`: CKA_DECRYPT
+/// false) is no decryption oracle: C_UnwrapKey refuses a readable key before any request,
+/// makes a sensitive, unextractable one by default, whose value no attribute read and no
+/// search reveals; it decrypts AES-GCM content inside the module.
+#[test]
+fn a_key_that_may_unwrap_but_not_decrypt_gives_no_plaintext() {
+    use azure_security_keyvault_keys::models::KeyOperation;
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start();
+    OutOfBand::new(&emu).set_ops(
+        "rsa2048",
+        vec![KeyOperation::UnwrapKey, KeyOperation::WrapKey],
+    );
+    let m = load(&emu.config_officer("vault", ""));
+    let s = m.session();
+    let key = find(s, ObjectClass::PRIVATE_KEY, "rsa2048");
+    assert_eq!(
+        s.get_attributes(key, &[AttributeType::Decrypt, AttributeType::Unwrap])
+            .unwrap(),
+        vec![Attribute::Decrypt(false), Attribute::Unwrap(true)]
+    );
+    let aes = [0x17u8; 32];
+    let wrapped = {
+        let rsa = support::fixture_cert("rsa2048")
+            .public_key()
+            .unwrap()
+            .rsa()
+            .unwrap();
+        let mut out = vec![0u8; 256];
+        rsa.public_encrypt(&aes, &mut out, openssl::rsa::Padding::PKCS1)
+            .unwrap();
+        out
+    };
+    emu.reset_stats();
+    let e = s
+        .unwrap_key(&Mechanism::RsaPkcs, key, &wrapped, &secret_template())
+        .unwrap_err();
+    assert_eq!(rv(e), RvError::TemplateInconsistent);
+    let e = s.decrypt(&Mechanism::RsaPkcs, key, &wrapped).unwrap_err();
+    assert_eq!(rv(e), RvError::KeyFunctionNotPermitted);
+    assert_eq!(emu.stats()["total_requests"], 0, "{}", emu.stats());
+    let secret = s
+        .unwrap_key(
+            &Mechanism::RsaPkcs,
+            key,
+            &wrapped,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(cryptoki::object::KeyType::AES),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        s.get_attributes(
+            secret,
+            &[AttributeType::Sensitive, AttributeType::Extractable]
+        )
+        .unwrap(),
+        vec![Attribute::Sensitive(true), Attribute::Extractable(false)]
+    );
+    assert!(
+        s.get_attributes(secret, &[AttributeType::Value])
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.find_objects(&[Attribute::Value(aes.to_vec())])
+            .unwrap()
+            .is_empty(),
+        "a search by value finds nothing"
+    );
+    assert_eq!(aes_gcm_decrypt(s, secret, &aes, b"content"), b"content");
+    assert_eq!(ops(&emu.stats(), "unwrap_key"), 1, "{}", emu.stats());
+}
+
+/// `plain` encrypted by OpenSSL with AES-256-GCM under `aes`, decrypted by the module
+/// with the session key `secret`.
+fn aes_gcm_decrypt(s: &Session, secret: ObjectHandle, aes: &[u8], plain: &[u8]) -> Vec<u8> {
+    let mut iv = [7u8; 12];
+    let mut tag = [0u8; 16];
+    let ct = openssl::symm::encrypt_aead(
+        openssl::symm::Cipher::aes_256_gcm(),
+        aes,
+        Some(&iv),
+        b"",
+        plain,
+        &mut tag,
+    )
+    .unwrap();
+    let params = cryptoki::mechanism::aead::GcmParams::new(&mut iv, b"", 128.into()).unwrap();
+    s.decrypt(
+        &Mechanism::AesGcm(params),
+        secret,
+        &[ct.as_slice(), &tag].concat(),
+    )
+    .unwrap()
 }
 
 /// An extractable AES session key, as C_UnwrapKey's template.
@@ -981,17 +1095,35 @@ scope = "vault/keys/rsa3072"
     assert_eq!(stats["by_status"]["403"], 1, "{stats}");
     s.sign(&Mechanism::Sha256RsaPkcs, allowed, b"data").unwrap();
 
-    // Crypto Service Encryption User unwraps but does not decrypt: C_UnwrapKey is the
-    // store's unwrapKey, not its decrypt.
+    // Crypto Service Encryption User unwraps but does not decrypt. A key whose value the
+    // caller could read would be a decryption: it goes to the store's decrypt, which the
+    // principal may not do (no plaintext through C_UnwrapKey). A key kept inside is the
+    // store's unwrapKey, and decrypts the content locally.
     let wrapping = find(s, ObjectClass::PRIVATE_KEY, "rsa3072");
     let public = find(s, ObjectClass::PUBLIC_KEY, "rsa3072");
     let wrapped = s.encrypt(&Mechanism::RsaPkcs, public, &[9u8; 32]).unwrap();
-    let secret = s
+    emu.reset_stats();
+    let e = s
         .unwrap_key(&Mechanism::RsaPkcs, wrapping, &wrapped, &secret_template())
+        .unwrap_err();
+    assert_eq!(rv(e), RvError::FunctionFailed);
+    assert_eq!(ops(&emu.stats(), "decrypt"), 1, "{}", emu.stats());
+    let secret = s
+        .unwrap_key(
+            &Mechanism::RsaPkcs,
+            wrapping,
+            &wrapped,
+            &kept_secret_template(),
+        )
         .unwrap();
+    assert!(
+        s.get_attributes(secret, &[AttributeType::Value])
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
-        s.get_attributes(secret, &[AttributeType::Value]).unwrap(),
-        vec![Attribute::Value(vec![9u8; 32])]
+        aes_gcm_decrypt(s, secret, &[9u8; 32], b"content"),
+        b"content"
     );
     let e = s
         .decrypt(&Mechanism::RsaPkcs, wrapping, &wrapped)
@@ -1043,6 +1175,7 @@ fn managed_hsm_slot_with_its_certificate_database() {
         s.decrypt(&Mechanism::RsaPkcs, key, &ciphertext).unwrap(),
         vec![5u8; 32]
     );
+    // A readable unwrapped key is the HSM's decrypt; one kept inside its unwrapKey.
     let secret = s
         .unwrap_key(&Mechanism::RsaPkcs, key, &ciphertext, &secret_template())
         .unwrap();
@@ -1050,6 +1183,15 @@ fn managed_hsm_slot_with_its_certificate_database() {
         s.get_attributes(secret, &[AttributeType::Value]).unwrap(),
         vec![Attribute::Value(vec![5u8; 32])]
     );
+    let kept = s
+        .unwrap_key(
+            &Mechanism::RsaPkcs,
+            key,
+            &ciphertext,
+            &kept_secret_template(),
+        )
+        .unwrap();
+    assert_eq!(aes_gcm_decrypt(s, kept, &[5u8; 32], b"hsm"), b"hsm");
     let stats = emu.stats();
     assert_eq!(
         (
@@ -1058,7 +1200,7 @@ fn managed_hsm_slot_with_its_certificate_database() {
             ops(&stats, "unwrap_key"),
             stats["total_requests"].as_u64()
         ),
-        (1, 1, 1, Some(3)),
+        (1, 2, 1, Some(4)),
         "{stats}"
     );
     // 300 random bytes: three /rng requests of at most 128.

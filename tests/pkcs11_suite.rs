@@ -1894,6 +1894,119 @@ fn key_generation() {
     cases.finish();
 }
 
+/// XML-Encryption content decryption without the content key leaving the token: an
+/// AES-256 key wrapped by OpenSSL (RSA-OAEP SHA-1) is unwrapped as a sensitive,
+/// unextractable session key, which then decrypts OpenSSL's AES-256-CBC (PKCS#7 padding)
+/// and AES-256-GCM (12-byte IV, AAD, 128-bit tag) ciphertexts, on SoftHSM2 and here alike.
+/// Wrong input: a damaged GCM tag, a CBC ciphertext that is not whole blocks.
+#[test]
+fn aes_decrypt_with_an_unwrapped_key() {
+    use cryptoki::mechanism::aead::GcmParams;
+    use openssl::symm::{Cipher, encrypt, encrypt_aead};
+    let sides = sides();
+    let mut cases = Cases::new("AES decrypt with an unwrapped key");
+    let aes: Vec<u8> = (0u8..32).map(|b| b.wrapping_mul(13) ^ 0x5a).collect();
+    let plain = b"<xenc:EncryptedData>the assertion</xenc:EncryptedData>".to_vec();
+    let cbc_iv = [0x24u8; 16];
+    let cbc = encrypt(Cipher::aes_256_cbc(), &aes, Some(&cbc_iv), &plain).unwrap();
+    let mut gcm_iv = [0x42u8; 12];
+    let aad = b"xmlenc#aes256-gcm";
+    let mut tag = [0u8; 16];
+    let gcm = encrypt_aead(
+        Cipher::aes_256_gcm(),
+        &aes,
+        Some(&gcm_iv),
+        aad,
+        &plain,
+        &mut tag,
+    )
+    .unwrap();
+    let gcm = [gcm.as_slice(), &tag].concat();
+    let oaep = Mech::Oaep {
+        hash: Hash::Sha1,
+        label: None,
+    };
+    let template = vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(false),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(false),
+        Attribute::Decrypt(true),
+    ];
+    cases.case(
+        String::from("rsa2048 OAEP SHA-1, then CBC-PAD and GCM"),
+        || {
+            let public = fixture_cert("rsa2048")
+                .public_key()
+                .map_err(|e| e.to_string())?;
+            let wrapped = openssl_encrypt(&public, oaep, &aes);
+            for side in sides.iter() {
+                let k = side.key("rsa2048")?;
+                let what = "C_UnwrapKey(rsa2048, sensitive AES)";
+                let secret = side
+                    .session
+                    .unwrap_key(&oaep.mechanism(), k.private, &wrapped, &template)
+                    .on(side.target, what)?;
+                let info = side.attribute_info(secret, what, AttributeType::Value)?;
+                ensure(matches!(info, AttributeInfo::Sensitive), || {
+                    format!("[{}] {what}: CKA_VALUE is {info:?}", side.name())
+                })?;
+                let what = "C_Decrypt(CKM_AES_CBC_PAD)";
+                let out = side
+                    .session
+                    .decrypt(&Mechanism::AesCbcPad(cbc_iv), secret, &cbc)
+                    .on(side.target, what)?;
+                same_bytes(&out, &plain, format!("[{}] {what}", side.name()))?;
+                let what = "C_Decrypt(CKM_AES_GCM)";
+                let params =
+                    GcmParams::new(&mut gcm_iv, aad, 128.into()).map_err(|e| e.to_string())?;
+                let out = side
+                    .session
+                    .decrypt(&Mechanism::AesGcm(params), secret, &gcm)
+                    .on(side.target, what)?;
+                same_bytes(&out, &plain, format!("[{}] {what}", side.name()))?;
+                let params =
+                    GcmParams::new(&mut gcm_iv, aad, 128.into()).map_err(|e| e.to_string())?;
+                let r =
+                    side.session
+                        .decrypt(&Mechanism::AesGcm(params), secret, &flipped_last(&gcm));
+                // SoftHSM2 deviation: a GCM tag that does not verify is CKR_GENERAL_ERROR
+                // there; the specification's code is CKR_ENCRYPTED_DATA_INVALID.
+                let damaged = match side.kind() {
+                    Kind::SoftHsm => RvError::GeneralError,
+                    _ => RvError::EncryptedDataInvalid,
+                };
+                expect_rv(r, damaged, side.target, "GCM with a damaged tag")?;
+                let r = side.session.decrypt(
+                    &Mechanism::AesCbcPad(cbc_iv),
+                    secret,
+                    &cbc[..cbc.len() - 1],
+                );
+                expect_rv(
+                    r,
+                    RvError::EncryptedDataLenRange,
+                    side.target,
+                    "CBC-PAD of a partial block",
+                )?;
+                side.session
+                    .destroy_object(secret)
+                    .on(side.target, "C_DestroyObject")?;
+            }
+            Ok(())
+        },
+    );
+    cases.finish();
+}
+
+fn flipped_last(bytes: &[u8]) -> Vec<u8> {
+    let mut bytes = bytes.to_vec();
+    if let Some(b) = bytes.last_mut() {
+        *b ^= 0x01;
+    }
+    bytes
+}
+
 /// Item 4c: C_UnwrapKey of an AES-256 key that OpenSSL wrapped to the certificate's key
 /// (PKCS#1 v1.5 and OAEP SHA-1, which both targets implement): a session CKK_AES secret key
 /// whose CKA_VALUE, readable because the template makes it extractable and not sensitive,

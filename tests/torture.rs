@@ -816,7 +816,9 @@ impl Worker<'_> {
         assert_eq!(out, plain, "thread {}: {label} decrypted wrong", self.index);
     }
 
-    /// An AES key wrapped with RSA-OAEP (OpenSSL), unwrapped as a session object, destroyed.
+    /// An AES key wrapped with RSA-OAEP (OpenSSL), unwrapped as a session object (kept
+    /// sensitive half the time), decrypting OpenSSL's AES-256-CBC content (with a size
+    /// query), destroyed.
     fn unwrap(&mut self) {
         let Some((key, known)) = self.some_known(CKO_PRIVATE_KEY, "rsa") else {
             return self.find();
@@ -830,10 +832,14 @@ impl Worker<'_> {
         let mut class = CKO_SECRET_KEY;
         let mut kt = CKK_AES;
         let mut f: CK_BBOOL = CK_FALSE as CK_BBOOL;
+        let mut sensitive: CK_BBOOL = self.rng.chance(50) as CK_BBOOL;
+        let mut yes: CK_BBOOL = CK_TRUE as CK_BBOOL;
         let mut t = [
             attr(CKA_CLASS, &mut class),
             attr(CKA_KEY_TYPE, &mut kt),
             attr(CKA_TOKEN, &mut f),
+            attr(CKA_SENSITIVE, &mut sensitive),
+            attr(CKA_DECRYPT, &mut yes),
         ];
         let mut out = 0;
         let rv = call!(
@@ -845,13 +851,42 @@ impl Worker<'_> {
                 wrapped.as_ptr() as *mut _,
                 wrapped.len() as CK_ULONG,
                 t.as_mut_ptr(),
-                3,
+                t.len() as CK_ULONG,
                 &mut out
             )
         );
-        if rv == CKR_OK {
-            call!(self, C_DestroyObject(s, out));
+        if rv != CKR_OK {
+            return;
         }
+        let n = self.rng.below(100);
+        let plain = self.rng.bytes(n);
+        let mut iv = [0u8; 16];
+        iv.copy_from_slice(&self.rng.bytes(16));
+        let content = openssl::symm::encrypt(
+            openssl::symm::Cipher::aes_256_cbc(),
+            &aes,
+            Some(&iv),
+            &plain,
+        )
+        .unwrap();
+        let mut mech = with_params(CKM_AES_CBC_PAD, Some(&mut iv));
+        if call!(self, C_DecryptInit(s, &mut mech, out)) == CKR_OK {
+            let c = content.as_ptr() as *mut _;
+            let n = content.len() as CK_ULONG;
+            let mut len: CK_ULONG = 0;
+            if call!(self, C_Decrypt(s, c, n, null_mut(), &mut len)) == CKR_OK {
+                let mut got = vec![0u8; len as usize];
+                if call!(self, C_Decrypt(s, c, n, got.as_mut_ptr(), &mut len)) == CKR_OK {
+                    got.truncate(len as usize);
+                    assert_eq!(
+                        got, plain,
+                        "thread {}: AES-CBC-PAD decrypted wrong",
+                        self.index
+                    );
+                }
+            }
+        }
+        call!(self, C_DestroyObject(s, out));
     }
 
     /// A session certificate object: created, read back, relabelled, destroyed.

@@ -200,6 +200,24 @@ pub unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Option<Mechanism>> {
                 }
             }
         }
+        CKM_AES_GCM => {
+            if m.pParameter.is_null() || plen != std::mem::size_of::<CK_GCM_PARAMS>() {
+                MechanismParam::None
+            } else {
+                // SAFETY: as above, for the GCM structure.
+                let gp = unsafe { read(m.pParameter as *const CK_GCM_PARAMS, "GCM parameters") }?;
+                // SAFETY: pIv/ulIvLen and pAAD/ulAADLen describe readable memory (contract).
+                let iv = unsafe { bytes(gp.pIv as *const CK_BYTE, gp.ulIvLen) }?;
+                // SAFETY: as above.
+                let aad = unsafe { bytes(gp.pAAD as *const CK_BYTE, gp.ulAADLen) }?;
+                MechanismParam::Gcm {
+                    iv: iv.to_vec(),
+                    iv_bits: gp.ulIvBits,
+                    aad: aad.to_vec(),
+                    tag_bits: gp.ulTagBits,
+                }
+            }
+        }
         _ => {
             // SAFETY: parameter pointer and length from the caller (contract).
             let raw = unsafe { bytes(m.pParameter as *const CK_BYTE, m.ulParameterLen) }?;

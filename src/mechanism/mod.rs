@@ -2,6 +2,7 @@
 //! OAEP), the mapping of a mechanism to what a backend signs or decrypts, and the local
 //! public-key operations (verify, encrypt) and digests.
 
+pub mod aes;
 pub mod digest_info;
 
 use crate::backend::{Curve, DecryptRequest, HashAlg, SignRequest};
@@ -31,7 +32,14 @@ pub enum MechanismParam {
         source: CK_RSA_PKCS_OAEP_SOURCE_TYPE,
         source_data: Vec<u8>,
     },
-    /// Parameter bytes of a mechanism that takes none we understand.
+    /// `CK_GCM_PARAMS` (CKM_AES_GCM).
+    Gcm {
+        iv: Vec<u8>,
+        iv_bits: CK_ULONG,
+        aad: Vec<u8>,
+        tag_bits: CK_ULONG,
+    },
+    /// Parameter bytes of any other mechanism (CKM_AES_CBC_PAD: the IV).
     Other(Vec<u8>),
 }
 
@@ -96,6 +104,10 @@ pub const TABLE: &[(CK_MECHANISM_TYPE, MechanismInfo)] = &[
     (CKM_ECDSA_SHA256, ec(SIGN)),
     (CKM_ECDSA_SHA384, ec(SIGN)),
     (CKM_ECDSA_SHA512, ec(SIGN)),
+    // Decryption with session AES keys made by C_UnwrapKey (mechanism/aes.rs); key
+    // sizes in bytes, as PKCS#11 gives them for AES.
+    (CKM_AES_CBC_PAD, aes(CKF_DECRYPT)),
+    (CKM_AES_GCM, aes(CKF_DECRYPT)),
     (CKM_SHA_1, digest()),
     (CKM_SHA224, digest()),
     (CKM_SHA256, digest()),
@@ -116,6 +128,14 @@ const fn ec(flags: CK_FLAGS) -> MechanismInfo {
         min_key_size: EC_MIN,
         max_key_size: EC_MAX,
         flags: flags | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS,
+    }
+}
+
+const fn aes(flags: CK_FLAGS) -> MechanismInfo {
+    MechanismInfo {
+        min_key_size: 16,
+        max_key_size: 32,
+        flags,
     }
 }
 

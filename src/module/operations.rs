@@ -4,10 +4,12 @@
 
 use super::{Module, key_handle, locked};
 use crate::error::{Error, Result};
+use crate::mechanism::aes::AesScheme;
 use crate::mechanism::{self, CryptScheme, KeyKind, Mechanism, SignKind, SignScheme};
 use crate::object::{Object, ObjectKind};
 use crate::session::{
-    self, CryptOp, CryptSide, Delivered, DigestOp, Init, Output, Session, SignOp, SignSide, Taken,
+    self, Cipher, CryptOp, CryptSide, Delivered, DigestOp, Init, Output, Session, SignOp, SignSide,
+    Taken,
 };
 use cryptoki_sys::*;
 use std::sync::Arc;
@@ -120,6 +122,30 @@ impl Module {
         Ok(obj)
     }
 
+    /// A session secret key of type `key_type` whose `flag` (CKA_DECRYPT, …) is true.
+    fn secret_key(
+        &self,
+        slot: usize,
+        key: CK_OBJECT_HANDLE,
+        key_type: CK_KEY_TYPE,
+        flag: CK_ATTRIBUTE_TYPE,
+    ) -> Result<Arc<Object>> {
+        let obj = self.session_object(slot, key).map_err(key_handle)?;
+        if obj.kind != ObjectKind::SecretKey {
+            return Err(Error::KeyTypeInconsistent);
+        }
+        if obj.attrs.get(&CKA_KEY_TYPE) != Some(&crate::object::attributes::ulong(key_type)) {
+            return Err(Error::KeyTypeInconsistent);
+        }
+        if !obj.flag(flag) {
+            return Err(Error::KeyFunctionNotPermitted);
+        }
+        if obj.secret_value().is_none() {
+            return Err(Error::KeyHandleInvalid);
+        }
+        Ok(obj)
+    }
+
     pub fn sign(
         &self,
         h: CK_SESSION_HANDLE,
@@ -192,6 +218,14 @@ impl Module {
             m,
             |s| side.operation(s),
             |slot, m| {
+                if AesScheme::is_aes(m.mechanism) {
+                    if side == CryptSide::Encrypt {
+                        return Err(Error::MechanismInvalid);
+                    }
+                    let scheme = AesScheme::from_mechanism(m)?;
+                    let key = self.secret_key(slot, key, CKK_AES, CKA_DECRYPT)?;
+                    return Ok(CryptOp::new(key, Cipher::Aes(scheme)));
+                }
                 let scheme = CryptScheme::from_mechanism(m)?;
                 let public_flag = match side {
                     CryptSide::Encrypt => Some(CKA_ENCRYPT),
@@ -203,7 +237,7 @@ impl Module {
                 {
                     self.backend(slot)?.check_decrypt(record, &scheme.0)?;
                 }
-                Ok(CryptOp::new(key, scheme))
+                Ok(CryptOp::new(key, Cipher::Rsa(scheme)))
             },
         )
     }
@@ -238,16 +272,13 @@ impl Module {
         let result = match op.local_result(side, input)? {
             Some(result) => result,
             None => {
+                let scheme = op.rsa_scheme()?;
                 let material = op.key.key()?;
                 let record = material.record.as_ref().ok_or(Error::KeyHandleInvalid)?;
                 let backend = self.backend(op.key.slot)?;
-                self.key_use(
-                    op.key.slot,
-                    record,
-                    "decrypt",
-                    &op.scheme.0.describe(),
-                    || backend.decrypt(record, &op.scheme.0, op.input(input)),
-                )?
+                self.key_use(op.key.slot, record, "decrypt", &scheme.0.describe(), || {
+                    backend.decrypt(record, &scheme.0, op.input(input))
+                })?
             }
         };
         match op.deliver(result, capacity) {

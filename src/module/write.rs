@@ -304,11 +304,11 @@ impl Module {
 
     // ----- unwrap (§5.18) -----
 
-    /// C_UnwrapKey: RSA PKCS#1 v1.5 or OAEP with a private key permitted CKA_UNWRAP, done
-    /// by the key's store (Key Vault: unwrapKey), giving a session secret key
-    /// (CKK_GENERIC_SECRET or CKK_AES). Its value can be read (CKA_VALUE) unless the
-    /// template makes it CKA_SENSITIVE or not CKA_EXTRACTABLE; this module has no
-    /// secret-key mechanisms, so reading it is the one use of such a key here.
+    /// C_UnwrapKey: RSA PKCS#1 v1.5 or OAEP with a private key permitted CKA_UNWRAP,
+    /// giving a session secret key (CKK_GENERIC_SECRET or CKK_AES). A key whose value the
+    /// caller may read (not CKA_SENSITIVE, CKA_EXTRACTABLE) is the store's decryption and
+    /// needs the unwrapping key's CKA_DECRYPT; any other is the store's unwrap (Key Vault:
+    /// unwrapKey), its value kept inside for CKM_AES_CBC_PAD / CKM_AES_GCM decryption.
     pub fn unwrap_key(
         &self,
         h: CK_SESSION_HANDLE,
@@ -370,9 +370,30 @@ impl Module {
         if wrapped.len() != material.public.size_bytes {
             return Err(Error::WrappedKeyLenRange);
         }
+        // A key whose value the caller may read is a decryption, whatever it is called:
+        // it needs the unwrapping key's CKA_DECRYPT, and the store's decrypt operation (so
+        // that a principal the store lets unwrap but not decrypt, e.g. Key Vault's Crypto
+        // Service Encryption User, gets no plaintext out of C_UnwrapKey). A key that stays
+        // inside the module (sensitive or unextractable) is the store's unwrap; it is used
+        // through CKM_AES_CBC_PAD / CKM_AES_GCM. Defaults: readable when the unwrapping
+        // key may decrypt, kept inside otherwise.
+        let may_decrypt = key.flag(CKA_DECRYPT);
+        let sensitive = t.bool(CKA_SENSITIVE)?.unwrap_or(!may_decrypt);
+        let extractable = t.bool(CKA_EXTRACTABLE)?.unwrap_or(may_decrypt);
+        let readable = !sensitive && extractable;
+        if readable && !may_decrypt {
+            return Err(Error::TemplateInconsistent(
+                "the unwrapping key may not decrypt (CKA_DECRYPT false), so a key it unwraps stays inside the module: CKA_SENSITIVE true or CKA_EXTRACTABLE false (the defaults here); use it with CKM_AES_CBC_PAD or CKM_AES_GCM".into(),
+            ));
+        }
+        let operation = if readable { "decrypt" } else { "unwrap" };
         let value = self
-            .key_use(slot, record, "unwrap", &scheme.0.describe(), || {
-                backend.unwrap_key(record, &scheme.0, wrapped)
+            .key_use(slot, record, operation, &scheme.0.describe(), || {
+                if readable {
+                    backend.decrypt(record, &scheme.0, wrapped)
+                } else {
+                    backend.unwrap_key(record, &scheme.0, wrapped)
+                }
             })
             .map_err(|e| match e {
                 Error::EncryptedDataInvalid => Error::WrappedKeyInvalid,
@@ -394,8 +415,6 @@ impl Module {
                 value.len()
             )));
         }
-        let sensitive = t.bool(CKA_SENSITIVE)?.unwrap_or(false);
-        let extractable = t.bool(CKA_EXTRACTABLE)?.unwrap_or(true);
         let len = CK_ULONG::try_from(value.len()).map_err(|_| Error::WrappedKeyInvalid)?;
         let mut a = attributes::Attributes::new();
         a.insert(CKA_CLASS, attributes::ulong(CKO_SECRET_KEY));
@@ -427,7 +446,10 @@ impl Module {
             CKA_UNWRAP,
             CKA_DERIVE,
         ] {
-            a.insert(flag, attributes::bool_(t.bool(flag)?.unwrap_or(false)));
+            // An AES key's one use here is decryption: CKA_DECRYPT unless the template
+            // says otherwise.
+            let default = flag == CKA_DECRYPT && key_type == CKK_AES;
+            a.insert(flag, attributes::bool_(t.bool(flag)?.unwrap_or(default)));
         }
         a.insert(CKA_SENSITIVE, attributes::bool_(sensitive));
         a.insert(CKA_EXTRACTABLE, attributes::bool_(extractable));
@@ -436,14 +458,11 @@ impl Module {
         a.insert(CKA_WRAP_WITH_TRUSTED, attributes::bool_(false));
         a.insert(CKA_TRUSTED, attributes::bool_(false));
         a.insert(CKA_VALUE_LEN, attributes::ulong(len));
-        let hidden: &'static [CK_ATTRIBUTE_TYPE] = if sensitive || !extractable {
-            // The value of a sensitive or unextractable key is never revealed; with no
-            // secret-key mechanism here, it is not kept either.
-            &[CKA_VALUE]
-        } else {
-            a.insert(CKA_VALUE, value);
-            &[]
-        };
+        // The value is kept for the module's AES decryption; a sensitive or unextractable
+        // key's value is never revealed (C_GetAttributeValue: CKR_ATTRIBUTE_SENSITIVE) and
+        // never matched by a search.
+        a.insert(CKA_VALUE, value);
+        let hidden: &'static [CK_ATTRIBUTE_TYPE] = if readable { &[] } else { &[CKA_VALUE] };
         self.objects.add_session_secret(slot, h, a, hidden)
     }
 }

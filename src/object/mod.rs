@@ -89,6 +89,15 @@ impl Object {
             .all(|(t, v)| matches!(self.attr(*t), AttrLookup::Value(have) if have == v.as_slice()))
     }
 
+    /// The value of a session secret key (`CKA_VALUE`), also when it is sensitive: for
+    /// the module's own use of the key, never for the caller.
+    pub fn secret_value(&self) -> Option<&[u8]> {
+        if self.kind != ObjectKind::SecretKey {
+            return None;
+        }
+        self.attrs.get(&CKA_VALUE).map(Vec::as_slice)
+    }
+
     /// The key of a key object, or `CKR_KEY_HANDLE_INVALID`.
     pub fn key(&self) -> Result<&Arc<KeyObject>> {
         self.key.as_ref().ok_or(Error::KeyHandleInvalid)

@@ -1,13 +1,24 @@
 //! Encrypt and decrypt operations (§5.10, §5.11): what C_Encrypt*/C_Decrypt* do with the
-//! session's operation. RSA is single-block: C_*Update collects input, C_*Final processes
-//! it. Encryption is local; decryption is the store's (called with no lock held), and a
-//! decrypted result too large for the caller's buffer is kept for the retry.
+//! session's operation. C_*Update collects input (RSA is single-block; AES here decrypts
+//! whole messages, as GCM must), C_*Final processes it. RSA encryption is local, RSA
+//! decryption the store's (called with no lock held); AES decryption with a session secret
+//! key is local. A decrypted result too large for the caller's buffer is kept for the retry.
 
 use super::{Output, Session, Taken, deliver};
 use crate::error::{Error, Result};
 use crate::mechanism::CryptScheme;
+use crate::mechanism::aes::{self, AesScheme};
 use crate::object::Object;
 use std::sync::Arc;
+
+/// What an operation does with its key.
+#[derive(Debug, Clone)]
+pub enum Cipher {
+    /// RSA with a key pair's key.
+    Rsa(CryptScheme),
+    /// AES decryption with a session secret key (`CKK_AES`).
+    Aes(AesScheme),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CryptSide {
@@ -27,7 +38,7 @@ impl CryptSide {
 /// An encrypt or decrypt operation.
 pub struct CryptOp {
     pub key: Arc<Object>,
-    pub scheme: CryptScheme,
+    pub cipher: Cipher,
     /// Input collected by C_*Update.
     pub buffer: Vec<u8>,
     pub multi_part: bool,
@@ -56,21 +67,28 @@ impl std::fmt::Debug for CryptOp {
 }
 
 impl CryptOp {
-    pub fn new(key: Arc<Object>, scheme: CryptScheme) -> CryptOp {
+    pub fn new(key: Arc<Object>, cipher: Cipher) -> CryptOp {
         CryptOp {
             key,
-            scheme,
+            cipher,
             buffer: Vec::new(),
             multi_part: false,
             pending: None,
         }
     }
 
-    /// C_EncryptUpdate / C_DecryptUpdate: collects input up to the key's size; more ends
-    /// the operation.
-    /// C_EncryptUpdate / C_DecryptUpdate. RSA parts produce no output; a size query
-    /// (`size_query`: NULL output buffer) answers 0 and leaves the input unconsumed, since
-    /// the caller sends the same part again with a buffer.
+    /// The most input one operation takes: an RSA key's size, or AES's bound.
+    fn input_limit(&self) -> Result<usize> {
+        Ok(match &self.cipher {
+            Cipher::Rsa(_) => self.key.key()?.public.size_bytes,
+            Cipher::Aes(_) => aes::MAX_INPUT,
+        })
+    }
+
+    /// C_EncryptUpdate / C_DecryptUpdate: collects input up to `input_limit`; more ends
+    /// the operation. Parts produce no output; a size query (`size_query`: NULL output
+    /// buffer) answers 0 and leaves the input unconsumed, since the caller sends the same
+    /// part again with a buffer.
     pub fn update(
         side: CryptSide,
         slot: &mut Option<CryptOp>,
@@ -78,7 +96,7 @@ impl CryptOp {
         size_query: bool,
     ) -> Result<Output> {
         let op = slot.as_mut().ok_or(Error::OperationNotInitialized)?;
-        let limit = op.key.key()?.public.size_bytes;
+        let limit = op.input_limit()?;
         if op.buffer.len().saturating_add(data.len()) > limit {
             *slot = None;
             return Err(match side {
@@ -110,16 +128,18 @@ impl CryptOp {
             if let Some(p) = &op.pending {
                 return Ok(deliver(p.len(), capacity));
             }
-            let public = &op.key.key()?.public;
             let data = op.input(input);
-            let bound = match side {
-                CryptSide::Encrypt => public.size_bytes,
-                CryptSide::Decrypt => {
+            let bound = match (&op.cipher, side) {
+                (Cipher::Rsa(_), CryptSide::Encrypt) => op.key.key()?.public.size_bytes,
+                (Cipher::Rsa(scheme), CryptSide::Decrypt) => {
+                    let public = &op.key.key()?.public;
                     if data.len() != public.size_bytes {
                         return Err(Error::EncryptedDataLenRange);
                     }
-                    op.scheme.max_plaintext(public)
+                    scheme.max_plaintext(public)
                 }
+                (Cipher::Aes(scheme), CryptSide::Decrypt) => scheme.plaintext_bound(data.len())?,
+                (Cipher::Aes(_), CryptSide::Encrypt) => return Err(Error::MechanismInvalid),
             };
             Ok(match capacity {
                 None => Some(Output::Length(bound)),
@@ -135,17 +155,31 @@ impl CryptOp {
         input.unwrap_or(&self.buffer)
     }
 
-    /// The result when no store is needed: the pending one, or a local encryption;
-    /// `None` for a decryption the store does.
+    /// The result when no store is needed: the pending one, a local RSA encryption or a
+    /// local AES decryption; `None` for an RSA decryption the store does.
     pub fn local_result(&self, side: CryptSide, input: Option<&[u8]>) -> Result<Option<Vec<u8>>> {
-        Ok(match (&self.pending, side) {
-            (Some(p), _) => Some(p.clone()),
-            (None, CryptSide::Encrypt) => Some(
-                self.scheme
-                    .encrypt(&self.key.key()?.public, self.input(input))?,
-            ),
-            (None, CryptSide::Decrypt) => None,
+        if let Some(p) = &self.pending {
+            return Ok(Some(p.clone()));
+        }
+        Ok(match (&self.cipher, side) {
+            (Cipher::Rsa(scheme), CryptSide::Encrypt) => {
+                Some(scheme.encrypt(&self.key.key()?.public, self.input(input))?)
+            }
+            (Cipher::Rsa(_), CryptSide::Decrypt) => None,
+            (Cipher::Aes(scheme), CryptSide::Decrypt) => {
+                let key = self.key.secret_value().ok_or(Error::KeyHandleInvalid)?;
+                Some(scheme.decrypt(key, self.input(input))?)
+            }
+            (Cipher::Aes(_), CryptSide::Encrypt) => return Err(Error::MechanismInvalid),
         })
+    }
+
+    /// The store's decryption request (RSA); AES has none (an internal error).
+    pub fn rsa_scheme(&self) -> Result<&CryptScheme> {
+        match &self.cipher {
+            Cipher::Rsa(scheme) => Ok(scheme),
+            Cipher::Aes(_) => Err(Error::Internal("AES has no store request".into())),
+        }
     }
 
     /// The computed `result` for a buffer of `capacity` bytes.
@@ -178,7 +212,10 @@ mod tests {
     use crate::session::tests::rsa_key;
 
     fn op() -> CryptOp {
-        CryptOp::new(rsa_key(2048), CryptScheme(DecryptRequest::RsaPkcs1))
+        CryptOp::new(
+            rsa_key(2048),
+            Cipher::Rsa(CryptScheme(DecryptRequest::RsaPkcs1)),
+        )
     }
 
     #[test]
@@ -253,6 +290,58 @@ mod tests {
         assert_eq!(
             CryptOp::take(CryptSide::Decrypt, &mut slot, Some(&[0; 255]), None).unwrap_err(),
             Error::EncryptedDataLenRange
+        );
+        assert!(slot.is_none());
+    }
+
+    #[test]
+    fn aes_parts_are_collected_and_decrypted_at_the_end() {
+        use crate::object::ObjectKind;
+        use cryptoki_sys::CKA_VALUE;
+        let key = [3u8; 16];
+        let iv = [4u8; 16];
+        let plain = b"content of several blocks, sent in parts".to_vec();
+        let ct = openssl::symm::encrypt(
+            openssl::symm::Cipher::aes_128_cbc(),
+            &key,
+            Some(&iv),
+            &plain,
+        )
+        .unwrap();
+        let mut attrs = crate::object::attributes::Attributes::new();
+        attrs.insert(CKA_VALUE, key.to_vec());
+        let secret = Arc::new(Object {
+            handle: 2,
+            slot: 0,
+            stable_id: "session:2".into(),
+            kind: ObjectKind::SecretKey,
+            attrs,
+            sensitive: &[CKA_VALUE],
+            key: None,
+            owner: Some(1),
+        });
+        let mut slot = Some(CryptOp::new(secret, Cipher::Aes(AesScheme::CbcPad { iv })));
+        for part in ct.chunks(7) {
+            assert_eq!(
+                CryptOp::update(CryptSide::Decrypt, &mut slot, part, false).unwrap(),
+                Output::Data(Vec::new())
+            );
+        }
+        // C_DecryptFinal's size query: a bound (the padding is known only afterwards).
+        let Taken::Answer(Output::Length(bound)) =
+            CryptOp::take(CryptSide::Decrypt, &mut slot, None, None).unwrap()
+        else {
+            panic!("a size answer")
+        };
+        assert!(bound >= plain.len());
+        let Taken::Op(op) =
+            CryptOp::take(CryptSide::Decrypt, &mut slot, None, Some(bound)).unwrap()
+        else {
+            panic!("the operation")
+        };
+        assert_eq!(
+            op.local_result(CryptSide::Decrypt, None).unwrap(),
+            Some(plain)
         );
         assert!(slot.is_none());
     }

@@ -14,7 +14,7 @@ pub mod find;
 pub mod sign;
 pub mod tries;
 
-pub use crypt::{CryptOp, CryptSide, Delivered};
+pub use crypt::{Cipher, CryptOp, CryptSide, Delivered};
 pub use digest::DigestOp;
 pub use find::FindOp;
 pub use sign::{SignOp, SignSide};
