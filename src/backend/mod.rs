@@ -315,7 +315,7 @@ pub trait Backend: Send + Sync {
     /// one; the older versions stay usable (decryption of what was encrypted to them).
     fn rotate_key(&self, _current: &KeyRecord) -> Result<KeyRecord> {
         Err(crate::error::Error::ActionProhibited(
-            "this store keeps one version per key; key rotation is for key-vault and managed-hsm slots".into(),
+            "this store keeps one version per key; key rotation is for key-vault, managed-hsm and directory slots".into(),
         ))
     }
     /// One cheap authenticated round trip about `key` (the operator's latency check);

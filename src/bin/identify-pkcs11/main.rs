@@ -72,7 +72,10 @@ enum CertCommand {
     },
     /// Make a new version of key N current, with a new certificate (the same subject
     /// unless --subject); the older versions stay for decryption. Prints the certificate
-    /// (PEM) and its thumbprints for federation metadata. Key-vault and managed-hsm slots.
+    /// (PEM) and its thumbprints for federation metadata. Slot kinds: key-vault (a new key
+    /// version, or a new version of a vault-issued certificate), managed-hsm (a new key
+    /// version), cert-store over a directory (a new key file takes the label; the previous
+    /// key is relabelled and kept). Not the Windows certificate store.
     Rotate {
         /// The slot (its label).
         #[arg(long)]
