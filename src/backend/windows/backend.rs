@@ -202,6 +202,17 @@ impl WindowsStoreBackend {
         }
     }
 
+    /// The uses CNG allows a key this module generated (its NCRYPT_KEY_USAGE_PROPERTY);
+    /// `None` for other keys (imported, CryptoAPI), which keep every use.
+    fn generated_usage(prov: &ProvInfo) -> Option<KeyUsage> {
+        let container = prov.container.as_deref()?;
+        if prov.prov_type != 0 || !container.starts_with(KEY_PREFIX) {
+            return None;
+        }
+        let key = NcryptKey::open(prov.provider.as_deref(), container, prov.machine()).ok()?;
+        key.usage().map(usage_of)
+    }
+
     fn key_record(
         &self,
         stable_id: String,
@@ -219,7 +230,7 @@ impl WindowsStoreBackend {
             label,
             id,
             spki_der,
-            usage: KeyUsage::ALL,
+            usage: Self::generated_usage(prov).unwrap_or(KeyUsage::ALL),
             local: prov
                 .container
                 .as_deref()
@@ -521,11 +532,8 @@ impl Backend for WindowsStoreBackend {
         usage: KeyUsage,
     ) -> Result<KeyRecord> {
         self.require_writable()?;
-        if usage != KeyUsage::ALL {
-            tracing::info!(
-                "Windows keys carry no use restrictions; CKA_SIGN/CKA_DECRYPT false are not kept"
-            );
-        }
+        let rsa_spec = matches!(spec, KeySpec::Rsa { .. });
+        let flags = cng_usage(usage, rsa_spec)?;
         let mut suffix = [0u8; 6];
         openssl::rand::rand_bytes(&mut suffix)?;
         let safe: String = name
@@ -552,7 +560,7 @@ impl Backend for WindowsStoreBackend {
         };
         let provider = win32_provider_name();
         let machine = self.config.machine();
-        let key = NcryptKey::create(&provider, alg, &key_name, bits, machine)?;
+        let key = NcryptKey::create(&provider, alg, &key_name, bits, flags, machine)?;
         let spki = match key
             .export_public(if rsa {
                 c::BCRYPT_RSAPUBLIC_BLOB
@@ -596,14 +604,16 @@ impl Backend for WindowsStoreBackend {
                 prov: prov.clone(),
             },
         );
-        Ok(self.key_record(
+        let mut record = self.key_record(
             stable_id,
             key_name,
             update.label.clone(),
             update.id.clone(),
             spki,
             &prov,
-        ))
+        );
+        record.usage = usage_of(flags);
+        Ok(record)
     }
 
     fn store_certificate(
@@ -825,9 +835,76 @@ impl Backend for WindowsStoreBackend {
     }
 }
 
+/// CNG's usage flags for a generated key. CNG has one permission for decryption and key
+/// unwrapping, so CKA_DECRYPT and CKA_UNWRAP must agree; EC keys only sign.
+fn cng_usage(usage: KeyUsage, rsa: bool) -> Result<u32> {
+    if rsa && usage.decrypt != usage.unwrap {
+        return Err(Error::TemplateInconsistent(
+            "the Windows store has one permission for decryption and unwrapping: CKA_DECRYPT and CKA_UNWRAP must be equal".into(),
+        ));
+    }
+    let mut flags = 0;
+    if usage.sign {
+        flags |= c::NCRYPT_ALLOW_SIGNING_FLAG;
+    }
+    if rsa && usage.decrypt {
+        flags |= c::NCRYPT_ALLOW_DECRYPT_FLAG;
+    }
+    if flags == 0 {
+        return Err(Error::TemplateInconsistent(
+            "a key that may neither sign nor decrypt (CKA_SIGN and CKA_DECRYPT false)".into(),
+        ));
+    }
+    Ok(flags)
+}
+
+/// The PKCS#11 uses of CNG usage flags (NCRYPT_ALLOW_ALL_USAGES allows everything).
+fn usage_of(flags: u32) -> KeyUsage {
+    let all = flags & c::NCRYPT_ALLOW_ALL_USAGES == c::NCRYPT_ALLOW_ALL_USAGES;
+    let decrypt = all || flags & c::NCRYPT_ALLOW_DECRYPT_FLAG != 0;
+    KeyUsage {
+        sign: all || flags & c::NCRYPT_ALLOW_SIGNING_FLAG != 0,
+        decrypt,
+        unwrap: decrypt,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generation_templates_become_cng_usage_and_back() {
+        let u = |sign, decrypt, unwrap| KeyUsage {
+            sign,
+            decrypt,
+            unwrap,
+        };
+        assert_eq!(
+            cng_usage(KeyUsage::ALL, true).unwrap(),
+            c::NCRYPT_ALLOW_SIGNING_FLAG | c::NCRYPT_ALLOW_DECRYPT_FLAG
+        );
+        assert_eq!(
+            cng_usage(u(false, true, true), true).unwrap(),
+            c::NCRYPT_ALLOW_DECRYPT_FLAG
+        );
+        assert_eq!(
+            cng_usage(u(true, false, false), true).unwrap(),
+            c::NCRYPT_ALLOW_SIGNING_FLAG
+        );
+        // EC keys sign only, whatever the template says of decryption.
+        assert_eq!(
+            cng_usage(KeyUsage::ALL, false).unwrap(),
+            c::NCRYPT_ALLOW_SIGNING_FLAG
+        );
+        assert!(cng_usage(u(true, false, true), true).is_err());
+        assert!(cng_usage(u(false, false, false), true).is_err());
+        assert!(cng_usage(u(false, true, true), false).is_err());
+        for usage in [KeyUsage::ALL, u(false, true, true), u(true, false, false)] {
+            assert_eq!(usage_of(cng_usage(usage, true).unwrap()), usage);
+        }
+        assert_eq!(usage_of(c::NCRYPT_ALLOW_ALL_USAGES), KeyUsage::ALL);
+    }
 
     #[test]
     fn capi_signs_pkcs1_with_known_digests_only() {

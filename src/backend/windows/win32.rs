@@ -550,6 +550,7 @@ impl NcryptKey {
         algorithm: windows_sys::core::PCWSTR,
         name: &str,
         bits: Option<u32>,
+        usage: u32,
         machine: bool,
     ) -> WinResult<NcryptKey> {
         let prov = NcryptProvider::open(Some(provider))?;
@@ -574,10 +575,32 @@ impl NcryptKey {
             key.set_property(c::NCRYPT_LENGTH_PROPERTY, &bits.to_le_bytes())?;
         }
         key.set_property(c::NCRYPT_EXPORT_POLICY_PROPERTY, &0u32.to_le_bytes())?;
+        // What CNG lets the key do (NCRYPT_ALLOW_SIGNING_FLAG, NCRYPT_ALLOW_DECRYPT_FLAG):
+        // enforced by CNG itself, and read back at every listing (`usage`).
+        key.set_property(c::NCRYPT_KEY_USAGE_PROPERTY, &usage.to_le_bytes())?;
         // SAFETY: the key handle is ours and not yet finalized.
         let s = unsafe { c::NCryptFinalizeKey(key.handle, c::NCRYPT_SILENT_FLAG) };
         check_status(s, "NCryptFinalizeKey")?;
         Ok(key)
+    }
+
+    /// The key's NCRYPT_KEY_USAGE_PROPERTY (NCRYPT_ALLOW_* flags), `None` when the
+    /// provider does not say.
+    pub fn usage(&self) -> Option<u32> {
+        let mut value = [0u8; 4];
+        let mut got = 0u32;
+        // SAFETY: `value` has the 4 bytes the call may write (`got` says how many it did).
+        let s = unsafe {
+            c::NCryptGetProperty(
+                self.handle,
+                c::NCRYPT_KEY_USAGE_PROPERTY,
+                value.as_mut_ptr(),
+                4,
+                &mut got,
+                c::NCRYPT_SILENT_FLAG,
+            )
+        };
+        (s == 0 && got == 4).then(|| u32::from_le_bytes(value))
     }
 
     fn set_property(&self, name: windows_sys::core::PCWSTR, value: &[u8]) -> WinResult<()> {
