@@ -1796,6 +1796,121 @@ impl PublicValue {
     }
 }
 
+/// Session key pairs (CKA_TOKEN left out: false, the default), made from a read-only
+/// session as the specification allows (§5.7): both objects say CKA_TOKEN false, the
+/// private key signs and OpenSSL verifies with the public key's value, other sessions of
+/// the application see them, and they are gone with their session. A key-vault slot keeps
+/// keys in the vault only: it refuses with CKR_TEMPLATE_INCONSISTENT.
+#[test]
+fn session_key_pairs() {
+    let sides = sides();
+    let mut cases = Cases::new("session key pairs");
+    let message = message();
+    for side in sides.iter() {
+        for ec in [false, true] {
+            let gen_mech = if ec {
+                Mech::EcKeyPairGen
+            } else {
+                Mech::RsaKeyPairGen
+            };
+            cases.case(format!("{} on {}", gen_mech.name(), side.name()), || {
+                let label = format!(
+                    "session-{}-{}",
+                    if ec { "p256" } else { "rsa2048" },
+                    std::process::id()
+                );
+                let ro = side
+                    .target
+                    .pkcs11
+                    .open_ro_session(side.target.slot)
+                    .on(side.target, "C_OpenSession (read-only)")?;
+                let mut public_template = vec![
+                    Attribute::Label(label.as_bytes().to_vec()),
+                    Attribute::Verify(true),
+                ];
+                if ec {
+                    public_template.push(Attribute::EcParams(P256_PARAMS.to_vec()));
+                } else {
+                    public_template.extend([
+                        Attribute::ModulusBits(2048.into()),
+                        Attribute::PublicExponent(vec![1, 0, 1]),
+                    ]);
+                }
+                let private_template = vec![
+                    Attribute::Label(label.as_bytes().to_vec()),
+                    Attribute::Sign(true),
+                ];
+                let what = format!("C_GenerateKeyPair({}, session objects)", gen_mech.name());
+                let generated = ro.generate_key_pair(
+                    &gen_mech.mechanism(),
+                    &public_template,
+                    &private_template,
+                );
+                if side.kind() == Kind::KeyVault {
+                    return expect_rv(generated, RvError::TemplateInconsistent, side.target, &what);
+                }
+                let (public, private) = generated.on(side.target, &what)?;
+                for handle in [public, private] {
+                    let token = side
+                        .session
+                        .get_attributes(handle, &[AttributeType::Token])
+                        .on(side.target, &what)?;
+                    ensure(token == [Attribute::Token(false)], || {
+                        format!("[{}] {what}: {token:?}", side.name())
+                    })?;
+                }
+                let value = PublicValue::read(side, public, ec, &what)?;
+                let digest = Hash::Sha256.digest(&message);
+                let (mech, input, check) = if ec {
+                    (Mech::Ecdsa, digest.clone(), Check::Ecdsa { digest })
+                } else {
+                    let digest_info = Hash::Sha256.digest_info(&message);
+                    (
+                        Mech::HashRsaPkcs(Hash::Sha256),
+                        message.clone(),
+                        Check::Pkcs1 { digest_info },
+                    )
+                };
+                // Signed through another session of the application: session objects are
+                // the application's, not only their session's.
+                let signature = sign(side, private, mech, &input, &what)?;
+                check.verify(&value.openssl()?, &signature).map_err(|e| {
+                    format!(
+                        "[{}] OpenSSL rejects the signature of {what}: {e}",
+                        side.name()
+                    )
+                })?;
+                ensure(
+                    side.find_one(ObjectClass::PRIVATE_KEY, &label)? == private,
+                    || format!("[{}] {what}: not found by label", side.name()),
+                )?;
+                ro.close().on(side.target, "C_CloseSession")?;
+                let gone = side
+                    .session
+                    .get_attributes(private, &[AttributeType::Token]);
+                expect_rv(
+                    gone,
+                    RvError::ObjectHandleInvalid,
+                    side.target,
+                    "the private key after its session closed",
+                )?;
+                let left = side
+                    .session
+                    .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+                    .on(side.target, "C_FindObjects")?;
+                ensure(left.is_empty(), || {
+                    format!(
+                        "[{}] {what}: {} objects left after C_CloseSession",
+                        side.name(),
+                        left.len()
+                    )
+                })
+            });
+        }
+    }
+    cases.finish();
+}
+
 /// Item 8: C_GenerateKeyPair (RSA 2048 with e = 65537, EC P-256) as labelled token objects:
 /// the keys are found by label, sign, and the signatures verify with OpenSSL and on the
 /// other target through the public key imported as a session object; then they are

@@ -376,84 +376,11 @@ impl Backend for DirectoryBackend {
     }
 
     fn sign(&self, key: &KeyRecord, request: &SignRequest, data: &[u8]) -> Result<Vec<u8>> {
-        let pkey = self.private_key(key)?;
-        match request {
-            SignRequest::RsaPkcs1 { hash } => {
-                let rsa = pkey.rsa().map_err(|_| Error::KeyTypeInconsistent)?;
-                let input = match hash {
-                    Some(h) => digest_info::encode(*h, data),
-                    None => data.to_vec(),
-                };
-                let mut out = vec![0u8; rsa.size() as usize];
-                let n = rsa
-                    .private_encrypt(&input, &mut out, Padding::PKCS1)
-                    .map_err(|_| Error::DataLenRange)?;
-                out.truncate(n);
-                Ok(out)
-            }
-            SignRequest::RsaPss {
-                hash,
-                mgf_hash,
-                salt_len,
-            } => {
-                if pkey.id() != Id::RSA {
-                    return Err(Error::KeyTypeInconsistent);
-                }
-                let salt = i32::try_from(*salt_len)
-                    .map_err(|_| Error::MechanismParamInvalid("salt length".into()))?;
-                let mut ctx = PkeyCtx::new(&pkey)?;
-                ctx.sign_init()?;
-                ctx.set_rsa_padding(Padding::PKCS1_PSS)?;
-                ctx.set_signature_md(md(*hash))?;
-                ctx.set_rsa_mgf1_md(md(*mgf_hash))?;
-                ctx.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::custom(salt))?;
-                let mut out = Vec::new();
-                ctx.sign_to_vec(data, &mut out)
-                    .map_err(|e| Error::backend("RSA-PSS signature", e))?;
-                Ok(out)
-            }
-            SignRequest::Ecdsa => {
-                let ec = pkey.ec_key().map_err(|_| Error::KeyTypeInconsistent)?;
-                let curve = ec
-                    .group()
-                    .curve_name()
-                    .and_then(Curve::from_nid)
-                    .ok_or(Error::KeyTypeInconsistent)?;
-                let sig = EcdsaSig::sign(data, &ec)?;
-                let n =
-                    i32::try_from(curve.field_len()).map_err(|e| Error::Internal(e.to_string()))?;
-                let mut out = sig.r().to_vec_padded(n)?;
-                out.extend(sig.s().to_vec_padded(n)?);
-                Ok(out)
-            }
-        }
+        sign_with(&self.private_key(key)?, request, data)
     }
 
     fn decrypt(&self, key: &KeyRecord, request: &DecryptRequest, data: &[u8]) -> Result<Vec<u8>> {
-        let pkey = self.private_key(key)?;
-        if pkey.id() != Id::RSA {
-            return Err(Error::KeyTypeInconsistent);
-        }
-        let mut ctx = PkeyCtx::new(&pkey)?;
-        ctx.decrypt_init()?;
-        match request {
-            DecryptRequest::RsaPkcs1 => ctx.set_rsa_padding(Padding::PKCS1)?,
-            DecryptRequest::RsaOaep {
-                hash,
-                mgf_hash,
-                label,
-            } => {
-                ctx.set_rsa_padding(Padding::PKCS1_OAEP)?;
-                ctx.set_rsa_oaep_md(md(*hash))?;
-                ctx.set_rsa_mgf1_md(md(*mgf_hash))?;
-                crate::ffi::oaep_label::set_rsa_oaep_label(&mut ctx, label)?;
-            }
-        }
-        let mut out = Vec::new();
-        // Any padding failure is the same answer, whatever OpenSSL's reason: no oracle.
-        ctx.decrypt_to_vec(data, &mut out)
-            .map_err(|_| Error::EncryptedDataInvalid)?;
-        Ok(out)
+        decrypt_with(&self.private_key(key)?, request, data)
     }
 
     fn generate_key(
@@ -463,19 +390,7 @@ impl Backend for DirectoryBackend {
         update: &ObjectUpdate,
         usage: KeyUsage,
     ) -> Result<KeyRecord> {
-        let pkey = match spec {
-            KeySpec::Rsa {
-                bits,
-                public_exponent,
-            } => {
-                let e = BigNum::from_slice(public_exponent)?;
-                PKey::from_rsa(Rsa::generate_with_e(*bits, &e)?)?
-            }
-            KeySpec::Ec(curve) => {
-                let group = EcGroup::from_curve_name(curve.nid())?;
-                PKey::from_ec_key(EcKey::generate(&group)?)?
-            }
-        };
+        let pkey = generate_pkey(spec)?;
         let pem = pkey.private_key_to_pem_pkcs8()?;
         let _writing = self.write_guard()?;
         // Another process may take the same name between the check and the write: the
@@ -709,6 +624,112 @@ impl<'a> ObjectId<'a> {
         let index = index.parse().map_err(|_| bad())?;
         Ok(ObjectId::Cert { stem, index, hash })
     }
+}
+
+/// A new private key of `spec`, made by OpenSSL.
+pub(crate) fn generate_pkey(spec: &KeySpec) -> Result<PKey<Private>> {
+    Ok(match spec {
+        KeySpec::Rsa {
+            bits,
+            public_exponent,
+        } => {
+            let e = BigNum::from_slice(public_exponent)?;
+            PKey::from_rsa(Rsa::generate_with_e(*bits, &e)?)?
+        }
+        KeySpec::Ec(curve) => {
+            let group = EcGroup::from_curve_name(curve.nid())?;
+            PKey::from_ec_key(EcKey::generate(&group)?)?
+        }
+    })
+}
+
+/// Signs with a private key in this process: the directory store's keys, and session key
+/// pairs (`CKA_TOKEN` false), whose store is the session.
+pub(crate) fn sign_with(
+    pkey: &PKey<Private>,
+    request: &SignRequest,
+    data: &[u8],
+) -> Result<Vec<u8>> {
+    match request {
+        SignRequest::RsaPkcs1 { hash } => {
+            let rsa = pkey.rsa().map_err(|_| Error::KeyTypeInconsistent)?;
+            let input = match hash {
+                Some(h) => digest_info::encode(*h, data),
+                None => data.to_vec(),
+            };
+            let mut out = vec![0u8; rsa.size() as usize];
+            let n = rsa
+                .private_encrypt(&input, &mut out, Padding::PKCS1)
+                .map_err(|_| Error::DataLenRange)?;
+            out.truncate(n);
+            Ok(out)
+        }
+        SignRequest::RsaPss {
+            hash,
+            mgf_hash,
+            salt_len,
+        } => {
+            if pkey.id() != Id::RSA {
+                return Err(Error::KeyTypeInconsistent);
+            }
+            let salt = i32::try_from(*salt_len)
+                .map_err(|_| Error::MechanismParamInvalid("salt length".into()))?;
+            let mut ctx = PkeyCtx::new(pkey)?;
+            ctx.sign_init()?;
+            ctx.set_rsa_padding(Padding::PKCS1_PSS)?;
+            ctx.set_signature_md(md(*hash))?;
+            ctx.set_rsa_mgf1_md(md(*mgf_hash))?;
+            ctx.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::custom(salt))?;
+            let mut out = Vec::new();
+            ctx.sign_to_vec(data, &mut out)
+                .map_err(|e| Error::backend("RSA-PSS signature", e))?;
+            Ok(out)
+        }
+        SignRequest::Ecdsa => {
+            let ec = pkey.ec_key().map_err(|_| Error::KeyTypeInconsistent)?;
+            let curve = ec
+                .group()
+                .curve_name()
+                .and_then(Curve::from_nid)
+                .ok_or(Error::KeyTypeInconsistent)?;
+            let sig = EcdsaSig::sign(data, &ec)?;
+            let n = i32::try_from(curve.field_len()).map_err(|e| Error::Internal(e.to_string()))?;
+            let mut out = sig.r().to_vec_padded(n)?;
+            out.extend(sig.s().to_vec_padded(n)?);
+            Ok(out)
+        }
+    }
+}
+
+/// Decrypts with a private key in this process (see `sign_with`).
+pub(crate) fn decrypt_with(
+    pkey: &PKey<Private>,
+    request: &DecryptRequest,
+    data: &[u8],
+) -> Result<Vec<u8>> {
+    if pkey.id() != Id::RSA {
+        return Err(Error::KeyTypeInconsistent);
+    }
+    let mut ctx = PkeyCtx::new(pkey)?;
+    ctx.decrypt_init()?;
+    match request {
+        DecryptRequest::RsaPkcs1 => ctx.set_rsa_padding(Padding::PKCS1)?,
+        DecryptRequest::RsaOaep {
+            hash,
+            mgf_hash,
+            label,
+        } => {
+            ctx.set_rsa_padding(Padding::PKCS1_OAEP)?;
+            ctx.set_rsa_oaep_md(md(*hash))?;
+            ctx.set_rsa_mgf1_md(md(*mgf_hash))?;
+            crate::ffi::oaep_label::set_rsa_oaep_label(&mut ctx, label)?;
+        }
+    }
+    let mut out = Vec::new();
+    // Any padding failure is the same answer, whatever OpenSSL's reason: no oracle.
+    ctx.decrypt_to_vec(data, &mut out)
+        .map_err(|_| Error::EncryptedDataInvalid)?;
+    Ok(out)
 }
 
 fn check_key_type(pkey: &PKey<Private>) -> Result<()> {

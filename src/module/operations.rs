@@ -166,7 +166,10 @@ impl Module {
         let (request, data) = scheme.request(input, &material.public)?;
         let backend = self.backend(key.slot)?;
         let signature = self.key_use(key.slot, record, "sign", &request.describe(), || {
-            let signature = backend.sign(record, &request, &data)?;
+            let signature = match &material.session_key {
+                Some(k) => crate::backend::directory::sign_with(k, &request, &data)?,
+                None => backend.sign(record, &request, &data)?,
+            };
             // A store's answer is checked before it reaches the caller: a wrong signature
             // is worse than an error.
             mechanism::check_signature(&material.public, &request, &data, &signature).map_err(|e| {
@@ -277,7 +280,12 @@ impl Module {
                 let record = material.record.as_ref().ok_or(Error::KeyHandleInvalid)?;
                 let backend = self.backend(op.key.slot)?;
                 self.key_use(op.key.slot, record, "decrypt", &scheme.0.describe(), || {
-                    backend.decrypt(record, &scheme.0, op.input(input))
+                    match &material.session_key {
+                        Some(k) => {
+                            crate::backend::directory::decrypt_with(k, &scheme.0, op.input(input))
+                        }
+                        None => backend.decrypt(record, &scheme.0, op.input(input)),
+                    }
                 })?
             }
         };

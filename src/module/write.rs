@@ -159,7 +159,11 @@ impl Module {
                 };
                 let mut attrs = attributes::public_key(&record, &public, &label, &id, t.bytes(CKA_SUBJECT).unwrap_or_default(), true)?;
                 attrs.insert(CKA_TOKEN, attributes::bool_(false));
-                let key = Arc::new(KeyObject { record: None, public });
+                let key = Arc::new(KeyObject {
+                    record: None,
+                    public,
+                    session_key: None,
+                });
                 self.objects.add_session_object(slot, h, ObjectKind::PublicKey, attrs, Some(key))
             }
             CKO_PUBLIC_KEY => Err(Error::TemplateInconsistent(
@@ -219,12 +223,12 @@ impl Module {
         private: &Template,
     ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
         let (pt, kt) = (TemplateView(public), TemplateView(private));
-        for t in [&pt, &kt] {
-            if t.bool(CKA_TOKEN)? == Some(false) {
-                return Err(Error::TemplateInconsistent(
-                    "key pairs live in the store: CKA_TOKEN must be true".into(),
-                ));
-            }
+        // CKA_TOKEN defaults to false (§4.4): a session key pair, unless both say true.
+        let token = kt.bool(CKA_TOKEN)?.unwrap_or(false);
+        if pt.bool(CKA_TOKEN)?.unwrap_or(false) != token {
+            return Err(Error::TemplateInconsistent(
+                "CKA_TOKEN: both keys of a pair are token objects, or both session objects".into(),
+            ));
         }
         if kt.bool(CKA_EXTRACTABLE)? == Some(true) || kt.bool(CKA_SENSITIVE)? == Some(false) {
             return Err(Error::TemplateInconsistent(
@@ -266,8 +270,6 @@ impl Module {
             None => pt.string(CKA_LABEL)?,
         };
         let id = kt.bytes(CKA_ID).or(pt.bytes(CKA_ID)).map(<[u8]>::to_vec);
-        let slot = self.writable_session(h, true)?;
-        let backend = self.backend(slot)?;
         let name = label.clone().unwrap_or_else(|| "key".into());
         // Uses the template refuses are kept; those it asks for are what the key can do.
         let usage = KeyUsage {
@@ -275,6 +277,13 @@ impl Module {
             decrypt: kt.bool(CKA_DECRYPT)?.unwrap_or(true),
             unwrap: kt.bool(CKA_UNWRAP)?.unwrap_or(true),
         };
+        if !token {
+            let update = ObjectUpdate { label, id };
+            let private = kt.bool(CKA_PRIVATE)?;
+            return self.generate_session_key_pair(h, &name, &spec, update, usage, private);
+        }
+        let slot = self.writable_session(h, true)?;
+        let backend = self.backend(slot)?;
         let started = std::time::Instant::now();
         let generated = backend.generate_key(&name, &spec, &ObjectUpdate { label, id }, usage);
         // Recorded under the requested name when nothing was created.
@@ -300,6 +309,52 @@ impl Module {
             .objects
             .handle_of(slot, &format!("{}#private", record.stable_id))?;
         Ok((public, private))
+    }
+
+    /// A session key pair (`CKA_TOKEN` false) on a directory slot: made by OpenSSL in this
+    /// process, kept in its two session objects only (never written; gone when they are
+    /// destroyed or the session closes), allowed in a read-only session (§5.7).
+    fn generate_session_key_pair(
+        &self,
+        h: CK_SESSION_HANDLE,
+        name: &str,
+        spec: &KeySpec,
+        update: ObjectUpdate,
+        usage: KeyUsage,
+        private: Option<bool>,
+    ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
+        let slot = self.sessions.slot_of(h)?.0;
+        let kind = self.backend(slot)?.kind();
+        if kind != "directory" {
+            return Err(Error::TemplateInconsistent(format!(
+                "session key pairs (CKA_TOKEN false, the default) are made on cert-store slots over a directory; this slot's keys live in its {kind} store: set CKA_TOKEN true"
+            )));
+        }
+        let pin = self
+            .slots
+            .get(slot)
+            .is_some_and(|s| s.config.pin_hash.is_some());
+        let private = private.unwrap_or(pin);
+        if private && !self.logged_in(slot) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        let pkey = crate::backend::directory::generate_pkey(spec)?;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let record = KeyRecord {
+            stable_id: format!("session-key:{n}"),
+            name: name.to_owned(),
+            version: None,
+            current: true,
+            label: update.label,
+            id: update.id,
+            spki_der: pkey.public_key_to_der()?,
+            usage,
+            local: true,
+            backend_key_id: format!("session key pair {n} (this process's memory)"),
+        };
+        self.objects
+            .add_session_key_pair(slot, h, record, pkey, private)
     }
 
     // ----- unwrap (§5.18) -----
@@ -389,7 +444,9 @@ impl Module {
         let operation = if readable { "decrypt" } else { "unwrap" };
         let value = self
             .key_use(slot, record, operation, &scheme.0.describe(), || {
-                if readable {
+                if let Some(k) = &material.session_key {
+                    crate::backend::directory::decrypt_with(k, &scheme.0, wrapped)
+                } else if readable {
                     backend.decrypt(record, &scheme.0, wrapped)
                 } else {
                     backend.unwrap_key(record, &scheme.0, wrapped)

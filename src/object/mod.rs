@@ -35,6 +35,9 @@ pub struct KeyObject {
     /// The backend record; `None` for public keys created as session objects.
     pub record: Option<KeyRecord>,
     pub public: PublicInfo,
+    /// The private key of a session key pair (`CKA_TOKEN` false): its store is the
+    /// session, and it goes when its objects do.
+    pub session_key: Option<openssl::pkey::PKey<openssl::pkey::Private>>,
 }
 
 /// One object as PKCS#11 sees it.
@@ -466,6 +469,7 @@ impl ObjectCache {
         let material = Arc::new(KeyObject {
             record: Some(key.clone()),
             public,
+            session_key: None,
         });
         for (suffix, kind, attrs, sensitive) in [
             ("#private", ObjectKind::PrivateKey, private_attrs, sensitive),
@@ -566,6 +570,60 @@ impl ObjectCache {
         key: Option<Arc<KeyObject>>,
     ) -> Result<CK_OBJECT_HANDLE> {
         self.insert_session_object(slot, session, kind, attrs, key, &[])
+    }
+
+    /// Adds a session key pair (`CKA_TOKEN` false) owned by `session`: the public and the
+    /// private key object of `record`, whose private key `pkey` lives in them.
+    pub fn add_session_key_pair(
+        &self,
+        slot: usize,
+        session: CK_SESSION_HANDLE,
+        record: KeyRecord,
+        pkey: openssl::pkey::PKey<openssl::pkey::Private>,
+        private: bool,
+    ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
+        let public = PublicInfo::from_spki(&record.spki_der)?;
+        let id = key_id(&record)?;
+        let label = key_label(&record);
+        let sensitive = match public.kind {
+            KeyKind::Rsa => attributes::SENSITIVE_RSA,
+            KeyKind::Ec => attributes::SENSITIVE_EC,
+        };
+        let mut private_attrs =
+            attributes::private_key(&record, &public, &label, &id, &[], private, true)?;
+        let mut public_attrs = attributes::public_key(&record, &public, &label, &id, &[], true)?;
+        for attrs in [&mut private_attrs, &mut public_attrs] {
+            attrs.insert(CKA_TOKEN, attributes::bool_(false));
+        }
+        // Only the private key object holds the private key: destroying it drops the key
+        // even while the public key object stays.
+        let public_material = Arc::new(KeyObject {
+            record: Some(record.clone()),
+            public: public.clone(),
+            session_key: None,
+        });
+        let private_material = Arc::new(KeyObject {
+            record: Some(record),
+            public,
+            session_key: Some(pkey),
+        });
+        let public_handle = self.insert_session_object(
+            slot,
+            session,
+            ObjectKind::PublicKey,
+            public_attrs,
+            Some(public_material),
+            &[],
+        )?;
+        let private_handle = self.insert_session_object(
+            slot,
+            session,
+            ObjectKind::PrivateKey,
+            private_attrs,
+            Some(private_material),
+            sensitive,
+        )?;
+        Ok((public_handle, private_handle))
     }
 
     /// Adds a session secret key; `hidden` attributes exist but are never revealed.

@@ -347,6 +347,7 @@ pub(crate) mod tests {
             key: Some(Arc::new(KeyObject {
                 record: None,
                 public: PublicInfo::from_spki(&spki).unwrap(),
+                session_key: None,
             })),
             owner: None,
         })
