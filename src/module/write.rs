@@ -169,8 +169,9 @@ impl Module {
             CKO_PUBLIC_KEY => Err(Error::TemplateInconsistent(
                 "token public keys come from the store's private keys; create it with CKA_TOKEN false".into(),
             )),
+            CKO_PRIVATE_KEY => self.create_private_key(h, slot, &t, token, update),
             other => Err(Error::AttributeValueInvalid(format!(
-                "CKA_CLASS {other:#x}: C_CreateObject takes certificates (and session public keys)"
+                "CKA_CLASS {other:#x}: C_CreateObject takes certificates, private keys (directory slots) and session public keys"
             ))),
         }
     }
@@ -311,6 +312,59 @@ impl Module {
         Ok((public, private))
     }
 
+    /// C_CreateObject of an RSA or EC private key on a directory slot: a token key is
+    /// written to the directory (PKCS#8, 0600, as `cert import` does), a session key is
+    /// kept in its object only. Sensitive and unextractable like every private key here.
+    fn create_private_key(
+        &self,
+        h: CK_SESSION_HANDLE,
+        slot: usize,
+        t: &TemplateView<'_>,
+        token: bool,
+        update: ObjectUpdate,
+    ) -> Result<CK_OBJECT_HANDLE> {
+        let backend = self.backend(slot)?;
+        let kind = backend.kind();
+        if kind != "directory" {
+            return Err(Error::TemplateInconsistent(format!(
+                "private keys are created on cert-store slots over a directory; this slot's keys live in its {kind} store (import a PKCS#12 with `identify-pkcs11 cert import`)"
+            )));
+        }
+        if t.bool(CKA_EXTRACTABLE)? == Some(true) || t.bool(CKA_SENSITIVE)? == Some(false) {
+            return Err(Error::TemplateInconsistent(
+                "private keys never leave the store: CKA_EXTRACTABLE false, CKA_SENSITIVE true"
+                    .into(),
+            ));
+        }
+        let pkey = crate::object::template::private_key_from_template(t)?;
+        if token {
+            let name = update.label.clone().unwrap_or_else(|| "key".into());
+            let der = pkey.private_key_to_pkcs8()?;
+            let record = backend.import_key(&name, &der, &[], &update)?;
+            self.objects.refresh(slot, true)?;
+            return self
+                .objects
+                .handle_of(slot, &format!("{}#private", record.stable_id));
+        }
+        let usage = KeyUsage {
+            sign: t.bool(CKA_SIGN)?.unwrap_or(true),
+            decrypt: t.bool(CKA_DECRYPT)?.unwrap_or(true),
+            unwrap: t.bool(CKA_UNWRAP)?.unwrap_or(true),
+        };
+        let pin = self
+            .slots
+            .get(slot)
+            .is_some_and(|s| s.config.pin_hash.is_some());
+        let private = t.bool(CKA_PRIVATE)?.unwrap_or(pin);
+        if private && !self.logged_in(slot) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        let name = update.label.clone().unwrap_or_else(|| "key".into());
+        let record = session_key_record(&name, update, usage, pkey.public_key_to_der()?);
+        self.objects
+            .add_session_private_key(slot, h, record, pkey, private)
+    }
+
     /// A session key pair (`CKA_TOKEN` false) on a directory slot: made by OpenSSL in this
     /// process, kept in its two session objects only (never written; gone when they are
     /// destroyed or the session closes), allowed in a read-only session (§5.7).
@@ -339,20 +393,8 @@ impl Module {
             return Err(Error::UserNotLoggedIn);
         }
         let pkey = crate::backend::directory::generate_pkey(spec)?;
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let record = KeyRecord {
-            stable_id: format!("session-key:{n}"),
-            name: name.to_owned(),
-            version: None,
-            current: true,
-            label: update.label,
-            id: update.id,
-            spki_der: pkey.public_key_to_der()?,
-            usage,
-            local: true,
-            backend_key_id: format!("session key pair {n} (this process's memory)"),
-        };
+        let mut record = session_key_record(name, update, usage, pkey.public_key_to_der()?);
+        record.local = true;
         self.objects
             .add_session_key_pair(slot, h, record, pkey, private)
     }
@@ -521,5 +563,28 @@ impl Module {
         a.insert(CKA_VALUE, value);
         let hidden: &'static [CK_ATTRIBUTE_TYPE] = if readable { &[] } else { &[CKA_VALUE] };
         self.objects.add_session_secret(slot, h, a, hidden)
+    }
+}
+
+/// The record of a session key (generated or created): its store is this process's memory.
+fn session_key_record(
+    name: &str,
+    update: ObjectUpdate,
+    usage: KeyUsage,
+    spki_der: Vec<u8>,
+) -> KeyRecord {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    KeyRecord {
+        stable_id: format!("session-key:{n}"),
+        name: name.to_owned(),
+        version: None,
+        current: true,
+        label: update.label,
+        id: update.id,
+        spki_der,
+        usage,
+        local: false,
+        backend_key_id: format!("session key {n} (this process's memory)"),
     }
 }

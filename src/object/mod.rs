@@ -582,6 +582,36 @@ impl ObjectCache {
         pkey: openssl::pkey::PKey<openssl::pkey::Private>,
         private: bool,
     ) -> Result<(CK_OBJECT_HANDLE, CK_OBJECT_HANDLE)> {
+        let (public, private) = self.add_session_key(slot, session, record, pkey, private, true)?;
+        Ok((
+            public.ok_or_else(|| Error::Internal("no public key object".into()))?,
+            private,
+        ))
+    }
+
+    /// Adds the private key object of a session private key (C_CreateObject).
+    pub fn add_session_private_key(
+        &self,
+        slot: usize,
+        session: CK_SESSION_HANDLE,
+        record: KeyRecord,
+        pkey: openssl::pkey::PKey<openssl::pkey::Private>,
+        private: bool,
+    ) -> Result<CK_OBJECT_HANDLE> {
+        Ok(self
+            .add_session_key(slot, session, record, pkey, private, false)?
+            .1)
+    }
+
+    fn add_session_key(
+        &self,
+        slot: usize,
+        session: CK_SESSION_HANDLE,
+        record: KeyRecord,
+        pkey: openssl::pkey::PKey<openssl::pkey::Private>,
+        private: bool,
+        with_public: bool,
+    ) -> Result<(Option<CK_OBJECT_HANDLE>, CK_OBJECT_HANDLE)> {
         let public = PublicInfo::from_spki(&record.spki_der)?;
         let id = key_id(&record)?;
         let label = key_label(&record);
@@ -595,6 +625,11 @@ impl ObjectCache {
         for attrs in [&mut private_attrs, &mut public_attrs] {
             attrs.insert(CKA_TOKEN, attributes::bool_(false));
         }
+        if !record.local {
+            // A key the caller created from its components has been outside a token.
+            private_attrs.insert(CKA_ALWAYS_SENSITIVE, attributes::bool_(false));
+            private_attrs.insert(CKA_NEVER_EXTRACTABLE, attributes::bool_(false));
+        }
         // Only the private key object holds the private key: destroying it drops the key
         // even while the public key object stays.
         let public_material = Arc::new(KeyObject {
@@ -607,14 +642,18 @@ impl ObjectCache {
             public,
             session_key: Some(pkey),
         });
-        let public_handle = self.insert_session_object(
-            slot,
-            session,
-            ObjectKind::PublicKey,
-            public_attrs,
-            Some(public_material),
-            &[],
-        )?;
+        let public_handle = if with_public {
+            Some(self.insert_session_object(
+                slot,
+                session,
+                ObjectKind::PublicKey,
+                public_attrs,
+                Some(public_material),
+                &[],
+            )?)
+        } else {
+            None
+        };
         let private_handle = self.insert_session_object(
             slot,
             session,

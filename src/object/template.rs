@@ -84,6 +84,117 @@ pub fn public_key_from_template(t: &TemplateView<'_>) -> Result<Vec<u8>> {
     Ok(pkey.public_key_to_der()?)
 }
 
+/// A private key from a private-key template (C_CreateObject): RSA from CKA_MODULUS,
+/// CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT and, together or not at all, CKA_PRIME_1/2,
+/// CKA_EXPONENT_1/2 and CKA_COEFFICIENT; EC from CKA_EC_PARAMS and CKA_VALUE (the
+/// private scalar). The key is checked (OpenSSL's RSA key check, a scalar below the
+/// curve's order) before anything keeps it.
+pub fn private_key_from_template(
+    t: &TemplateView<'_>,
+) -> Result<openssl::pkey::PKey<openssl::pkey::Private>> {
+    use openssl::bn::BigNum;
+    let key_type = t
+        .ulong(CKA_KEY_TYPE)?
+        .ok_or(Error::TemplateIncomplete("CKA_KEY_TYPE"))?;
+    let num = |a: CK_ATTRIBUTE_TYPE, name: &'static str| -> Result<BigNum> {
+        Ok(BigNum::from_slice(
+            t.bytes(a).ok_or(Error::TemplateIncomplete(name))?,
+        )?)
+    };
+    let invalid = |what: &str| Error::AttributeValueInvalid(format!("the private key: {what}"));
+    match key_type {
+        CKK_RSA => {
+            let (n, e, d) = (
+                num(CKA_MODULUS, "CKA_MODULUS")?,
+                num(CKA_PUBLIC_EXPONENT, "CKA_PUBLIC_EXPONENT")?,
+                num(CKA_PRIVATE_EXPONENT, "CKA_PRIVATE_EXPONENT")?,
+            );
+            if !(1024..=16384).contains(&n.num_bits()) {
+                return Err(invalid("an RSA modulus of 1024 to 16384 bits"));
+            }
+            let crt = [
+                CKA_PRIME_1,
+                CKA_PRIME_2,
+                CKA_EXPONENT_1,
+                CKA_EXPONENT_2,
+                CKA_COEFFICIENT,
+            ];
+            let given = crt.iter().filter(|a| t.bytes(**a).is_some()).count();
+            let mut builder = openssl::rsa::RsaPrivateKeyBuilder::new(n, e, d)?;
+            let rsa = match given {
+                0 => builder.build(),
+                5 => {
+                    builder = builder
+                        .set_factors(
+                            num(CKA_PRIME_1, "CKA_PRIME_1")?,
+                            num(CKA_PRIME_2, "CKA_PRIME_2")?,
+                        )?
+                        .set_crt_params(
+                            num(CKA_EXPONENT_1, "CKA_EXPONENT_1")?,
+                            num(CKA_EXPONENT_2, "CKA_EXPONENT_2")?,
+                            num(CKA_COEFFICIENT, "CKA_COEFFICIENT")?,
+                        )?;
+                    let rsa = builder.build();
+                    if !rsa.check_key().unwrap_or(false) {
+                        return Err(invalid("the RSA components do not make one key"));
+                    }
+                    rsa
+                }
+                _ => {
+                    return Err(Error::TemplateIncomplete(
+                        "CKA_PRIME_1, CKA_PRIME_2, CKA_EXPONENT_1, CKA_EXPONENT_2 and CKA_COEFFICIENT go together",
+                    ));
+                }
+            };
+            let pkey = openssl::pkey::PKey::from_rsa(rsa)?;
+            if given == 0 {
+                // No factors to check: the key must at least sign what its public half verifies.
+                check_pair(&pkey)
+                    .map_err(|_| invalid("the RSA exponents do not match the modulus"))?;
+            }
+            Ok(pkey)
+        }
+        CKK_EC => {
+            let curve = curve_from_params(
+                t.bytes(CKA_EC_PARAMS)
+                    .ok_or(Error::TemplateIncomplete("CKA_EC_PARAMS"))?,
+            )?;
+            let d = num(CKA_VALUE, "CKA_VALUE")?;
+            let group = openssl::ec::EcGroup::from_curve_name(curve.nid())?;
+            let mut ctx = openssl::bn::BigNumContext::new()?;
+            let mut order = BigNum::new()?;
+            group.order(&mut order, &mut ctx)?;
+            if d.num_bits() == 0 || d >= order {
+                return Err(invalid(
+                    "an EC private value between 1 and the curve's order",
+                ));
+            }
+            let mut point = openssl::ec::EcPoint::new(&group)?;
+            point.mul_generator2(&group, &d, &mut ctx)?;
+            let ec = openssl::ec::EcKey::from_private_components(&group, &d, &point)?;
+            ec.check_key()
+                .map_err(|_| invalid("the EC key does not check"))?;
+            Ok(openssl::pkey::PKey::from_ec_key(ec)?)
+        }
+        other => Err(Error::AttributeValueInvalid(format!(
+            "CKA_KEY_TYPE {other:#x}: RSA or EC private keys"
+        ))),
+    }
+}
+
+/// Signs a fixed digest with `pkey` and verifies it with its public half.
+fn check_pair(pkey: &openssl::pkey::PKey<openssl::pkey::Private>) -> Result<()> {
+    let md = openssl::hash::MessageDigest::sha256();
+    let mut signer = openssl::sign::Signer::new(md, pkey)?;
+    let signature = signer.sign_oneshot_to_vec(b"identify-pkcs11 key check")?;
+    let mut verifier = openssl::sign::Verifier::new(md, pkey)?;
+    if verifier.verify_oneshot(&signature, b"identify-pkcs11 key check")? {
+        Ok(())
+    } else {
+        Err(Error::AttributeValueInvalid("key check".into()))
+    }
+}
+
 /// Typed reads of a caller's template.
 pub struct TemplateView<'a>(pub &'a Template);
 
