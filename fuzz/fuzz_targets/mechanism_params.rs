@@ -1,18 +1,22 @@
 //! DigestInfo recognition (src/mechanism/digest_info.rs) and mechanism parameters: a
 //! CK_MECHANISM laid out in harness memory from the input, decoded by `ffi::args::mechanism`
 //! as every C_*Init does, then the PSS / OAEP checks of src/mechanism/mod.rs against the
-//! fixture keys, and the local verify / encrypt they lead to.
+//! fixture keys, and the local verify / encrypt they lead to; AES-CBC-PAD / AES-GCM
+//! parameters (CK_GCM_PARAMS) and the local AES decryption.
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
 use cryptoki_sys::*;
 use identify_pkcs11::backend::HashAlg;
 use identify_pkcs11::ffi::args;
+use identify_pkcs11::mechanism::aes::AesScheme;
 use identify_pkcs11::mechanism::{CryptScheme, PublicInfo, SignScheme, digest_info};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
 const MECHANISMS: &[CK_MECHANISM_TYPE] = &[
+    CKM_AES_CBC_PAD,
+    CKM_AES_GCM,
     CKM_RSA_PKCS,
     CKM_RSA_PKCS_OAEP,
     CKM_RSA_PKCS_PSS,
@@ -109,8 +113,22 @@ fuzz_target!(|data: &[u8]| {
         },
         ulSourceDataLen: label.len() as CK_ULONG,
     };
+    let mut iv: Vec<u8> = Vec::arbitrary(&mut u).unwrap_or_default();
+    let aad: Vec<u8> = Vec::arbitrary(&mut u).unwrap_or_default();
+    let mut gcm = CK_GCM_PARAMS {
+        pIv: if iv.is_empty() && u.ratio(1, 2).unwrap_or(false) {
+            std::ptr::null_mut()
+        } else {
+            iv.as_mut_ptr()
+        },
+        ulIvLen: iv.len() as CK_ULONG,
+        ulIvBits: pick(&mut u, &[0, iv.len() as CK_ULONG * 8], ulong),
+        pAAD: aad.as_ptr() as *mut _,
+        ulAADLen: aad.len() as CK_ULONG,
+        ulTagBits: pick(&mut u, &[128, 96, 64, 32], ulong),
+    };
     let mut raw: Vec<u8> = Vec::arbitrary(&mut u).unwrap_or_default();
-    let (p, len): (*mut std::ffi::c_void, usize) = match u.int_in_range(0..=3u8).unwrap_or(0) {
+    let (p, len): (*mut std::ffi::c_void, usize) = match u.int_in_range(0..=4u8).unwrap_or(0) {
         0 => (std::ptr::null_mut(), 0),
         1 => (
             &mut pss as *mut _ as *mut _,
@@ -120,6 +138,7 @@ fuzz_target!(|data: &[u8]| {
             &mut oaep as *mut _ as *mut _,
             size_of::<CK_RSA_PKCS_OAEP_PARAMS>(),
         ),
+        3 => (&mut gcm as *mut _ as *mut _, size_of::<CK_GCM_PARAMS>()),
         _ => (raw.as_mut_ptr() as *mut _, raw.len()),
     };
     let m = CK_MECHANISM {
@@ -156,6 +175,14 @@ fuzz_target!(|data: &[u8]| {
                 .encrypt(key, &input)
                 .expect("plaintext within max_plaintext encrypts");
             assert_eq!(out.len(), key.size_bytes);
+        }
+    }
+    if let Ok(a) = AesScheme::from_mechanism(&decoded) {
+        let aes_key = &signature[..signature.len().min(32)];
+        let bound = a.plaintext_bound(input.len());
+        match a.decrypt(aes_key, &input) {
+            Ok(plain) => assert!(plain.len() <= bound.expect("a decryption within its bound")),
+            Err(_) => {}
         }
     }
     let _ = identify_pkcs11::mechanism::digest_hash(&decoded).map(HashAlg::output_len);
