@@ -1415,11 +1415,18 @@ fn torture_softhsm2() {
     // C_FindObjectsInit answer CKR_GENERAL_ERROR, and C_CloseAllSessions racing them
     // crashes it (SIGSEGV inside C_FindObjectsInit, seen with gdb). Those two steps are
     // left out for it (TORTURE_SOFTHSM_AVOID= runs everything); this module runs them all.
-    let avoid: Vec<&'static str> = std::env::var("TORTURE_SOFTHSM_AVOID")
-        .unwrap_or_else(|_| "logout,close-all".into())
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| &*s.to_string().leak())
+    static AVOID: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let avoid: Vec<&'static str> = AVOID
+        .get_or_init(|| {
+            std::env::var("TORTURE_SOFTHSM_AVOID")
+                .unwrap_or_else(|_| "logout,close-all".into())
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .iter()
+        .map(String::as_str)
         .collect();
     torture(
         "softhsm2",
