@@ -303,6 +303,14 @@ fn a_key_that_may_unwrap_but_not_decrypt_gives_no_plaintext() {
             .is_empty(),
         "a search by value finds nothing"
     );
+    // Nor does C_SetAttributeValue confirm a guess: the right value and a wrong one get
+    // the same answer.
+    for guess in [aes.to_vec(), vec![0u8; 32]] {
+        let e = s
+            .update_attributes(secret, &[Attribute::Value(guess)])
+            .unwrap_err();
+        assert_eq!(rv(e), RvError::AttributeReadOnly);
+    }
     assert_eq!(aes_gcm_decrypt(s, secret, &aes, b"content"), b"content");
     assert_eq!(ops(&emu.stats(), "unwrap_key"), 1, "{}", emu.stats());
 }
@@ -755,6 +763,39 @@ fn a_generation_raced_by_another_creator_of_the_name_makes_a_key_of_its_own() {
         4,
         "two private and two public keys"
     );
+}
+
+/// The other order: the module's create lands first and another client's create of the
+/// same name lands while the module lists the name's versions. The module keeps its key
+/// (the first version) and never disables the other client's version.
+#[test]
+fn a_generation_that_came_first_keeps_its_name_and_disables_nothing() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let emu = Emulator::start();
+    let m = load(&emu.config_officer("vault", ""));
+    let s = m.session();
+    emu.admin(
+        "POST",
+        "/faults/once",
+        r#"{"operation": "list_key_versions", "delay_ms": 3000}"#,
+    );
+    let key = std::thread::scope(|scope| {
+        let other = scope.spawn(|| {
+            wait_until_faults_taken(&emu, Duration::from_secs(60));
+            OutOfBand::new(&emu).create_ec("first");
+        });
+        let key = generate_ec(s, "first");
+        other.join().unwrap();
+        key
+    });
+    let vault = OutOfBand::new(&emu);
+    assert_eq!(
+        vault.versions("first"),
+        vec![true, true],
+        "both versions stay enabled"
+    );
+    assert!(vault.versions("first-2").is_empty(), "no second name taken");
+    s.sign(&Mechanism::Ecdsa, key, &[7; 32]).unwrap();
 }
 
 /// The vault as another application changes it: the official SDK, default principal.

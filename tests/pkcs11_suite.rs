@@ -1832,7 +1832,10 @@ fn private_keys_created_from_components() {
             Attribute::Coefficient(rsa.iqmp().unwrap().to_vec()),
         ];
         if token {
-            t.push(Attribute::Id(b"created".to_vec()));
+            t.extend([
+                Attribute::Id(b"created".to_vec()),
+                Attribute::Decrypt(false),
+            ]);
         }
         t
     };
@@ -1922,6 +1925,16 @@ fn private_keys_created_from_components() {
             let found = side.find_one(ObjectClass::PRIVATE_KEY, &label)?;
             ensure(found == key, || {
                 format!("[{}] {what}: found {found}, created {key}", side.name())
+            })?;
+            let decrypt = side
+                .session
+                .get_attributes(key, &[AttributeType::Decrypt])
+                .on(side.target, what)?;
+            ensure(decrypt == [Attribute::Decrypt(false)], || {
+                format!(
+                    "[{}] {what}: CKA_DECRYPT false was not kept: {decrypt:?}",
+                    side.name()
+                )
             })?;
             let signature = sign(side, key, Mech::HashRsaPkcs(Hash::Sha256), &message, what)?;
             same_bytes(

@@ -351,6 +351,59 @@ impl DirectoryBackend {
     }
 }
 
+impl DirectoryBackend {
+    /// Writes a new key file for `pkey` under a free name near `name` (created
+    /// exclusively: concurrent writers never overwrite each other), with its labels, the
+    /// uses the caller refused and whether it was generated here in its metadata; lists it.
+    fn store_new_key(
+        &self,
+        name: &str,
+        pkey: &PKey<Private>,
+        update: &ObjectUpdate,
+        usage: KeyUsage,
+        local: bool,
+    ) -> Result<KeyRecord> {
+        let pem = pkey.private_key_to_pem_pkcs8()?;
+        let _writing = self.write_guard()?;
+        // Another process may take the same name between the check and the write: the
+        // key file is created exclusively, and a taken name moves on to the next.
+        let mut stem = self.free_stem(name);
+        for _ in 0..16 {
+            match write_private_file_new(&self.path(&stem, KEY_SUFFIX), &pem) {
+                Ok(()) => break,
+                Err(WriteError::Exists) => stem = self.free_stem(&format!("{stem}-")),
+                Err(WriteError::Other(e)) => return Err(e),
+            }
+        }
+        if !self.path(&stem, KEY_SUFFIX).exists() {
+            return Err(Error::Backend(format!("no free file name for key {name}")));
+        }
+        self.update_meta(&stem, |m| {
+            m.apply(update, false);
+            m.local = local;
+            m.sign = (!usage.sign).then_some(false);
+            m.decrypt = (!usage.decrypt).then_some(false);
+            m.unwrap = (!usage.unwrap).then_some(false);
+        })?;
+        let mut listing = Listing::default();
+        let mut keys = HashMap::new();
+        let entry = Entry {
+            key: Some(self.path(&stem, KEY_SUFFIX)),
+            meta: Some(self.path(&stem, META_SUFFIX)),
+            ..Entry::default()
+        };
+        self.load_entry(&stem, &entry, &mut listing, &mut keys)?;
+        self.keys
+            .lock()
+            .map_err(|_| Error::Internal("directory key map poisoned".into()))?
+            .extend(keys);
+        listing
+            .keys
+            .pop()
+            .ok_or_else(|| Error::Internal("new key not listed".into()))
+    }
+}
+
 impl Backend for DirectoryBackend {
     fn kind(&self) -> &'static str {
         "directory"
@@ -390,45 +443,19 @@ impl Backend for DirectoryBackend {
         update: &ObjectUpdate,
         usage: KeyUsage,
     ) -> Result<KeyRecord> {
-        let pkey = generate_pkey(spec)?;
-        let pem = pkey.private_key_to_pem_pkcs8()?;
-        let _writing = self.write_guard()?;
-        // Another process may take the same name between the check and the write: the
-        // key file is created exclusively, and a taken name moves on to the next.
-        let mut stem = self.free_stem(name);
-        for _ in 0..16 {
-            match write_private_file_new(&self.path(&stem, KEY_SUFFIX), &pem) {
-                Ok(()) => break,
-                Err(WriteError::Exists) => stem = self.free_stem(&format!("{stem}-")),
-                Err(WriteError::Other(e)) => return Err(e),
-            }
-        }
-        if !self.path(&stem, KEY_SUFFIX).exists() {
-            return Err(Error::Backend(format!("no free file name for key {name}")));
-        }
-        self.update_meta(&stem, |m| {
-            m.apply(update, false);
-            m.local = true;
-            m.sign = (!usage.sign).then_some(false);
-            m.decrypt = (!usage.decrypt).then_some(false);
-            m.unwrap = (!usage.unwrap).then_some(false);
-        })?;
-        let mut listing = Listing::default();
-        let mut keys = HashMap::new();
-        let entry = Entry {
-            key: Some(self.path(&stem, KEY_SUFFIX)),
-            meta: Some(self.path(&stem, META_SUFFIX)),
-            ..Entry::default()
-        };
-        self.load_entry(&stem, &entry, &mut listing, &mut keys)?;
-        self.keys
-            .lock()
-            .map_err(|_| Error::Internal("directory key map poisoned".into()))?
-            .extend(keys);
-        listing
-            .keys
-            .pop()
-            .ok_or_else(|| Error::Internal("generated key not listed".into()))
+        self.store_new_key(name, &generate_pkey(spec)?, update, usage, true)
+    }
+
+    fn store_private_key(
+        &self,
+        name: &str,
+        pkcs8_der: &[u8],
+        update: &ObjectUpdate,
+        usage: KeyUsage,
+    ) -> Result<KeyRecord> {
+        let pkey = PKey::private_key_from_der(pkcs8_der)?;
+        check_key_type(&pkey)?;
+        self.store_new_key(name, &pkey, update, usage, false)
     }
 
     fn store_certificate(

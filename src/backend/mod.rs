@@ -367,6 +367,20 @@ pub trait Backend: Send + Sync {
     }
     /// Bring an operator's key (PKCS#8 DER) and its certificate chain (leaf first) into
     /// the store under `name`, which must be free.
+    /// Writes a private key the application created (C_CreateObject, PKCS#8 DER) as a new
+    /// key under a free name near `name`, keeping the uses it refused. Directory stores.
+    fn store_private_key(
+        &self,
+        _name: &str,
+        _pkcs8_der: &[u8],
+        _update: &ObjectUpdate,
+        _usage: KeyUsage,
+    ) -> Result<KeyRecord> {
+        Err(crate::error::Error::ActionProhibited(format!(
+            "{} slots do not take private keys through C_CreateObject",
+            self.kind()
+        )))
+    }
     fn import_key(
         &self,
         _name: &str,

@@ -11,7 +11,7 @@ use crate::object::attributes;
 use crate::object::template::{
     Template, TemplateView, check_exponent, curve_from_params, public_key_from_template,
 };
-use crate::object::{KeyObject, ObjectKind};
+use crate::object::{AttrLookup, KeyObject, ObjectKind};
 use crate::telemetry::KeyUse;
 use cryptoki_sys::*;
 use std::sync::Arc;
@@ -54,8 +54,10 @@ impl Module {
                     update.label = Some(l);
                 }
                 CKA_ID => update.id = Some(v.clone()),
-                // Setting an attribute to the value it has is not a change.
-                other if obj.attrs.get(&other) == Some(v) => {}
+                // Setting an attribute to the value it has is not a change. Compared as
+                // C_GetAttributeValue would show it: a sensitive attribute never equals
+                // anything (else this call would confirm guesses of a hidden value).
+                other if obj.attr(other) == AttrLookup::Value(v) => {}
                 _ => return Err(Error::AttributeReadOnly),
             }
         }
@@ -273,10 +275,13 @@ impl Module {
         let id = kt.bytes(CKA_ID).or(pt.bytes(CKA_ID)).map(<[u8]>::to_vec);
         let name = label.clone().unwrap_or_else(|| "key".into());
         // Uses the template refuses are kept; those it asks for are what the key can do.
+        // CKA_UNWRAP follows CKA_DECRYPT unless given (a decryption-refusing template
+        // means no unwrapping either, and the Windows store has one permission for both).
+        let decrypt = kt.bool(CKA_DECRYPT)?.unwrap_or(true);
         let usage = KeyUsage {
             sign: kt.bool(CKA_SIGN)?.unwrap_or(true),
-            decrypt: kt.bool(CKA_DECRYPT)?.unwrap_or(true),
-            unwrap: kt.bool(CKA_UNWRAP)?.unwrap_or(true),
+            decrypt,
+            unwrap: kt.bool(CKA_UNWRAP)?.unwrap_or(decrypt),
         };
         if !token {
             let update = ObjectUpdate { label, id };
@@ -337,20 +342,21 @@ impl Module {
             ));
         }
         let pkey = crate::object::template::private_key_from_template(t)?;
+        let decrypt = t.bool(CKA_DECRYPT)?.unwrap_or(true);
+        let usage = KeyUsage {
+            sign: t.bool(CKA_SIGN)?.unwrap_or(true),
+            decrypt,
+            unwrap: t.bool(CKA_UNWRAP)?.unwrap_or(decrypt),
+        };
         if token {
             let name = update.label.clone().unwrap_or_else(|| "key".into());
             let der = pkey.private_key_to_pkcs8()?;
-            let record = backend.import_key(&name, &der, &[], &update)?;
+            let record = backend.store_private_key(&name, &der, &update, usage)?;
             self.objects.refresh(slot, true)?;
             return self
                 .objects
                 .handle_of(slot, &format!("{}#private", record.stable_id));
         }
-        let usage = KeyUsage {
-            sign: t.bool(CKA_SIGN)?.unwrap_or(true),
-            decrypt: t.bool(CKA_DECRYPT)?.unwrap_or(true),
-            unwrap: t.bool(CKA_UNWRAP)?.unwrap_or(true),
-        };
         let pin = self
             .slots
             .get(slot)
@@ -361,8 +367,11 @@ impl Module {
         }
         let name = update.label.clone().unwrap_or_else(|| "key".into());
         let record = session_key_record(&name, update, usage, pkey.public_key_to_der()?);
-        self.objects
-            .add_session_private_key(slot, h, record, pkey, private)
+        let handle = self
+            .objects
+            .add_session_private_key(slot, h, record, pkey, private)?;
+        self.keep_session_objects(h, slot, private, &[handle])?;
+        Ok(handle)
     }
 
     /// A session key pair (`CKA_TOKEN` false) on a directory slot: made by OpenSSL in this
@@ -395,8 +404,36 @@ impl Module {
         let pkey = crate::backend::directory::generate_pkey(spec)?;
         let mut record = session_key_record(name, update, usage, pkey.public_key_to_der()?);
         record.local = true;
-        self.objects
-            .add_session_key_pair(slot, h, record, pkey, private)
+        let (public, private_key) = self
+            .objects
+            .add_session_key_pair(slot, h, record, pkey, private)?;
+        self.keep_session_objects(h, slot, private, &[public, private_key])?;
+        Ok((public, private_key))
+    }
+
+    /// Session objects made by a long call (a generation, a store's unwrap) stay only if
+    /// their session is still open, and private ones only while the user is still logged
+    /// in: a C_CloseSession or C_Logout during the call would otherwise leave them behind
+    /// (owned by a closed session, or private past the logout, §5.6).
+    fn keep_session_objects(
+        &self,
+        h: CK_SESSION_HANDLE,
+        slot: usize,
+        private: bool,
+        handles: &[CK_OBJECT_HANDLE],
+    ) -> Result<()> {
+        let gone = match self.sessions.slot_of(h) {
+            Err(e) => Some(e),
+            Ok(_) if private && !self.logged_in(slot) => Some(Error::UserNotLoggedIn),
+            Ok(_) => None,
+        };
+        let Some(e) = gone else { return Ok(()) };
+        for handle in handles {
+            if let Ok(o) = self.objects.get(*handle, |_| true) {
+                self.objects.remove(&o)?;
+            }
+        }
+        Err(e)
     }
 
     // ----- unwrap (§5.18) -----
@@ -443,7 +480,13 @@ impl Module {
                 "CKA_VALUE: the value comes from the wrapped key".into(),
             ));
         }
-        let private = t.bool(CKA_PRIVATE)?.unwrap_or(false);
+        // Private (gone at C_Logout) unless the template says otherwise, on a slot with a
+        // PIN: a key unwrapped while logged in is not usable after the logout.
+        let pin = self
+            .slots
+            .get(slot)
+            .is_some_and(|s| s.config.pin_hash.is_some());
+        let private = t.bool(CKA_PRIVATE)?.unwrap_or(pin);
         if private && !self.logged_in(slot) {
             return Err(Error::UserNotLoggedIn);
         }
@@ -558,11 +601,16 @@ impl Module {
         a.insert(CKA_TRUSTED, attributes::bool_(false));
         a.insert(CKA_VALUE_LEN, attributes::ulong(len));
         // The value is kept for the module's AES decryption; a sensitive or unextractable
-        // key's value is never revealed (C_GetAttributeValue: CKR_ATTRIBUTE_SENSITIVE) and
-        // never matched by a search.
-        a.insert(CKA_VALUE, value);
+        // key's value is never revealed (C_GetAttributeValue: CKR_ATTRIBUTE_SENSITIVE),
+        // never matched by a search nor compared by C_SetAttributeValue. A hidden generic
+        // secret has no use here: its value is not kept at all.
+        if readable || key_type == CKK_AES {
+            a.insert(CKA_VALUE, value);
+        }
         let hidden: &'static [CK_ATTRIBUTE_TYPE] = if readable { &[] } else { &[CKA_VALUE] };
-        self.objects.add_session_secret(slot, h, a, hidden)
+        let handle = self.objects.add_session_secret(slot, h, a, hidden)?;
+        self.keep_session_objects(h, slot, private, &[handle])?;
+        Ok(handle)
     }
 }
 

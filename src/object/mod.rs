@@ -819,7 +819,8 @@ impl ObjectCache {
         Ok(state
             .objects
             .values()
-            .filter(|o| o.kind == ObjectKind::PrivateKey)
+            // Token keys only: a session key's record names no entry of the store.
+            .filter(|o| o.kind == ObjectKind::PrivateKey && o.owner.is_none())
             .filter_map(|o| o.key.as_ref()?.record.clone())
             .find(|r| r.spki_der == spki_der))
     }

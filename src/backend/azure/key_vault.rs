@@ -566,21 +566,33 @@ impl KeyVaultBackend {
         if s.is_empty() { "key".into() } else { s }
     }
 
-    /// How many versions of key `name` (enabled or not) other than `version` exist.
-    async fn other_versions(&self, name: &str, version: &str) -> Result<usize> {
+    /// How many versions of key `name` (enabled or not) came before `version`: created
+    /// earlier, or in the same second with a smaller version id. Every racer sees the same
+    /// order, so exactly one of them (the first) keeps the name.
+    async fn earlier_versions(&self, name: &str, version: &str) -> Result<usize> {
         let what = format!("listing the versions of {name}");
         let mut pager = self
             .keys
             .list_key_properties_versions(name, None)
             .map_err(|e| errors::map(e, &what))?;
-        let mut others = 0;
+        let mut all = Vec::new();
         while let Some(item) = pager.try_next().await.map_err(|e| errors::map(e, &what))? {
-            let v = item.resource_id().ok().and_then(|id| id.version);
-            if v.is_none_or(|v| !v.eq_ignore_ascii_case(version)) {
-                others += 1;
-            }
+            let created = item
+                .attributes
+                .as_ref()
+                .and_then(|a| a.created)
+                .map_or(i64::MAX, |t| t.unix_timestamp());
+            let id = item.resource_id().ok().and_then(|id| id.version);
+            all.push((created, id.unwrap_or_default().to_ascii_lowercase()));
         }
-        Ok(others)
+        let ours = all
+            .iter()
+            .find(|(_, v)| v.eq_ignore_ascii_case(version))
+            .cloned()
+            .ok_or_else(|| {
+                Error::Backend(format!("{what}: the new version {version} is not listed"))
+            })?;
+        Ok(all.iter().filter(|v| **v < ours).count())
     }
 
     /// Disables version `version` of key `name`.
@@ -860,10 +872,10 @@ impl Backend for KeyVaultBackend {
         // C_GenerateKeyPair makes a new key: a free name, never a new version of another.
         // Key Vault has no conditional create (a create under a taken name adds a
         // version), so a name checked free may be taken by another creator (a thread or
-        // a process) before this create lands. After the create, a key with any version
-        // besides the new one was raced: the new version is disabled (the other key
-        // stays whole: its version is again the newest enabled one, its current) and the
-        // next free name is tried.
+        // a process) before this create lands. After the create the name's versions are
+        // listed: the first one created keeps the name; a later one (this call's, if it
+        // came second) is disabled, which leaves the first the newest enabled version,
+        // and the next free name is tried. Never is another creator's version disabled.
         for n in 0..MAX_NAME_TRIES {
             let key_name = if n == 0 {
                 base.clone()
@@ -883,14 +895,26 @@ impl Backend for KeyVaultBackend {
             }
             let key = self.create_version(&key_name, params.clone())?;
             let version = Self::version_of(&key)?;
-            let others = self.run(self.other_versions(&key_name, &version))??;
-            if others == 0 {
+            let earlier = match self.run(self.earlier_versions(&key_name, &version)) {
+                Ok(Ok(n)) => n,
+                // Not knowing whether it was raced, the new version is not left enabled.
+                Ok(Err(e)) | Err(e) => {
+                    let _ = self.run(self.disable_version(&key_name, &version));
+                    return Err(e);
+                }
+            };
+            if earlier == 0 {
                 return Ok(key);
             }
             tracing::warn!(
-                "generating key {key_name}: another client created the same key name meanwhile ({others} other version(s)); disabling the new version {version} (it stays in the vault, disabled) and trying the next free name"
+                "generating key {key_name}: another client created the same key name first ({earlier} earlier version(s)); disabling the new version {version} (it stays in the vault, disabled) and trying the next free name"
             );
-            self.run(self.disable_version(&key_name, &version))??;
+            self.run(self.disable_version(&key_name, &version))?
+                .map_err(|e| {
+                    Error::Backend(format!(
+                        "{e}; version {version} of {key_name}, made by this call, is still enabled"
+                    ))
+                })?;
         }
         Err(Error::Backend(format!(
             "no free key name near {base} after {MAX_NAME_TRIES} tries"
