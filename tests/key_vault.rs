@@ -782,6 +782,9 @@ fn a_generation_that_came_first_keeps_its_name_and_disables_nothing() {
     let key = std::thread::scope(|scope| {
         let other = scope.spawn(|| {
             wait_until_faults_taken(&emu, Duration::from_secs(60));
+            // In a later second than the module's create: `created` counts whole seconds,
+            // and within one second the version ids decide which came first.
+            std::thread::sleep(Duration::from_millis(1100));
             OutOfBand::new(&emu).create_ec("first");
         });
         let key = generate_ec(s, "first");
