@@ -79,12 +79,54 @@ pub enum Error {
     Backend(String),
     /// The store refused because the object no longer exists there.
     ObjectGone(String),
-    /// Key Vault / Managed HSM failed (see backend/azure/errors.rs for the table).
-    Remote(crate::backend::azure::errors::RemoteKind, String),
+    /// A remote key service failed (Key Vault, Managed HSM: backend/azure/errors.rs maps
+    /// their answers to these kinds).
+    Remote(ServiceFailure, String),
     /// Memory or a counter ran out.
     HostMemory,
     /// A bug: a broken invariant or a caught panic.
     Internal(String),
+}
+
+/// The classes of remote failure that map to distinct return codes and advice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceFailure {
+    Auth,
+    Denied,
+    BadRequest,
+    Throttled,
+    Unavailable,
+    Timeout,
+    Tls,
+}
+
+impl ServiceFailure {
+    /// What the operator can do about it, for the log line.
+    pub fn advice(self) -> &'static str {
+        match self {
+            ServiceFailure::Auth => {
+                "check the slot's [slot.credential]: tenant, client id and secret or certificate"
+            }
+            ServiceFailure::Denied => {
+                "assign that role to the principal at the vault's or the key's scope"
+            }
+            ServiceFailure::BadRequest => {
+                "the service refused the request; check the key type and algorithm"
+            }
+            ServiceFailure::Throttled => {
+                "the vault is throttling: lower the load or raise the vault's limits"
+            }
+            ServiceFailure::Unavailable => {
+                "the service or the network is failing; it is retried within the deadline"
+            }
+            ServiceFailure::Timeout => {
+                "no answer within deadline_seconds; check the network path to the vault"
+            }
+            ServiceFailure::Tls => {
+                "the vault's TLS certificate is not trusted: check ca_file and the system roots"
+            }
+        }
+    }
 }
 
 impl Error {
@@ -144,7 +186,7 @@ impl Error {
             Error::Backend(_) => CKR_DEVICE_ERROR,
             Error::ObjectGone(_) => CKR_KEY_HANDLE_INVALID,
             Error::Remote(kind, _) => {
-                use crate::backend::azure::errors::RemoteKind as K;
+                use ServiceFailure as K;
                 match kind {
                     K::Auth | K::Denied | K::BadRequest | K::Tls => CKR_FUNCTION_FAILED,
                     K::Throttled | K::Unavailable | K::Timeout => CKR_DEVICE_ERROR,
@@ -170,7 +212,7 @@ impl Error {
 pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_default()
 }
@@ -278,7 +320,6 @@ pub(crate) fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::azure::errors::RemoteKind;
 
     /// Every variant, with the code the specification gives it. Adding a variant without
     /// extending this list fails `all_variants_listed` below via the match.
@@ -360,19 +401,31 @@ mod tests {
             (Error::Config(s()), CKR_FUNCTION_FAILED),
             (Error::Backend(s()), CKR_DEVICE_ERROR),
             (Error::ObjectGone(s()), CKR_KEY_HANDLE_INVALID),
-            (Error::Remote(RemoteKind::Auth, s()), CKR_FUNCTION_FAILED),
-            (Error::Remote(RemoteKind::Denied, s()), CKR_FUNCTION_FAILED),
             (
-                Error::Remote(RemoteKind::BadRequest, s()),
+                Error::Remote(ServiceFailure::Auth, s()),
                 CKR_FUNCTION_FAILED,
             ),
-            (Error::Remote(RemoteKind::Tls, s()), CKR_FUNCTION_FAILED),
-            (Error::Remote(RemoteKind::Throttled, s()), CKR_DEVICE_ERROR),
             (
-                Error::Remote(RemoteKind::Unavailable, s()),
+                Error::Remote(ServiceFailure::Denied, s()),
+                CKR_FUNCTION_FAILED,
+            ),
+            (
+                Error::Remote(ServiceFailure::BadRequest, s()),
+                CKR_FUNCTION_FAILED,
+            ),
+            (Error::Remote(ServiceFailure::Tls, s()), CKR_FUNCTION_FAILED),
+            (
+                Error::Remote(ServiceFailure::Throttled, s()),
                 CKR_DEVICE_ERROR,
             ),
-            (Error::Remote(RemoteKind::Timeout, s()), CKR_DEVICE_ERROR),
+            (
+                Error::Remote(ServiceFailure::Unavailable, s()),
+                CKR_DEVICE_ERROR,
+            ),
+            (
+                Error::Remote(ServiceFailure::Timeout, s()),
+                CKR_DEVICE_ERROR,
+            ),
             (Error::HostMemory, CKR_HOST_MEMORY),
             (Error::Internal(s()), CKR_GENERAL_ERROR),
         ]

@@ -26,9 +26,9 @@ pub fn key_bundle(body: &[u8]) {
         "fuzzing",
     ) {
         assert!(weight.is_finite() && weight > 0.0, "rate weight {weight}");
-        let public = crate::mechanism::PublicInfo::from_spki(&record.spki_der);
+        let public = crate::crypto::PublicInfo::from_spki(&record.spki_der);
         if let Ok(p) = public {
-            let _ = crate::object::attributes::key_identifier(&record.spki_der);
+            let _ = crate::crypto::key::key_identifier(&record.spki_der);
             let _ = p.signature_len();
         }
     }

@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod certdb;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod ffi;
 /// Entry points of the fuzz targets (`fuzz/`); not API.

@@ -29,7 +29,7 @@ pub fn init(config: Option<&LogConfig>) {
                     eprintln!(
                         "identify-pkcs11: cannot open log file {}: {e}; logging to stderr",
                         path.display()
-                    )
+                    );
                 })
                 .ok()
         });

@@ -158,7 +158,10 @@ impl Telemetry {
 
     /// The HTTP pipeline counters of a slot (shared with its policy).
     pub fn http_counts(&self, slot: &str) -> Arc<HttpCounts> {
-        let mut h = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        let mut h = self
+            .http
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         h.entry(slot.to_owned()).or_default().clone()
     }
 
@@ -174,7 +177,7 @@ impl Telemetry {
         };
         if let Some(audit) = &self.audit {
             let line = serde_json::json!({
-                "time": crate::certdb::now_rfc3339_millis(),
+                "time": crate::crypto::time::now_rfc3339_millis(),
                 "pid": std::process::id(),
                 "process": self.process,
                 "slot": u.slot,
@@ -186,7 +189,9 @@ impl Telemetry {
                 "latency_ms": (u.latency.as_secs_f64() * 1e6).round() / 1e3,
                 "request_id": request_id,
             });
-            let mut a = audit.lock().unwrap_or_else(|e| e.into_inner());
+            let mut a = audit
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Err(e) = a.append(&line.to_string()) {
                 tracing::error!(file = %a.config.file.display(), error = %e, "audit log not written");
             }
@@ -197,7 +202,10 @@ impl Telemetry {
             u.operation,
             rv
         );
-        let mut r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut r = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *r.counters
             .entry(("identify_pkcs11_key_operations_total", labels))
             .or_default() += 1;
@@ -226,7 +234,10 @@ impl Telemetry {
     /// certificate expiry per slot.
     pub fn prometheus(&self, cache: &[SlotFacts]) -> String {
         let mut out = String::new();
-        let r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let r = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut last = "";
         for ((name, labels), v) in &r.counters {
             if *name != last {
@@ -253,7 +264,10 @@ impl Telemetry {
             out += &format!("{name}_count{{{labels}}} {}\n", h.count);
         }
         drop(r);
-        let http = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        let http = self
+            .http
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let series: [Series; 3] = [
             (
                 "identify_pkcs11_http_retries_total",
@@ -393,13 +407,20 @@ impl Telemetry {
                 drop(tx);
             })
             .map_err(|e| Error::backend("starting the metrics thread", e))?;
-        *self.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(Writer { stop, done: rx });
+        *self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Writer { stop, done: rx });
         Ok(())
     }
 
     /// C_Finalize: stops the writer (after a last write) within `bound`.
     pub fn stop(&self, bound: Duration) {
-        let w = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let w = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         if let Some(w) = w {
             if let Ok(mut g) = w.stop.0.lock() {
                 *g = true;
@@ -421,9 +442,8 @@ impl Audit {
         if self.size > 0 && self.size + len > self.config.max_bytes {
             self.rotate()?;
         }
-        let f = match self.file.as_mut() {
-            Some(f) => f,
-            None => return Err(std::io::Error::other("audit file not open")),
+        let Some(f) = self.file.as_mut() else {
+            return Err(std::io::Error::other("audit file not open"));
         };
         f.write_all(format!("{line}\n").as_bytes())?;
         self.size += len;

@@ -1,11 +1,11 @@
 //! C programs compiled with gcc that load the built library as Identify does (dlopen), and
 //! check fork() behaviour in a single-threaded process of their own.
 
-mod support;
+mod harness;
 
+use harness::{Emulator, FixtureStore, fixture_cert, module_path};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{Emulator, FixtureStore, fixture_cert, module_path};
 
 fn compile(name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

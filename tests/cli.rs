@@ -3,12 +3,12 @@
 //! role, an unreachable vault, throttling, latency, an expiring certificate, a bad
 //! configuration.
 
-mod support;
+mod harness;
 
+use harness::{Emulator, FixtureStore};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-use support::{Emulator, FixtureStore};
 
 fn tool(args: &[&str], config: &Path) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_identify-pkcs11"))
@@ -71,7 +71,7 @@ fn list_shows_keys_and_certificate_thumbprints() {
     for k in ["rsa2048", "rsa3072", "p256"] {
         assert!(names.contains(&k), "{names:?}");
     }
-    let der = support::fixture_cert("rsa2048").to_der().unwrap();
+    let der = harness::fixture_cert("rsa2048").to_der().unwrap();
     let sha256: String = openssl::sha::sha256(&der)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -97,7 +97,7 @@ fn list_shows_keys_and_certificate_thumbprints() {
     assert_eq!(key["certificates_sha256"][0], sha256.as_str(), "{key}");
     // How an application selects them: CKA_ID (the certificate's subjectKeyIdentifier,
     // as the module sets it) and the RFC 7512 URI.
-    let ski: String = support::fixture_cert("rsa2048")
+    let ski: String = harness::fixture_cert("rsa2048")
         .subject_key_id()
         .expect("the fixture has a subjectKeyIdentifier")
         .as_slice()
@@ -298,7 +298,7 @@ fn doctor_against_the_vault_and_its_failure_paths() {
     emu.admin("DELETE", "/faults", "");
 
     // An unreachable vault (a port nothing listens on).
-    let port = support::closed_port();
+    let port = harness::closed_port();
     let text = std::fs::read_to_string(&good).unwrap();
     let vault = emu.field("vault_url");
     let dead = vault.rsplit_once(':').unwrap().0.to_owned() + &format!(":{port}");
@@ -337,7 +337,7 @@ fn audit_summarises_the_log_and_its_rotated_files() {
     std::fs::write(&store.config, text).unwrap();
     let at = |ago: u64| {
         let t = std::time::SystemTime::now() - std::time::Duration::from_secs(ago);
-        identify_pkcs11::certdb::rfc3339_of(t)
+        identify_pkcs11::crypto::time::rfc3339_of(t)
     };
     let line = |ago: u64, op: &str, result: &str, ms: f64| {
         format!(
@@ -1092,7 +1092,7 @@ fn lifecycle_commands_fail_clearly_on_credentials_roles_and_throttling() {
     let text = std::fs::read_to_string(&good).unwrap();
     let vault = emu.field("vault_url");
     let dead =
-        vault.rsplit_once(':').unwrap().0.to_owned() + &format!(":{}", support::closed_port());
+        vault.rsplit_once(':').unwrap().0.to_owned() + &format!(":{}", harness::closed_port());
     let unreachable = emu.dir.path().join("unreachable.toml");
     std::fs::write(&unreachable, text.replace(&vault, &dead)).unwrap();
     let (code, _, err) = tool(

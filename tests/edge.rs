@@ -7,13 +7,13 @@
 // calls say; rustfmt moves those comments away from the blocks clippy checks.
 #![allow(clippy::undocumented_unsafe_blocks, clippy::cast_possible_truncation)]
 
-mod support;
+mod harness;
 
 use cryptoki_sys::*;
+use harness::FixtureStore;
 use identify_pkcs11::ffi::*;
 use std::ptr::{null, null_mut};
 use std::sync::{Mutex, MutexGuard};
-use support::FixtureStore;
 
 static TURN: Mutex<()> = Mutex::new(());
 
@@ -36,7 +36,9 @@ fn config_args(path: &std::ffi::CStr) -> CK_C_INITIALIZE_ARGS {
 }
 
 fn load(extra: &str) -> Loaded {
-    let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let store = FixtureStore::new("fixtures", extra);
     let path = std::ffi::CString::new(store.config.to_str().unwrap()).unwrap();
     let mut args = config_args(&path);
@@ -126,7 +128,9 @@ fn sign(s: CK_SESSION_HANDLE, data: &[u8], out: Option<&mut Vec<u8>>, len: &mut 
 
 #[test]
 fn initialize_and_finalize_rules() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let store = FixtureStore::new("fixtures", "");
     let path = std::ffi::CString::new(store.config.to_str().unwrap()).unwrap();
     let mut n = 0;
@@ -374,6 +378,10 @@ fn interfaces_and_function_tables() {
             let words = (std::mem::size_of::<T>() - 8) / std::mem::size_of::<usize>();
             // SAFETY: T is a repr(C) function table: a CK_VERSION padded to 8 bytes, then
             // `words` function pointers, each pointer-sized.
+            #[allow(
+                clippy::cast_ptr_alignment,
+                reason = "8 bytes into a repr(C) table of pointers is pointer-aligned"
+            )]
             let fns = unsafe {
                 std::slice::from_raw_parts(
                     (table as *const T as *const u8).add(8) as *const usize,
@@ -588,7 +596,7 @@ fn decrypt_short_buffer_keeps_the_result() {
     let m = load("");
     let s = open(m.slot, false);
     let key = find(s, CKO_PRIVATE_KEY, "rsa2048")[0];
-    let cert = support::fixture_cert("rsa2048");
+    let cert = harness::fixture_cert("rsa2048");
     let rsa = cert.public_key().unwrap().rsa().unwrap();
     let mut ct = vec![0u8; 256];
     rsa.public_encrypt(b"hello", &mut ct, openssl::rsa::Padding::PKCS1)
@@ -924,6 +932,22 @@ fn sixteen_threads_share_and_close_sessions() {
 }
 
 #[test]
+fn destroying_what_the_store_no_longer_has_is_an_invalid_object_handle() {
+    // Another client (or thread) removed the certificate since it was listed: C_DestroyObject
+    // may say CKR_OBJECT_HANDLE_INVALID, never CKR_KEY_HANDLE_INVALID (not one of its codes).
+    let m = load("");
+    let rw = open(m.slot, true);
+    let cert = find(rw, CKO_CERTIFICATE, "rsa2048")[0];
+    let dir = &m._store.store;
+    std::fs::copy(dir.join("p256.crt.pem"), dir.join("rsa2048.crt.pem")).unwrap();
+    // SAFETY: handle values.
+    assert_eq!(
+        unsafe { C_DestroyObject(rw, cert) },
+        CKR_OBJECT_HANDLE_INVALID
+    );
+}
+
+#[test]
 fn token_objects_persist_through_the_c_abi() {
     let m = load("");
     let ro = open(m.slot, false);
@@ -1036,8 +1060,10 @@ fn session_info_and_session_churn_do_not_deadlock() {
 /// of its own, and a host's runtime is invisible to it.)
 #[test]
 fn key_vault_calls_from_inside_a_host_tokio_runtime_work() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    let emu = support::Emulator::start();
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let emu = harness::Emulator::start();
     for (runtime, what) in [
         (
             tokio::runtime::Builder::new_multi_thread()
@@ -1081,7 +1107,7 @@ fn key_vault_calls_from_inside_a_host_tokio_runtime_work() {
                     );
                     assert_eq!(len, 64);
                 }
-            })
+            });
         });
         // SAFETY: NULL is the required argument.
         assert_eq!(unsafe { C_Finalize(null_mut()) }, CKR_OK);
@@ -1094,8 +1120,10 @@ fn key_vault_calls_from_inside_a_host_tokio_runtime_work() {
 /// initializes and signs again.
 #[test]
 fn finalize_while_a_sign_is_in_flight() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    let emu = support::Emulator::start();
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let emu = harness::Emulator::start();
     let config = emu.config("vault", "deadline_seconds = 60");
     let path = std::ffi::CString::new(config.to_str().unwrap()).unwrap();
     let init = || {
@@ -1182,8 +1210,10 @@ fn module_threads() -> usize {
 /// thread of the module is left (the loser never started any).
 #[test]
 fn concurrent_initialize_leaves_no_thread_behind() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    let emu = support::Emulator::start();
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let emu = harness::Emulator::start();
     let config = emu.config("vault", "");
     let path = std::sync::Arc::new(std::ffi::CString::new(config.to_str().unwrap()).unwrap());
     // An earlier test's threads end within C_Finalize's bounds (a thread may still be on

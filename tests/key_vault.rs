@@ -6,7 +6,7 @@
 // tests take turns (TURN) and set it only then.
 #![allow(unsafe_code)]
 
-mod support;
+mod harness;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -16,9 +16,9 @@ use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
+use harness::{Emulator, fixtures_dir, module_path};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use support::{Emulator, fixtures_dir, module_path};
 
 static TURN: Mutex<()> = Mutex::new(());
 
@@ -103,7 +103,9 @@ fn rv(e: CkError) -> RvError {
 
 #[test]
 fn only_sign_and_decrypt_cross_the_network() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     let m = load(&emu.config("vault", ""));
     let s = m.session();
@@ -172,7 +174,7 @@ fn only_sign_and_decrypt_cross_the_network() {
     // (unwrapKey); the key OpenSSL wrapped then decrypts OpenSSL's AES-GCM locally.
     let aes = [0x42u8; 32];
     let wrapped = {
-        let cert = support::fixture_cert("rsa2048");
+        let cert = harness::fixture_cert("rsa2048");
         let rsa = cert.public_key().unwrap().rsa().unwrap();
         let mut out = vec![0u8; 256];
         rsa.public_encrypt(&aes, &mut out, openssl::rsa::Padding::PKCS1_OAEP)
@@ -239,7 +241,9 @@ fn kept_secret_template() -> Vec<Attribute> {
 #[test]
 fn a_key_that_may_unwrap_but_not_decrypt_gives_no_plaintext() {
     use azure_security_keyvault_keys::models::KeyOperation;
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     OutOfBand::new(&emu).set_ops(
         "rsa2048",
@@ -255,7 +259,7 @@ fn a_key_that_may_unwrap_but_not_decrypt_gives_no_plaintext() {
     );
     let aes = [0x17u8; 32];
     let wrapped = {
-        let rsa = support::fixture_cert("rsa2048")
+        let rsa = harness::fixture_cert("rsa2048")
             .public_key()
             .unwrap()
             .rsa()
@@ -351,7 +355,9 @@ fn secret_template() -> Vec<Attribute> {
 
 #[test]
 fn faults_end_in_the_right_code_within_the_deadline() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     let m = load(&emu.config("vault", "deadline_seconds = 3\nmax_retries = 2"));
     let s = m.session();
@@ -421,7 +427,9 @@ fn faults_end_in_the_right_code_within_the_deadline() {
 /// caller, and the next one is fine.
 #[test]
 fn damaged_answers_are_repaired_or_refused() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     emu.admin(
         "POST",
@@ -478,7 +486,9 @@ fn damaged_answers_are_repaired_or_refused() {
 /// the refusal is the certificates' alone.
 #[test]
 fn a_crypto_user_without_certificate_rights_lists_and_signs_its_keys() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start_with(
         r#"
 [[principal]]
@@ -515,7 +525,9 @@ scope = "vault"
 /// with it still works (the window does not apply there).
 #[test]
 fn an_expired_key_may_not_sign_but_still_decrypts() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     let m = load(&emu.config("vault", ""));
     let s = m.session();
@@ -547,7 +559,9 @@ fn an_expired_key_may_not_sign_but_still_decrypts() {
 #[test]
 fn the_services_key_operation_forbidden_is_key_function_not_permitted() {
     use azure_security_keyvault_keys::models::KeyOperation;
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     let m = load(&emu.config("vault", ""));
     let s = m.session();
@@ -576,11 +590,13 @@ fn the_services_key_operation_forbidden_is_key_function_not_permitted() {
 /// an outage), and neither is retried into the deadline.
 #[test]
 fn untrusted_tls_and_a_refused_credential_fail_the_search() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     // The slot trusts a certificate that did not issue the emulator's.
     let good = std::fs::read_to_string(emu.config("vault", "deadline_seconds = 30")).unwrap();
-    let other_ca = support::fixtures_dir().join("keys/rsa2048.crt.pem");
+    let other_ca = harness::fixtures_dir().join("keys/rsa2048.crt.pem");
     let untrusted = good.replace(
         &format!("ca_file = {:?}", emu.field("ca_file")),
         &format!("ca_file = {other_ca:?}"),
@@ -618,7 +634,9 @@ fn untrusted_tls_and_a_refused_credential_fail_the_search() {
 /// sets `allow_destroy` (C_DestroyObject refuses otherwise).
 #[test]
 fn keys_are_destroyable_only_with_allow_destroy() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     for (extra, want) in [("", false), ("allow_destroy = true", true)] {
         let m = load(&emu.config("vault", extra));
@@ -650,7 +668,9 @@ fn keys_are_destroyable_only_with_allow_destroy() {
 /// (and its CKA_DESTROYABLE false), and the key, current version included, stays.
 #[test]
 fn an_older_version_is_not_destroyed_alone() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     let vault = OutOfBand::new(&emu);
     vault.create_ec("versioned");
@@ -694,7 +714,9 @@ fn an_older_version_is_not_destroyed_alone() {
 /// the slot lists it), and a name the slot would hide is refused before anything is made.
 #[test]
 fn generated_keys_pass_the_slots_filters() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     let m = load(&emu.config_officer("vault", "tags = { team = \"idp\" }"));
     let s = m.session();
@@ -721,7 +743,9 @@ fn generated_keys_pass_the_slots_filters() {
 /// of its own under the next free name.
 #[test]
 fn a_generation_raced_by_another_creator_of_the_name_makes_a_key_of_its_own() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     let m = load(&emu.config_officer("vault", ""));
     let s = m.session();
@@ -770,7 +794,9 @@ fn a_generation_raced_by_another_creator_of_the_name_makes_a_key_of_its_own() {
 /// (the first version) and never disables the other client's version.
 #[test]
 fn a_generation_that_came_first_keeps_its_name_and_disables_nothing() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     let m = load(&emu.config_officer("vault", ""));
     let s = m.session();
@@ -969,7 +995,9 @@ fn wait_until_faults_taken(emu: &Emulator, limit: Duration) {
 #[test]
 fn keys_changed_in_the_vault_disappear_at_the_background_refresh() {
     const DEADLINE: Duration = Duration::from_secs(5);
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     let m = load(&emu.config_officer("vault", "refresh_seconds = 3\ndeadline_seconds = 5"));
     let s = m.session();
@@ -1071,7 +1099,9 @@ fn keys_changed_in_the_vault_disappear_at_the_background_refresh() {
 /// it works.
 #[test]
 fn refused_tokens_are_renewed_and_an_outage_is_an_error() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start_with("token_lifetime_s = 3600\n");
     let m = load(&emu.config("vault", "deadline_seconds = 3\nmax_retries = 1"));
     let s = m.session();
@@ -1104,7 +1134,9 @@ fn refused_tokens_are_renewed_and_an_outage_is_an_error() {
 /// not retried), while what its roles allow keeps working.
 #[test]
 fn an_rbac_denial_is_an_error_and_allowed_keys_still_work() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start_with(
         r#"
 [[principal]]
@@ -1181,11 +1213,13 @@ scope = "vault/keys/rsa3072"
 /// one; C_GenerateRandom uses the HSM's /rng when `hsm_random = true`.
 #[test]
 fn managed_hsm_slot_with_its_certificate_database() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     let m = load(&emu.config_hsm("hsm", "hsm_random = true"));
     let s = m.session();
-    let der = support::fixture_cert("rsa2048").to_der().unwrap();
+    let der = harness::fixture_cert("rsa2048").to_der().unwrap();
     let cert = s
         .create_object(&[
             Attribute::Class(ObjectClass::CERTIFICATE),
@@ -1279,10 +1313,12 @@ fn managed_hsm_slot_with_its_certificate_database() {
 /// certificate is CKR_DEVICE_ERROR; malformed DER is CKR_ATTRIBUTE_VALUE_INVALID.
 #[test]
 fn an_unreachable_certificate_database_stops_only_certificate_writes() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     // A port nothing listens on.
-    let port = support::closed_port();
+    let port = harness::closed_port();
     let m = load(&emu.config_hsm(
         "hsm",
         &format!("certificates = \"postgres://identify@127.0.0.1:{port}/certs\""),
@@ -1299,7 +1335,7 @@ fn an_unreachable_certificate_database_stops_only_certificate_writes() {
             Attribute::Value(der),
         ])
     };
-    let der = support::fixture_cert("p256").to_der().unwrap();
+    let der = harness::fixture_cert("p256").to_der().unwrap();
     assert_eq!(rv(write(der).unwrap_err()), RvError::DeviceError);
     assert_eq!(
         rv(write(b"not a certificate".to_vec()).unwrap_err()),
@@ -1312,7 +1348,9 @@ fn an_unreachable_certificate_database_stops_only_certificate_writes() {
 /// CKR_FUNCTION_FAILED, not retried.
 #[test]
 fn an_hsm_crypto_auditor_lists_but_cannot_sign() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start_with(
         r#"
 [[principal]]
@@ -1341,7 +1379,9 @@ scope = "hsm"
 /// for the other.
 #[test]
 fn two_processes_share_the_certificate_database() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     let config = emu.config_hsm("hsm", "refresh_seconds = 1");
     let m = load(&config);
@@ -1353,7 +1393,7 @@ fn two_processes_share_the_certificate_database() {
     };
     assert!(certs().is_empty());
     let der = emu.dir.path().join("p256.der");
-    std::fs::write(&der, support::fixture_cert("p256").to_der().unwrap()).unwrap();
+    std::fs::write(&der, harness::fixture_cert("p256").to_der().unwrap()).unwrap();
     let tool = |args: &[&str]| {
         let out = std::process::Command::new("pkcs11-tool")
             .env("IDENTIFY_PKCS11_CONFIG", &config)
@@ -1402,7 +1442,9 @@ fn two_processes_share_the_certificate_database() {
 /// metrics file the operation counts, latency histograms, request and cache counts.
 #[test]
 fn key_uses_are_audited_and_counted() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emu = Emulator::start();
     let config = emu.config("vault", "");
     let audit = emu.dir.path().join("audit.jsonl");

@@ -5,15 +5,15 @@
 //! with OpenSSL. Where SoftHSM2 departs from the specification the case asserts what it
 //! actually does ("SoftHSM2 deviation") and still checks our module fully.
 
-mod common;
+mod differential;
 
-use common::*;
 use cryptoki::error::RvError;
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{
     Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass, ObjectHandle,
 };
+use differential::*;
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::ec::{EcGroup, EcKey, EcPoint, PointConversionForm};
 use openssl::ecdsa::EcdsaSig;

@@ -26,7 +26,7 @@ fn server() -> (String, String) {
 
 /// Lists through `url` with `ca_pem` as the slot's `ca_file`: Ok(()) or the error text.
 fn connect(url: &str, ca_pem: Option<Vec<u8>>) -> Result<(), String> {
-    let location = Location::parse(url, Path::new("/")).map_err(|e| e.to_string())?;
+    let location = Location::parse(url, Path::new("/")).map_err(|e| e.clone())?;
     CertDb::new(location, "tls-test")
         .with_ca(ca_pem)
         .list()

@@ -26,7 +26,7 @@
     clippy::too_many_lines
 )]
 
-mod support;
+mod harness;
 
 use cryptoki_sys::*;
 use identify_pkcs11::error::rv_name;
@@ -300,7 +300,9 @@ impl Watch {
             for (i, s) in self.started.iter().enumerate() {
                 let t = s.load(Ordering::Relaxed);
                 if t != 0 && now.saturating_sub(t) > deadline.as_millis() as u64 {
-                    let call = *self.calls[i].lock().unwrap_or_else(|e| e.into_inner());
+                    let call = *self.calls[i]
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     eprintln!(
                         "torture: thread {i} has been in {call} for {} ms (deadline {deadline:?}); stacks:",
                         now - t
@@ -395,7 +397,7 @@ impl Worker<'_> {
     fn begin(&mut self, name: &'static str) {
         *self.watch.calls[self.index]
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = name;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = name;
         self.watch.started[self.index].store(self.watch.now_ms(), Ordering::Relaxed);
     }
 
@@ -832,7 +834,7 @@ impl Worker<'_> {
         let mut class = CKO_SECRET_KEY;
         let mut kt = CKK_AES;
         let mut f: CK_BBOOL = CK_FALSE as CK_BBOOL;
-        let mut sensitive: CK_BBOOL = self.rng.chance(50) as CK_BBOOL;
+        let mut sensitive: CK_BBOOL = CK_BBOOL::from(self.rng.chance(50));
         let mut yes: CK_BBOOL = CK_TRUE as CK_BBOOL;
         let mut t = [
             attr(CKA_CLASS, &mut class),
@@ -892,7 +894,7 @@ impl Worker<'_> {
     /// A session certificate object: created, read back, relabelled, destroyed.
     fn create_and_destroy(&mut self) {
         let s = self.session();
-        let cert = std::fs::read(support::fixtures_dir().join("keys/p256.crt.pem")).unwrap();
+        let cert = std::fs::read(harness::fixtures_dir().join("keys/p256.crt.pem")).unwrap();
         let der = openssl::x509::X509::from_pem(&cert)
             .unwrap()
             .to_der()
@@ -1202,7 +1204,7 @@ fn fixture_keys() -> HashMap<&'static str, PKey<Public>> {
         .iter()
         .map(|l| {
             let pem =
-                std::fs::read(support::fixtures_dir().join(format!("keys/{l}.crt.pem"))).unwrap();
+                std::fs::read(harness::fixtures_dir().join(format!("keys/{l}.crt.pem"))).unwrap();
             let cert = openssl::x509::X509::from_pem(&pem).unwrap();
             (*l, cert.public_key().unwrap())
         })
@@ -1284,7 +1286,10 @@ fn torture(
                     let m = p
                         .downcast_ref::<String>()
                         .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .or_else(|| {
+                            p.downcast_ref::<&str>()
+                                .map(std::string::ToString::to_string)
+                        })
                         .unwrap_or_default();
                     panic!("torture {name} (TORTURE_SEED={seed}): {m}");
                 }
@@ -1341,8 +1346,10 @@ fn pin_config(extra: &str) -> String {
 
 #[test]
 fn torture_a_directory_slot() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    let store = support::FixtureStore::new("fixtures", &pin_config(""));
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let store = harness::FixtureStore::new("fixtures", &pin_config(""));
     let api = Api::ours();
     api.initialize(Some(&store.config));
     let _initialized = Initialized(&api);
@@ -1352,8 +1359,10 @@ fn torture_a_directory_slot() {
 
 #[test]
 fn torture_a_key_vault_slot_with_faults() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
-    let emu = support::Emulator::start();
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let emu = harness::Emulator::start();
     let config = emu.config_officer(
         "fixtures",
         &pin_config("deadline_seconds = 5\nmax_retries = 2\nallow_destroy = true"),
@@ -1376,7 +1385,9 @@ fn torture_a_key_vault_slot_with_faults() {
 
 #[test]
 fn torture_softhsm2() {
-    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let module = std::env::var("SOFTHSM2_MODULE")
         .unwrap_or_else(|_| "/usr/lib/softhsm/libsofthsm2.so".into());
     assert!(
@@ -1385,7 +1396,7 @@ fn torture_softhsm2() {
     );
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("bash")
-        .arg(support::fixtures_dir().join("setup.sh"))
+        .arg(harness::fixtures_dir().join("setup.sh"))
         .arg(dir.path())
         .output()
         .unwrap();

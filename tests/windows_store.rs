@@ -13,7 +13,7 @@
 // The configuration variable is set before the module is loaded, in the only test here.
 #![allow(unsafe_code)]
 
-mod support;
+mod harness;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -136,7 +136,7 @@ fn pfx_import_listing_and_the_cryptoapi_paths() {
     // Through the C ABI, as an application.
     // SAFETY: the only test of this binary; no other thread reads the environment now.
     unsafe { std::env::set_var("IDENTIFY_PKCS11_CONFIG", &config) };
-    let p = Pkcs11::new(support::module_path()).unwrap();
+    let p = Pkcs11::new(harness::module_path()).unwrap();
     p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         .unwrap();
     let slot = p.get_slots_with_token().unwrap()[0];

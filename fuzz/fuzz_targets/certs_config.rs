@@ -128,7 +128,7 @@ fuzz_target!(|data: &[u8]| {
             });
             if let Ok(listing) = backend.list() {
                 for k in &listing.keys {
-                    identify_pkcs11::mechanism::PublicInfo::from_spki(&k.spki_der)
+                    identify_pkcs11::crypto::PublicInfo::from_spki(&k.spki_der)
                         .expect("a listed key has a usable public key");
                 }
                 for c in listing.certificates {

@@ -7,10 +7,11 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use cryptoki_sys::*;
-use identify_pkcs11::backend::HashAlg;
+use identify_pkcs11::crypto::HashAlg;
+use identify_pkcs11::crypto::{PublicInfo, digest_info};
 use identify_pkcs11::ffi::args;
 use identify_pkcs11::mechanism::aes::AesScheme;
-use identify_pkcs11::mechanism::{CryptScheme, PublicInfo, SignScheme, digest_info};
+use identify_pkcs11::mechanism::{CryptScheme, SignScheme};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -160,7 +161,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = s.multi_part();
         if s.check_key(key).is_ok() {
             let data = match s.prehash {
-                Some(h) => identify_pkcs11::mechanism::hash(h, &input).unwrap(),
+                Some(h) => identify_pkcs11::crypto::hash(h, &input).unwrap(),
                 None => input.clone(),
             };
             if s.request(&data, key).is_ok() {
@@ -170,7 +171,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(c) = CryptScheme::from_mechanism(&decoded) {
         let max = c.max_plaintext(key);
-        if input.len() <= max && key.kind == identify_pkcs11::mechanism::KeyKind::Rsa {
+        if input.len() <= max && key.kind == identify_pkcs11::crypto::KeyKind::Rsa {
             let out = c
                 .encrypt(key, &input)
                 .expect("plaintext within max_plaintext encrypts");

@@ -14,14 +14,21 @@
 //! reader never sees half a file. Private-key arithmetic is OpenSSL's (constant-time RSA
 //! and ECDSA); the `rsa` crate is never used for it (RUSTSEC-2023-0071).
 
+mod files;
+mod keys;
 mod lifecycle;
+
+pub(crate) use files::write_private_file;
+use files::{WriteError, remove_if_present, sanitize, short_hash, write_private_file_new};
+use keys::check_key_type;
+pub(crate) use keys::{decrypt_with, generate_pkey, sign_with};
 
 use super::{
     Backend, CertRecord, Curve, DecryptRequest, KeyRecord, KeySpec, KeyUsage, Listing,
     ObjectUpdate, SignRequest,
 };
+use crate::crypto::digest_info;
 use crate::error::{Error, Result};
-use crate::mechanism::{digest_info, md};
 use openssl::bn::BigNum;
 use openssl::ec::{EcGroup, EcKey};
 use openssl::ecdsa::EcdsaSig;
@@ -85,7 +92,7 @@ impl Meta {
             *label = Some(l.clone());
         }
         if let Some(i) = &update.id {
-            *id = Some(hex(i));
+            *id = Some(crate::crypto::hex::encode(i));
         }
     }
 }
@@ -219,7 +226,7 @@ impl DirectoryBackend {
             })?);
         }
 
-        let key_id = meta.key_id.as_deref().and_then(unhex);
+        let key_id = meta.key_id.as_deref().and_then(crate::crypto::hex::decode);
         let mut key_spki: Option<Vec<u8>> = None;
         if let Some((pkey, path)) = key {
             check_key_type(&pkey).map_err(|e| Error::backend(&path.display().to_string(), e))?;
@@ -257,7 +264,7 @@ impl DirectoryBackend {
                         .unwrap_or_else(|| stem.to_owned()),
                     meta.cert_id
                         .as_deref()
-                        .and_then(unhex)
+                        .and_then(crate::crypto::hex::decode)
                         .or_else(|| key_id.clone()),
                 )
             } else {
@@ -653,131 +660,6 @@ impl<'a> ObjectId<'a> {
     }
 }
 
-/// A new private key of `spec`, made by OpenSSL.
-pub(crate) fn generate_pkey(spec: &KeySpec) -> Result<PKey<Private>> {
-    Ok(match spec {
-        KeySpec::Rsa {
-            bits,
-            public_exponent,
-        } => {
-            let e = BigNum::from_slice(public_exponent)?;
-            PKey::from_rsa(Rsa::generate_with_e(*bits, &e)?)?
-        }
-        KeySpec::Ec(curve) => {
-            let group = EcGroup::from_curve_name(curve.nid())?;
-            PKey::from_ec_key(EcKey::generate(&group)?)?
-        }
-    })
-}
-
-/// Signs with a private key in this process: the directory store's keys, and session key
-/// pairs (`CKA_TOKEN` false), whose store is the session.
-pub(crate) fn sign_with(
-    pkey: &PKey<Private>,
-    request: &SignRequest,
-    data: &[u8],
-) -> Result<Vec<u8>> {
-    match request {
-        SignRequest::RsaPkcs1 { hash } => {
-            let rsa = pkey.rsa().map_err(|_| Error::KeyTypeInconsistent)?;
-            let input = match hash {
-                Some(h) => digest_info::encode(*h, data),
-                None => data.to_vec(),
-            };
-            let mut out = vec![0u8; rsa.size() as usize];
-            let n = rsa
-                .private_encrypt(&input, &mut out, Padding::PKCS1)
-                .map_err(|_| Error::DataLenRange)?;
-            out.truncate(n);
-            Ok(out)
-        }
-        SignRequest::RsaPss {
-            hash,
-            mgf_hash,
-            salt_len,
-        } => {
-            if pkey.id() != Id::RSA {
-                return Err(Error::KeyTypeInconsistent);
-            }
-            let salt = i32::try_from(*salt_len)
-                .map_err(|_| Error::MechanismParamInvalid("salt length".into()))?;
-            let mut ctx = PkeyCtx::new(pkey)?;
-            ctx.sign_init()?;
-            ctx.set_rsa_padding(Padding::PKCS1_PSS)?;
-            ctx.set_signature_md(md(*hash))?;
-            ctx.set_rsa_mgf1_md(md(*mgf_hash))?;
-            ctx.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::custom(salt))?;
-            let mut out = Vec::new();
-            ctx.sign_to_vec(data, &mut out)
-                .map_err(|e| Error::backend("RSA-PSS signature", e))?;
-            Ok(out)
-        }
-        SignRequest::Ecdsa => {
-            let ec = pkey.ec_key().map_err(|_| Error::KeyTypeInconsistent)?;
-            let curve = ec
-                .group()
-                .curve_name()
-                .and_then(Curve::from_nid)
-                .ok_or(Error::KeyTypeInconsistent)?;
-            let sig = EcdsaSig::sign(data, &ec)?;
-            let n = i32::try_from(curve.field_len()).map_err(|e| Error::Internal(e.to_string()))?;
-            let mut out = sig.r().to_vec_padded(n)?;
-            out.extend(sig.s().to_vec_padded(n)?);
-            Ok(out)
-        }
-    }
-}
-
-/// Decrypts with a private key in this process (see `sign_with`).
-pub(crate) fn decrypt_with(
-    pkey: &PKey<Private>,
-    request: &DecryptRequest,
-    data: &[u8],
-) -> Result<Vec<u8>> {
-    if pkey.id() != Id::RSA {
-        return Err(Error::KeyTypeInconsistent);
-    }
-    let mut ctx = PkeyCtx::new(pkey)?;
-    ctx.decrypt_init()?;
-    match request {
-        DecryptRequest::RsaPkcs1 => ctx.set_rsa_padding(Padding::PKCS1)?,
-        DecryptRequest::RsaOaep {
-            hash,
-            mgf_hash,
-            label,
-        } => {
-            ctx.set_rsa_padding(Padding::PKCS1_OAEP)?;
-            ctx.set_rsa_oaep_md(md(*hash))?;
-            ctx.set_rsa_mgf1_md(md(*mgf_hash))?;
-            crate::ffi::oaep_label::set_rsa_oaep_label(&mut ctx, label)?;
-        }
-    }
-    let mut out = Vec::new();
-    // Any padding failure is the same answer, whatever OpenSSL's reason: no oracle.
-    ctx.decrypt_to_vec(data, &mut out)
-        .map_err(|_| Error::EncryptedDataInvalid)?;
-    Ok(out)
-}
-
-fn check_key_type(pkey: &PKey<Private>) -> Result<()> {
-    match pkey.id() {
-        Id::RSA => Ok(()),
-        Id::EC => {
-            let ec = pkey.ec_key()?;
-            ec.group()
-                .curve_name()
-                .and_then(Curve::from_nid)
-                .map(|_| ())
-                .ok_or_else(|| {
-                    Error::Backend("unsupported elliptic curve (P-256, P-384, P-521 are)".into())
-                })
-        }
-        other => Err(Error::Backend(format!(
-            "unsupported key type {other:?} (RSA and EC are)"
-        ))),
-    }
-}
-
 /// basicConstraints cA=TRUE: the certificate is an authority (CKA_CERTIFICATE_CATEGORY 2).
 fn is_ca(cert: &X509) -> bool {
     let Ok(der) = cert.to_der() else { return false };
@@ -801,400 +683,5 @@ fn is_ca(cert: &X509) -> bool {
 const BASIC_CONSTRAINTS: x509_cert::der::asn1::ObjectIdentifier =
     x509_cert::der::asn1::ObjectIdentifier::new_unwrap("2.5.29.19");
 
-/// Writes a file only its owner can read, atomically (temporary file + rename).
-pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
-    temp_file_with(path, contents)?
-        .persist(path)
-        .map_err(|e| Error::backend(&format!("writing {}", path.display()), e.error))?;
-    Ok(())
-}
-
-/// A temporary file beside `path`, mode 0600, holding `contents` on disk.
-fn temp_file_with(path: &Path, contents: &[u8]) -> Result<tempfile::NamedTempFile> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| Error::Internal(format!("{} has no parent", path.display())))?;
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".tmp-");
-    // Windows files inherit the (per-user) directory's ACL instead.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o600));
-    }
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .map_err(|e| Error::backend(&format!("creating a file in {}", dir.display()), e))?;
-    tmp.write_all(contents)
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| Error::backend(&format!("writing {}", path.display()), e))?;
-    Ok(tmp)
-}
-
-enum WriteError {
-    Exists,
-    Other(Error),
-}
-
-/// Like [`write_private_file`], but fails with `Exists` instead of replacing a file.
-fn write_private_file_new(path: &Path, contents: &[u8]) -> std::result::Result<(), WriteError> {
-    let tmp = temp_file_with(path, contents).map_err(WriteError::Other)?;
-    match tmp.persist_noclobber(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Err(WriteError::Exists),
-        Err(e) => Err(WriteError::Other(Error::backend(
-            &format!("writing {}", path.display()),
-            e.error,
-        ))),
-    }
-}
-
-fn remove_if_present(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::backend(&format!("removing {}", path.display()), e)),
-    }
-}
-
-/// A file stem from a label: letters, digits, `.`, `_` and `-` kept, anything else `_`.
-fn sanitize(label: &str) -> String {
-    let s: String = label
-        .chars()
-        .take(64)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let s = s.trim_start_matches('.').to_owned();
-    if s.is_empty() { "key".to_owned() } else { s }
-}
-
-fn short_hash(bytes: &[u8]) -> String {
-    hex(&openssl::sha::sha1(bytes)[..8])
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn backend(dir: &Path) -> DirectoryBackend {
-        DirectoryBackend::new(DirectoryConfig {
-            path: dir.to_owned(),
-            pkcs12_password: None,
-            writable: true,
-        })
-    }
-
-    #[test]
-    fn generate_list_update_delete() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = backend(dir.path());
-        let rec = b
-            .generate_key(
-                "my key/1",
-                &KeySpec::Ec(Curve::P256),
-                &ObjectUpdate {
-                    label: Some("my key/1".into()),
-                    id: Some(vec![1, 2]),
-                },
-                KeyUsage::ALL,
-            )
-            .unwrap();
-        assert_eq!(rec.name, "my_key_1");
-        assert_eq!(rec.label.as_deref(), Some("my key/1"));
-        assert_eq!(rec.id, Some(vec![1, 2]));
-        assert!(rec.local);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join("my_key_1.key.pem"))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        let listing = b.list().unwrap();
-        assert_eq!(listing.keys, vec![rec.clone()]);
-        let sig = b.sign(&rec, &SignRequest::Ecdsa, &[7u8; 32]).unwrap();
-        assert_eq!(sig.len(), 64);
-
-        b.update(
-            &rec.stable_id,
-            &ObjectUpdate {
-                label: Some("renamed".into()),
-                id: None,
-            },
-        )
-        .unwrap();
-        let listing = b.list().unwrap();
-        assert_eq!(listing.keys[0].label.as_deref(), Some("renamed"));
-        assert_eq!(listing.keys[0].id, Some(vec![1, 2]));
-
-        b.delete_key(&rec.stable_id).unwrap();
-        assert!(b.list().unwrap().keys.is_empty());
-        assert!(matches!(
-            b.sign(&rec, &SignRequest::Ecdsa, &[7u8; 32]),
-            Err(Error::ObjectGone(_))
-        ));
-    }
-
-    #[test]
-    fn read_only_store_refuses_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = DirectoryBackend::new(DirectoryConfig {
-            path: dir.path().to_owned(),
-            pkcs12_password: None,
-            writable: false,
-        });
-        let e = b
-            .generate_key(
-                "k",
-                &KeySpec::Ec(Curve::P256),
-                &ObjectUpdate::default(),
-                KeyUsage::ALL,
-            )
-            .unwrap_err();
-        assert_eq!(e, Error::TokenWriteProtected);
-    }
-
-    #[test]
-    fn broken_files_are_skipped_not_fatal() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("bad.key.pem"), b"not a key").unwrap();
-        fs::write(
-            dir.path().join("bad2.crt.pem"),
-            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
-        let b = backend(dir.path());
-        b.generate_key(
-            "good",
-            &KeySpec::Ec(Curve::P384),
-            &ObjectUpdate::default(),
-            KeyUsage::ALL,
-        )
-        .unwrap();
-        let listing = b.list().unwrap();
-        assert_eq!(listing.keys.len(), 1);
-        assert_eq!(listing.keys[0].name, "good");
-    }
-
-    fn self_signed(key: &PKey<Private>, cn: &str) -> Vec<u8> {
-        let mut name = openssl::x509::X509NameBuilder::new().unwrap();
-        name.append_entry_by_text("CN", cn).unwrap();
-        let name = name.build();
-        let mut b = openssl::x509::X509Builder::new().unwrap();
-        b.set_version(2).unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(key).unwrap();
-        b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap())
-            .unwrap();
-        b.sign(key, openssl::hash::MessageDigest::sha256()).unwrap();
-        b.build().to_der().unwrap()
-    }
-
-    #[test]
-    fn concurrent_generation_with_one_label_loses_no_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = std::sync::Arc::new(backend(dir.path()));
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let b = b.clone();
-                std::thread::spawn(move || {
-                    (0..5)
-                        .map(|_| {
-                            b.generate_key(
-                                "same",
-                                &KeySpec::Ec(Curve::P256),
-                                &ObjectUpdate::default(),
-                                KeyUsage::ALL,
-                            )
-                            .unwrap()
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let made: Vec<KeyRecord> = threads
-            .into_iter()
-            .flat_map(|t| t.join().unwrap())
-            .collect();
-        let listed = b.list().unwrap().keys;
-        assert_eq!(listed.len(), 20);
-        for k in made {
-            assert!(listed.contains(&k), "{} was overwritten", k.name);
-        }
-    }
-
-    #[test]
-    fn a_second_certificate_never_replaces_the_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = backend(dir.path());
-        let rec = b
-            .generate_key(
-                "k",
-                &KeySpec::Ec(Curve::P256),
-                &ObjectUpdate::default(),
-                KeyUsage::ALL,
-            )
-            .unwrap();
-        let pkey = b.private_key(&rec).unwrap();
-        let first = b
-            .store_certificate(
-                &self_signed(&pkey, "one"),
-                Some(&rec),
-                &ObjectUpdate::default(),
-            )
-            .unwrap();
-        let second = b
-            .store_certificate(
-                &self_signed(&pkey, "two"),
-                Some(&rec),
-                &ObjectUpdate::default(),
-            )
-            .unwrap();
-        let certs = b.list().unwrap().certificates;
-        assert_eq!(certs.len(), 2);
-        assert!(certs.contains(&first) && certs.contains(&second));
-        // Deleting one by id removes that one only.
-        b.delete_certificate(&first.stable_id).unwrap();
-        assert_eq!(b.list().unwrap().certificates, vec![second]);
-    }
-
-    // Windows file names cannot hold a colon.
-    #[cfg(unix)]
-    #[test]
-    fn colons_in_file_names_do_not_confuse_ids() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = backend(dir.path());
-        let a = b
-            .generate_key(
-                "a",
-                &KeySpec::Ec(Curve::P256),
-                &ObjectUpdate::default(),
-                KeyUsage::ALL,
-            )
-            .unwrap();
-        // A file placed by hand, named with a colon.
-        let other = PKey::from_ec_key(
-            EcKey::generate(&EcGroup::from_curve_name(Curve::P256.nid()).unwrap()).unwrap(),
-        )
-        .unwrap();
-        fs::write(
-            dir.path().join("a:b.key.pem"),
-            other.private_key_to_pem_pkcs8().unwrap(),
-        )
-        .unwrap();
-        let listed = b.list().unwrap().keys;
-        let colon = listed.iter().find(|k| k.name == "a:b").unwrap().clone();
-        assert_eq!(
-            ObjectId::parse(&colon.stable_id).unwrap(),
-            ObjectId::Key {
-                stem: "a:b",
-                hash: &colon.stable_id["key:a:b:".len()..]
-            }
-        );
-        b.delete_key(&colon.stable_id).unwrap();
-        let left = b.list().unwrap().keys;
-        assert_eq!(left, vec![a], "deleting a:b must not touch a");
-    }
-
-    #[test]
-    fn chain_certificates_cannot_be_relabelled() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = backend(dir.path());
-        let k1 = PKey::from_ec_key(
-            EcKey::generate(&EcGroup::from_curve_name(Curve::P256.nid()).unwrap()).unwrap(),
-        )
-        .unwrap();
-        let k2 = PKey::from_ec_key(
-            EcKey::generate(&EcGroup::from_curve_name(Curve::P256.nid()).unwrap()).unwrap(),
-        )
-        .unwrap();
-        let mut pem = X509::from_der(&self_signed(&k1, "leaf"))
-            .unwrap()
-            .to_pem()
-            .unwrap();
-        pem.extend(
-            X509::from_der(&self_signed(&k2, "ca"))
-                .unwrap()
-                .to_pem()
-                .unwrap(),
-        );
-        fs::write(dir.path().join("c.crt.pem"), pem).unwrap();
-        let certs = b.list().unwrap().certificates;
-        let chain = certs.iter().find(|c| c.label == "c/chain1").unwrap();
-        let relabel = ObjectUpdate {
-            label: Some("NEW".into()),
-            id: None,
-        };
-        assert!(matches!(
-            b.update(&chain.stable_id, &relabel),
-            Err(Error::ActionProhibited(_))
-        ));
-        b.update(&certs[0].stable_id, &relabel).unwrap();
-        let labels: Vec<String> = b
-            .list()
-            .unwrap()
-            .certificates
-            .into_iter()
-            .map(|c| c.label)
-            .collect();
-        assert_eq!(labels, vec!["NEW".to_string(), "c/chain1".to_string()]);
-    }
-
-    #[test]
-    fn refused_uses_are_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = backend(dir.path());
-        let usage = KeyUsage {
-            sign: true,
-            decrypt: false,
-            unwrap: false,
-        };
-        let rec = b
-            .generate_key(
-                "s",
-                &KeySpec::Rsa {
-                    bits: 2048,
-                    public_exponent: vec![1, 0, 1],
-                },
-                &ObjectUpdate::default(),
-                usage,
-            )
-            .unwrap();
-        assert_eq!(rec.usage, usage);
-        assert_eq!(b.list().unwrap().keys[0].usage, usage);
-    }
-
-    #[test]
-    fn sanitize_and_hex() {
-        assert_eq!(sanitize("../etc/passwd"), "_etc_passwd");
-        assert_eq!(sanitize(""), "key");
-        assert_eq!(unhex(&hex(&[0, 255, 16])), Some(vec![0, 255, 16]));
-        assert_eq!(unhex("abc"), None);
-        assert_eq!(unhex("zz"), None);
-    }
-}
+mod tests;

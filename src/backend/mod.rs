@@ -7,91 +7,8 @@ pub mod directory;
 pub mod open;
 pub mod windows;
 
+use crate::crypto::{Curve, DecryptRequest, SignRequest};
 use crate::error::Result;
-
-/// Hash functions the module knows, for digests, DigestInfo and PSS/OAEP parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HashAlg {
-    Sha1,
-    Sha224,
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-impl HashAlg {
-    pub const ALL: [HashAlg; 5] = [
-        HashAlg::Sha1,
-        HashAlg::Sha224,
-        HashAlg::Sha256,
-        HashAlg::Sha384,
-        HashAlg::Sha512,
-    ];
-
-    pub fn output_len(self) -> usize {
-        match self {
-            HashAlg::Sha1 => 20,
-            HashAlg::Sha224 => 28,
-            HashAlg::Sha256 => 32,
-            HashAlg::Sha384 => 48,
-            HashAlg::Sha512 => 64,
-        }
-    }
-
-    pub fn md(self) -> openssl::hash::MessageDigest {
-        use openssl::hash::MessageDigest as M;
-        match self {
-            HashAlg::Sha1 => M::sha1(),
-            HashAlg::Sha224 => M::sha224(),
-            HashAlg::Sha256 => M::sha256(),
-            HashAlg::Sha384 => M::sha384(),
-            HashAlg::Sha512 => M::sha512(),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            HashAlg::Sha1 => "SHA-1",
-            HashAlg::Sha224 => "SHA-224",
-            HashAlg::Sha256 => "SHA-256",
-            HashAlg::Sha384 => "SHA-384",
-            HashAlg::Sha512 => "SHA-512",
-        }
-    }
-}
-
-/// Elliptic curves the module supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Curve {
-    P256,
-    P384,
-    P521,
-}
-
-impl Curve {
-    pub fn nid(self) -> openssl::nid::Nid {
-        match self {
-            Curve::P256 => openssl::nid::Nid::X9_62_PRIME256V1,
-            Curve::P384 => openssl::nid::Nid::SECP384R1,
-            Curve::P521 => openssl::nid::Nid::SECP521R1,
-        }
-    }
-
-    pub fn from_nid(nid: openssl::nid::Nid) -> Option<Curve> {
-        [Curve::P256, Curve::P384, Curve::P521]
-            .into_iter()
-            .find(|c| c.nid() == nid)
-    }
-
-    /// Bytes of one coordinate (and of r or s in a signature).
-    pub fn field_len(self) -> usize {
-        match self {
-            Curve::P256 => 32,
-            Curve::P384 => 48,
-            Curve::P521 => 66,
-        }
-    }
-}
 
 /// The key a backend should create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +21,7 @@ impl KeySpec {
     /// The spec of a new key like the one with this public key (a rotation): RSA of the
     /// same size with exponent 65537, or EC on the same curve.
     pub fn like(spki_der: &[u8]) -> Result<KeySpec> {
-        let public = crate::mechanism::PublicInfo::from_spki(spki_der)?;
+        let public = crate::crypto::PublicInfo::from_spki(spki_der)?;
         Ok(match public.curve {
             Some(c) => KeySpec::Ec(c),
             None => KeySpec::Rsa {
@@ -112,57 +29,6 @@ impl KeySpec {
                 public_exponent: vec![1, 0, 1],
             },
         })
-    }
-}
-
-/// A private-key signature request. The input is already hashed where a hash applies;
-/// the core computes DigestInfo recognition and multi-part hashing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SignRequest {
-    /// RSASSA-PKCS1-v1_5. `hash: Some(h)`: `data` is the digest and the backend wraps it in
-    /// the DigestInfo for `h` (a remote store may sign it as RS256 etc.). `None`: `data` is
-    /// signed as is with block type 1 padding (TLS 1.0 MD5+SHA-1, unknown DigestInfos).
-    RsaPkcs1 { hash: Option<HashAlg> },
-    /// RSASSA-PSS over a digest of `hash`, MGF1 with `mgf_hash`, salt of `salt_len` bytes.
-    RsaPss {
-        hash: HashAlg,
-        mgf_hash: HashAlg,
-        salt_len: usize,
-    },
-    /// ECDSA over the given digest; the result is r||s, each the curve's field length.
-    Ecdsa,
-}
-
-/// A private-key decryption request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DecryptRequest {
-    RsaPkcs1,
-    RsaOaep {
-        hash: HashAlg,
-        mgf_hash: HashAlg,
-        label: Vec<u8>,
-    },
-}
-
-impl SignRequest {
-    /// A short name for logs and the audit log, e.g. `RSA-PKCS1-SHA256`, `ECDSA`.
-    pub fn describe(&self) -> String {
-        match self {
-            SignRequest::RsaPkcs1 { hash: Some(h) } => format!("RSA-PKCS1-{h:?}").to_uppercase(),
-            SignRequest::RsaPkcs1 { hash: None } => "RSA-PKCS1-RAW".into(),
-            SignRequest::RsaPss { hash, .. } => format!("RSA-PSS-{hash:?}").to_uppercase(),
-            SignRequest::Ecdsa => "ECDSA".into(),
-        }
-    }
-}
-
-impl DecryptRequest {
-    /// A short name for logs and the audit log, e.g. `RSA-OAEP-SHA256`.
-    pub fn describe(&self) -> String {
-        match self {
-            DecryptRequest::RsaPkcs1 => "RSA-PKCS1".into(),
-            DecryptRequest::RsaOaep { hash, .. } => format!("RSA-OAEP-{hash:?}").to_uppercase(),
-        }
     }
 }
 
@@ -245,7 +111,7 @@ impl StoredCertificate {
         openssl::x509::X509::from_der(&der).map_err(|e| {
             Error::AttributeValueInvalid(format!("certificate {:?}: not X.509: {e}", self.label))
         })?;
-        let id = directory::unhex(&self.cka_id).ok_or_else(|| {
+        let id = crate::crypto::hex::decode(&self.cka_id).ok_or_else(|| {
             Error::AttributeValueInvalid(format!("certificate {:?}: CKA_ID is not hex", self.label))
         })?;
         Ok((der, id))

@@ -11,6 +11,7 @@
 #![allow(unsafe_code)]
 
 pub mod args;
+mod crypto_functions;
 mod functions;
 pub(crate) mod oaep_label;
 mod probe;
@@ -22,6 +23,7 @@ use cryptoki_sys::*;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+pub use crypto_functions::*;
 pub use functions::*;
 
 static MODULE: ArcSwapOption<Module> = ArcSwapOption::const_empty();
@@ -82,7 +84,7 @@ pub(crate) fn guard(name: &'static str, body: impl FnOnce() -> Result<CK_RV>) ->
                 | Error::Internal(_)
                 | Error::Config(_)
                 | Error::ObjectGone(_) => {
-                    tracing::error!(function = name, error = %e, "failed")
+                    tracing::error!(function = name, error = %e, "failed");
                 }
                 _ => tracing::debug!(function = name, error = %e, "refused"),
             }

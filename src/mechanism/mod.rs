@@ -3,12 +3,10 @@
 //! public-key operations (verify, encrypt) and digests.
 
 pub mod aes;
-pub mod digest_info;
 
-use crate::backend::{Curve, DecryptRequest, HashAlg, SignRequest};
+use crate::crypto::{DecryptRequest, HashAlg, KeyKind, PublicInfo, SignRequest, digest_info};
 use crate::error::{Error, Result};
 use cryptoki_sys::*;
-use openssl::pkey::{PKey, Public};
 use openssl::rsa::Padding;
 
 /// A mechanism as the caller gave it, decoded by `ffi/` (no pointers left).
@@ -41,13 +39,6 @@ pub enum MechanismParam {
     },
     /// Parameter bytes of any other mechanism (CKM_AES_CBC_PAD: the IV).
     Other(Vec<u8>),
-}
-
-/// The key algorithm a mechanism needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
-    Rsa,
-    Ec,
 }
 
 /// What C_GetMechanismInfo reports.
@@ -260,6 +251,26 @@ impl SignScheme {
         self.prehash.is_some()
     }
 
+    /// What the store is asked to sign with `key` (whose curve an ECDSA request names); a
+    /// raw CKM_RSA_PKCS input's DigestInfo is recognised by `request`.
+    pub fn backend_request(&self, key: &PublicInfo) -> Result<SignRequest> {
+        Ok(match &self.kind {
+            SignKind::RsaPkcs1 => SignRequest::RsaPkcs1 { hash: self.prehash },
+            SignKind::RsaPss {
+                hash,
+                mgf_hash,
+                salt_len,
+            } => SignRequest::RsaPss {
+                hash: *hash,
+                mgf_hash: *mgf_hash,
+                salt_len: *salt_len,
+            },
+            SignKind::Ecdsa => SignRequest::Ecdsa {
+                curve: key.curve.ok_or(Error::KeyTypeInconsistent)?,
+            },
+        })
+    }
+
     /// Turns the (hashed) input into the backend request and the bytes it signs, checking
     /// lengths against the key.
     pub fn request(&self, input: &[u8], key: &PublicInfo) -> Result<(SignRequest, Vec<u8>)> {
@@ -276,29 +287,18 @@ impl SignScheme {
                     None => (SignRequest::RsaPkcs1 { hash: None }, input.to_vec()),
                 })
             }
-            SignKind::RsaPss {
-                hash,
-                mgf_hash,
-                salt_len,
-            } => {
+            SignKind::RsaPss { hash, .. } => {
                 if input.len() != hash.output_len() {
                     return Err(Error::DataLenRange);
                 }
                 self.check_key(key)?;
-                Ok((
-                    SignRequest::RsaPss {
-                        hash: *hash,
-                        mgf_hash: *mgf_hash,
-                        salt_len: *salt_len,
-                    },
-                    input.to_vec(),
-                ))
+                Ok((self.backend_request(key)?, input.to_vec()))
             }
             SignKind::Ecdsa => {
                 if input.is_empty() || input.len() > 64 {
                     return Err(Error::DataLenRange);
                 }
-                Ok((SignRequest::Ecdsa, input.to_vec()))
+                Ok((self.backend_request(key)?, input.to_vec()))
             }
         }
     }
@@ -345,15 +345,10 @@ pub fn check_signature(
             } => {
                 let mut ctx = openssl::pkey_ctx::PkeyCtx::new(&key.pkey)?;
                 ctx.verify_init()?;
-                ctx.set_rsa_padding(Padding::PKCS1_PSS)?;
-                ctx.set_signature_md(md(hash))?;
-                ctx.set_rsa_mgf1_md(md(mgf_hash))?;
-                let salt = i32::try_from(salt_len)
-                    .map_err(|_| Error::MechanismParamInvalid("salt length".into()))?;
-                ctx.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::custom(salt))?;
+                crate::crypto::scheme::configure_pss(&mut ctx, hash, mgf_hash, salt_len)?;
                 ctx.verify(data, signature).unwrap_or(false)
             }
-            SignRequest::Ecdsa => {
+            SignRequest::Ecdsa { .. } => {
                 let ec = key.pkey.ec_key().map_err(|_| Error::KeyTypeInconsistent)?;
                 let half = signature.len() / 2;
                 let r = openssl::bn::BigNum::from_slice(&signature[..half])?;
@@ -454,12 +449,7 @@ impl CryptScheme {
 
     /// The most plaintext bytes this padding carries for the key.
     pub fn max_plaintext(&self, key: &PublicInfo) -> usize {
-        match &self.0 {
-            DecryptRequest::RsaPkcs1 => key.size_bytes.saturating_sub(11),
-            DecryptRequest::RsaOaep { hash, .. } => {
-                key.size_bytes.saturating_sub(2 * hash.output_len() + 2)
-            }
-        }
+        self.0.max_plaintext(key.size_bytes)
     }
 
     /// Encrypts locally with the public key.
@@ -469,130 +459,17 @@ impl CryptScheme {
         }
         let mut ctx = openssl::pkey_ctx::PkeyCtx::new(&key.pkey)?;
         ctx.encrypt_init()?;
-        match &self.0 {
-            DecryptRequest::RsaPkcs1 => ctx.set_rsa_padding(Padding::PKCS1)?,
-            DecryptRequest::RsaOaep {
-                hash,
-                mgf_hash,
-                label,
-            } => {
-                ctx.set_rsa_padding(Padding::PKCS1_OAEP)?;
-                ctx.set_rsa_oaep_md(md(*hash))?;
-                ctx.set_rsa_mgf1_md(md(*mgf_hash))?;
-                crate::ffi::oaep_label::set_rsa_oaep_label(&mut ctx, label)?;
-            }
-        }
+        self.0.configure(&mut ctx)?;
         let mut out = Vec::new();
         ctx.encrypt_to_vec(data, &mut out)?;
         Ok(out)
     }
 }
 
-/// The public half of a key, parsed once when the object is cached.
-#[derive(Clone)]
-pub struct PublicInfo {
-    pub pkey: PKey<Public>,
-    pub kind: KeyKind,
-    /// Modulus bits, or the curve's order bits.
-    pub bits: usize,
-    /// Modulus bytes for RSA.
-    pub size_bytes: usize,
-    pub curve: Option<Curve>,
-}
-
-impl std::fmt::Debug for PublicInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PublicInfo")
-            .field("kind", &self.kind)
-            .field("bits", &self.bits)
-            .finish()
-    }
-}
-
-impl PublicInfo {
-    pub fn from_spki(spki_der: &[u8]) -> Result<PublicInfo> {
-        let pkey = PKey::public_key_from_der(spki_der)
-            .map_err(|e| Error::backend("public key is not a DER SubjectPublicKeyInfo", e))?;
-        if let Ok(rsa) = pkey.rsa() {
-            let size_bytes = rsa.size() as usize;
-            let bits =
-                usize::try_from(rsa.n().num_bits()).map_err(|e| Error::Internal(e.to_string()))?;
-            return Ok(PublicInfo {
-                pkey,
-                kind: KeyKind::Rsa,
-                bits,
-                size_bytes,
-                curve: None,
-            });
-        }
-        let ec = pkey
-            .ec_key()
-            .map_err(|_| Error::Backend("only RSA and EC keys are supported".into()))?;
-        let curve = ec
-            .group()
-            .curve_name()
-            .and_then(Curve::from_nid)
-            .ok_or_else(|| Error::Backend("unsupported elliptic curve".into()))?;
-        let bits = match curve {
-            Curve::P256 => 256,
-            Curve::P384 => 384,
-            Curve::P521 => 521,
-        };
-        Ok(PublicInfo {
-            pkey,
-            kind: KeyKind::Ec,
-            bits,
-            size_bytes: 2 * curve.field_len(),
-            curve: Some(curve),
-        })
-    }
-
-    /// The length of a signature by this key, from metadata alone (size queries).
-    pub fn signature_len(&self) -> usize {
-        self.size_bytes
-    }
-}
-
-pub fn md(h: HashAlg) -> &'static openssl::md::MdRef {
-    match h {
-        HashAlg::Sha1 => openssl::md::Md::sha1(),
-        HashAlg::Sha224 => openssl::md::Md::sha224(),
-        HashAlg::Sha256 => openssl::md::Md::sha256(),
-        HashAlg::Sha384 => openssl::md::Md::sha384(),
-        HashAlg::Sha512 => openssl::md::Md::sha512(),
-    }
-}
-
-/// A running hash (digest operations and the hashing sign/verify mechanisms).
-pub struct Hashing {
-    pub alg: HashAlg,
-    hasher: openssl::hash::Hasher,
-}
-
-impl Hashing {
-    pub fn new(alg: HashAlg) -> Result<Hashing> {
-        Ok(Hashing {
-            alg,
-            hasher: openssl::hash::Hasher::new(alg.md())?,
-        })
-    }
-
-    pub fn update(&mut self, data: &[u8]) -> Result<()> {
-        Ok(self.hasher.update(data)?)
-    }
-
-    pub fn finish(&mut self) -> Result<Vec<u8>> {
-        Ok(self.hasher.finish()?.to_vec())
-    }
-}
-
-pub fn hash(alg: HashAlg, data: &[u8]) -> Result<Vec<u8>> {
-    Ok(openssl::hash::hash(alg.md(), data)?.to_vec())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openssl::pkey::PKey;
 
     fn mech(m: CK_MECHANISM_TYPE, param: MechanismParam) -> Mechanism {
         Mechanism {

@@ -3,9 +3,10 @@
 //! slot's store with no lock held.
 
 use super::{Module, key_handle, locked};
+use crate::crypto::KeyKind;
 use crate::error::{Error, Result};
 use crate::mechanism::aes::AesScheme;
-use crate::mechanism::{self, CryptScheme, KeyKind, Mechanism, SignKind, SignScheme};
+use crate::mechanism::{self, CryptScheme, Mechanism, SignScheme};
 use crate::object::{Object, ObjectKind};
 use crate::session::{
     self, Cipher, CryptOp, CryptSide, Delivered, DigestOp, Init, Output, Session, SignOp, SignSide,
@@ -53,21 +54,7 @@ impl Module {
         if key.kind != ObjectKind::PrivateKey {
             return Ok(());
         }
-        let request = match &scheme.kind {
-            SignKind::RsaPkcs1 => crate::backend::SignRequest::RsaPkcs1 {
-                hash: scheme.prehash,
-            },
-            SignKind::RsaPss {
-                hash,
-                mgf_hash,
-                salt_len,
-            } => crate::backend::SignRequest::RsaPss {
-                hash: *hash,
-                mgf_hash: *mgf_hash,
-                salt_len: *salt_len,
-            },
-            SignKind::Ecdsa => crate::backend::SignRequest::Ecdsa,
-        };
+        let request = scheme.backend_request(&key.key()?.public)?;
         self.backend(key.slot)?.check_sign(record, &request)
     }
 

@@ -75,7 +75,9 @@ impl Module {
         pad(&mut info.label, &slot.config.label);
         pad(&mut info.manufacturerID, MANUFACTURER);
         pad(&mut info.model, slot.config.kind.as_str());
-        let serial = attributes_hex(&openssl::sha::sha1(slot.config.label.as_bytes())[..8]);
+        let serial = crate::crypto::hex::encode_upper(
+            &openssl::sha::sha1(slot.config.label.as_bytes())[..8],
+        );
         pad(&mut info.serialNumber, &serial);
         Ok(info)
     }
@@ -118,8 +120,4 @@ pub fn pad(field: &mut [u8], text: &str) {
         end -= 1;
     }
     field[..end].copy_from_slice(&text.as_bytes()[..end]);
-}
-
-fn attributes_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect()
 }

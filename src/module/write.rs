@@ -5,8 +5,9 @@
 
 use super::Module;
 use crate::backend::{CertRecord, KeyRecord, KeySpec, KeyUsage, ObjectUpdate};
+use crate::crypto::{KeyKind, PublicInfo};
 use crate::error::{Error, Result};
-use crate::mechanism::{CryptScheme, KeyKind, Mechanism, PublicInfo};
+use crate::mechanism::{CryptScheme, Mechanism};
 use crate::object::attributes;
 use crate::object::template::{
     Template, TemplateView, check_exponent, curve_from_params, public_key_from_template,
@@ -141,7 +142,7 @@ impl Module {
                 let label = update.label.clone().unwrap_or_default();
                 let id = match &update.id {
                     Some(i) => i.clone(),
-                    None => attributes::key_identifier(&spki)?,
+                    None => crate::crypto::key::key_identifier(&spki)?,
                 };
                 let record = KeyRecord {
                     stable_id: String::new(),
@@ -186,8 +187,15 @@ impl Module {
         }
         self.writable_session(h, true)?;
         let backend = self.backend(slot)?;
+        // An object the store no longer has (another client or thread deleted it since
+        // it was listed) is an invalid object handle here, not the KEY_HANDLE_INVALID
+        // that `ObjectGone` means for an operation.
+        let gone = |e: Error| match e {
+            Error::ObjectGone(_) => Error::ObjectHandleInvalid,
+            other => other,
+        };
         match obj.kind {
-            ObjectKind::Certificate => backend.delete_certificate(&obj.stable_id)?,
+            ObjectKind::Certificate => backend.delete_certificate(&obj.stable_id).map_err(gone)?,
             ObjectKind::PrivateKey => {
                 let record = obj
                     .key()?
@@ -205,7 +213,8 @@ impl Module {
                 }
                 self.key_use(slot, record, "delete", "", || {
                     backend.delete_key(&record.stable_id)
-                })?;
+                })
+                .map_err(gone)?;
             }
             ObjectKind::PublicKey => {
                 return Err(Error::ActionProhibited(

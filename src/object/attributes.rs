@@ -1,8 +1,8 @@
 //! The one place where backend records become PKCS#11 attributes.
 
 use crate::backend::{CertRecord, KeyRecord};
+use crate::crypto::{KeyKind, PublicInfo};
 use crate::error::{Error, Result};
-use crate::mechanism::{KeyKind, PublicInfo};
 use cryptoki_sys::*;
 use std::collections::BTreeMap;
 use x509_cert::der::{Decode, Encode};
@@ -52,30 +52,6 @@ pub fn read_bool(v: &[u8]) -> Result<bool> {
     }
 }
 
-/// SHA-1 over the subjectPublicKey BIT STRING contents (RFC 5280 §4.2.1.2 method 1).
-pub fn key_identifier(spki_der: &[u8]) -> Result<Vec<u8>> {
-    let spki = x509_cert::spki::SubjectPublicKeyInfoRef::from_der(spki_der)
-        .map_err(|e| Error::backend("SubjectPublicKeyInfo", e))?;
-    Ok(openssl::sha::sha1(spki.subject_public_key.raw_bytes()).to_vec())
-}
-
-/// CKA_EC_PARAMS (the named curve OID, DER) and CKA_EC_POINT (DER OCTET STRING of the
-/// uncompressed point) from an EC SubjectPublicKeyInfo.
-fn ec_attributes(spki_der: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-    let spki = x509_cert::spki::SubjectPublicKeyInfoRef::from_der(spki_der)
-        .map_err(|e| Error::backend("SubjectPublicKeyInfo", e))?;
-    let params = spki
-        .algorithm
-        .parameters
-        .ok_or_else(|| Error::Backend("EC key without curve parameters".into()))?
-        .to_der()
-        .map_err(|e| Error::backend("EC parameters", e))?;
-    let point = x509_cert::der::asn1::OctetStringRef::new(spki.subject_public_key.raw_bytes())
-        .and_then(|o| o.to_der())
-        .map_err(|e| Error::backend("EC point", e))?;
-    Ok((params, point))
-}
-
 fn key_common(
     attrs: &mut Attributes,
     key: &KeyRecord,
@@ -120,7 +96,7 @@ fn key_common(
             );
         }
         KeyKind::Ec => {
-            let (params, point) = ec_attributes(&key.spki_der)?;
+            let (params, point) = crate::crypto::key::ec_params_and_point(&key.spki_der)?;
             attrs.insert(CKA_KEY_TYPE, ulong(CKK_EC));
             attrs.insert(CKA_EC_PARAMS, params);
             attrs.insert(CKA_EC_POINT, point);
@@ -223,7 +199,7 @@ pub fn certificate(
     let spki_der = der(tbs.subject_public_key_info.to_der())?;
     let id = match id_override.or(cert.id.as_deref()) {
         Some(id) => id.to_vec(),
-        None => key_identifier(&spki_der)?,
+        None => crate::crypto::key::key_identifier(&spki_der)?,
     };
     let mut a = Attributes::new();
     a.insert(CKA_CLASS, ulong(CKO_CERTIFICATE));
@@ -265,34 +241,6 @@ fn ck_date(t: &x509_cert::time::Time) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_identifier_matches_openssl_subject_key_identifier() {
-        // OpenSSL's `subjectKeyIdentifier=hash` is SHA-1 over the same bits.
-        let key = openssl::pkey::PKey::from_ec_key(
-            openssl::ec::EcKey::generate(
-                &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
-                    .unwrap(),
-            )
-            .unwrap(),
-        )
-        .unwrap();
-        let mut b = openssl::x509::X509Builder::new().unwrap();
-        b.set_pubkey(&key).unwrap();
-        let ctx = b.x509v3_context(None, None);
-        let ski = openssl::x509::extension::SubjectKeyIdentifier::new()
-            .build(&ctx)
-            .unwrap();
-        b.append_extension(ski).unwrap();
-        b.sign(&key, openssl::hash::MessageDigest::sha256())
-            .unwrap();
-        let cert = b.build();
-        let expected = cert.subject_key_id().unwrap().as_slice().to_vec();
-        assert_eq!(
-            key_identifier(&key.public_key_to_der().unwrap()).unwrap(),
-            expected
-        );
-    }
 
     #[test]
     fn ulong_and_bool_round_trip_and_reject_wrong_sizes() {

@@ -149,9 +149,9 @@ fn run(cache: &ObjectCache, slots: &[usize], shared: &Shared) {
 mod tests {
     use super::*;
     use crate::backend::{
-        Backend, CertRecord, DecryptRequest, KeyRecord, KeySpec, KeyUsage, Listing, ObjectUpdate,
-        SignRequest,
+        Backend, CertRecord, KeyRecord, KeySpec, KeyUsage, Listing, ObjectUpdate,
     };
+    use crate::crypto::{DecryptRequest, SignRequest};
     use std::sync::atomic::{AtomicU32, Ordering};
 
     /// A store whose listings panic from the second to the fourth call.
@@ -169,9 +169,10 @@ mod tests {
         }
         fn list(&self) -> Result<Listing> {
             let n = self.lists.fetch_add(1, Ordering::SeqCst);
-            if (1..4).contains(&n) {
-                panic!("unexpected answer from the store (test)");
-            }
+            assert!(
+                !(1..4).contains(&n),
+                "unexpected answer from the store (test)"
+            );
             Ok(Listing::default())
         }
         fn sign(&self, _: &KeyRecord, _: &SignRequest, _: &[u8]) -> Result<Vec<u8>> {

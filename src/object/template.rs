@@ -1,7 +1,7 @@
 //! Typed reads of a caller's template, and the key facts templates carry (public keys,
 //! curves, RSA exponents).
 
-use crate::backend::Curve;
+use crate::crypto::Curve;
 use crate::error::{Error, Result};
 use crate::object::attributes::{read_bool, read_ulong};
 use cryptoki_sys::*;
@@ -25,14 +25,11 @@ pub fn curve_from_params(params: &[u8]) -> Result<Curve> {
     let oid = x509_cert::der::asn1::ObjectIdentifier::from_der(params).map_err(|_| {
         Error::AttributeValueInvalid("CKA_EC_PARAMS must be a DER named-curve OID".into())
     })?;
-    match oid.to_string().as_str() {
-        "1.2.840.10045.3.1.7" => Ok(Curve::P256),
-        "1.3.132.0.34" => Ok(Curve::P384),
-        "1.3.132.0.35" => Ok(Curve::P521),
-        other => Err(Error::AttributeValueInvalid(format!(
-            "curve {other} (P-256, P-384 and P-521 are supported)"
-        ))),
-    }
+    Curve::from_params_der(params).ok_or_else(|| {
+        Error::AttributeValueInvalid(format!(
+            "curve {oid} (P-256, P-384 and P-521 are supported)"
+        ))
+    })
 }
 
 /// A DER SubjectPublicKeyInfo from a public-key template (RSA modulus + exponent, or EC

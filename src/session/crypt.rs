@@ -208,7 +208,7 @@ impl CryptOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::DecryptRequest;
+    use crate::crypto::DecryptRequest;
     use crate::session::tests::rsa_key;
 
     fn op() -> CryptOp {

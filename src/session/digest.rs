@@ -2,9 +2,9 @@
 //! lock.
 
 use super::{Output, deliver};
-use crate::backend::HashAlg;
+use crate::crypto::HashAlg;
+use crate::crypto::Hashing;
 use crate::error::{Error, Result};
-use crate::mechanism::Hashing;
 
 pub struct DigestOp {
     pub hashing: Hashing,

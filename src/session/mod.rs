@@ -326,7 +326,7 @@ pub fn lock(s: &Arc<Mutex<Session>>) -> Result<MutexGuard<'_, Session>> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::mechanism::PublicInfo;
+    use crate::crypto::PublicInfo;
     use crate::object::{KeyObject, Object, ObjectKind};
     use std::sync::Arc;
 
@@ -407,7 +407,7 @@ pub(crate) mod tests {
         let s = t.get(h).unwrap();
         let mut g = lock(&s).unwrap();
         g.find = Some(FindOp::default());
-        g.digest = Some(DigestOp::new(crate::backend::HashAlg::Sha256).unwrap());
+        g.digest = Some(DigestOp::new(crate::crypto::HashAlg::Sha256).unwrap());
         g.cancel(CKF_DIGEST);
         assert!(g.digest.is_none());
         assert!(g.find.is_some());

@@ -3,8 +3,9 @@
 //! verification is local.
 
 use super::{Session, Taken, deliver, take};
+use crate::crypto::Hashing;
 use crate::error::{Error, Result};
-use crate::mechanism::{Hashing, SignScheme};
+use crate::mechanism::SignScheme;
 use crate::object::Object;
 use std::sync::Arc;
 

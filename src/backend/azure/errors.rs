@@ -14,48 +14,7 @@
 //! | no answer within the deadline | `Remote(Timeout)` | CKR_DEVICE_ERROR |
 //! | TLS failure (untrusted certificate) | `Remote(Tls)` | CKR_FUNCTION_FAILED |
 
-use crate::error::Error;
-
-/// The classes of remote failure that map to distinct return codes and advice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RemoteKind {
-    Auth,
-    Denied,
-    BadRequest,
-    Throttled,
-    Unavailable,
-    Timeout,
-    Tls,
-}
-
-impl RemoteKind {
-    /// What the operator can do about it, for the log line.
-    pub fn advice(self) -> &'static str {
-        match self {
-            RemoteKind::Auth => {
-                "check the slot's [slot.credential]: tenant, client id and secret or certificate"
-            }
-            RemoteKind::Denied => {
-                "assign that role to the principal at the vault's or the key's scope"
-            }
-            RemoteKind::BadRequest => {
-                "the service refused the request; check the key type and algorithm"
-            }
-            RemoteKind::Throttled => {
-                "the vault is throttling: lower the load or raise the vault's limits"
-            }
-            RemoteKind::Unavailable => {
-                "the service or the network is failing; it is retried within the deadline"
-            }
-            RemoteKind::Timeout => {
-                "no answer within deadline_seconds; check the network path to the vault"
-            }
-            RemoteKind::Tls => {
-                "the vault's TLS certificate is not trusted: check ca_file and the system roots"
-            }
-        }
-    }
-}
+use crate::error::{Error, ServiceFailure};
 
 /// The `error` object of a Key Vault error body.
 #[derive(serde::Deserialize, Default)]
@@ -97,7 +56,7 @@ pub fn map(e: azure_core::Error, what: &str) -> Error {
             };
             let detail = one_line(&message);
             match u16::from(*status) {
-                401 => Error::Remote(RemoteKind::Auth, format!("{what}: 401 {code} {detail}")),
+                401 => Error::Remote(ServiceFailure::Auth, format!("{what}: 401 {code} {detail}")),
                 // The operation is not one the key allows (key_ops), or the key is outside
                 // its validity window (nbf/exp: sign, encrypt and wrap are refused there).
                 403 if inner == "KeyOperationForbidden"
@@ -113,18 +72,18 @@ pub fn map(e: azure_core::Error, what: &str) -> Error {
                         "{what}: the key version is disabled in the vault ({detail})"
                     ))
                 }
-                403 => Error::Remote(RemoteKind::Denied, denied(what, &inner, &message)),
+                403 => Error::Remote(ServiceFailure::Denied, denied(what, &inner, &message)),
                 404 => Error::ObjectGone(format!("{what}: not found in the vault ({detail})")),
                 400 => Error::Remote(
-                    RemoteKind::BadRequest,
+                    ServiceFailure::BadRequest,
                     format!("{what}: 400 {code}: {detail}"),
                 ),
                 429 => Error::Remote(
-                    RemoteKind::Throttled,
+                    ServiceFailure::Throttled,
                     format!("{what}: 429 {code}: {detail}"),
                 ),
                 s => Error::Remote(
-                    RemoteKind::Unavailable,
+                    ServiceFailure::Unavailable,
                     format!("{what}: HTTP {s} {code}: {detail}"),
                 ),
             }
@@ -136,20 +95,23 @@ pub fn map(e: azure_core::Error, what: &str) -> Error {
                 || chain.contains("UnknownIssuer")
                 || chain.contains("tls")
             {
-                Error::Remote(RemoteKind::Tls, format!("{what}: {text}: {chain}"))
+                Error::Remote(ServiceFailure::Tls, format!("{what}: {text}: {chain}"))
             } else if chain.contains("timed out") || chain.contains("deadline") {
-                Error::Remote(RemoteKind::Timeout, format!("{what}: {text}: {chain}"))
+                Error::Remote(ServiceFailure::Timeout, format!("{what}: {text}: {chain}"))
             } else if matches!(e.kind(), ErrorKind::Credential) && transient_credential(&e) {
                 // The token endpoint failing (5xx, 429, Entra's "transient error"
                 // AADSTS90033, `temporarily_unavailable`) is an outage, not bad credentials.
                 Error::Remote(
-                    RemoteKind::Unavailable,
+                    ServiceFailure::Unavailable,
                     format!("{what}: token endpoint unavailable: {text}: {chain}"),
                 )
             } else if matches!(e.kind(), ErrorKind::Credential) {
-                Error::Remote(RemoteKind::Auth, format!("{what}: {text}: {chain}"))
+                Error::Remote(ServiceFailure::Auth, format!("{what}: {text}: {chain}"))
             } else {
-                Error::Remote(RemoteKind::Unavailable, format!("{what}: {text}: {chain}"))
+                Error::Remote(
+                    ServiceFailure::Unavailable,
+                    format!("{what}: {text}: {chain}"),
+                )
             }
         }
     };

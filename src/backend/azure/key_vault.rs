@@ -8,20 +8,28 @@
 //! none in the vault; for every Managed HSM key) are kept in the certificate database
 //! (`crate::certdb`), shared by every server configured with the same database.
 
+mod algorithms;
+mod database;
 mod lifecycle;
+mod listing;
 
-use super::errors::{self, RemoteKind};
+use algorithms::pss_algorithm;
+use database::{cert_record, db_id};
+/// The JWK decoding, for the fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub(crate) use listing::key_record;
+
+use super::errors;
 use super::rate::{RateBudget, weight};
 use super::token::{NoteRefusals, RenewingCredential};
 use super::{AzureRuntime, client_options, http_client};
-use crate::backend::{
-    Backend, CertRecord, Curve, DecryptRequest, HashAlg, KeyRecord, KeySpec, KeyUsage, Listing,
-    ObjectUpdate, SignRequest,
-};
+use crate::backend::{Backend, CertRecord, KeyRecord, KeySpec, KeyUsage, Listing, ObjectUpdate};
 use crate::certdb::{CertDb, NewCert};
 use crate::config::AzureConfig;
+use crate::crypto::digest_info;
+use crate::crypto::{Curve, DecryptRequest, HashAlg, SignRequest};
+use crate::error::ServiceFailure;
 use crate::error::{Error, Result};
-use crate::mechanism::digest_info;
 use azure_security_keyvault_certificates::{CertificateClient, CertificateClientOptions};
 use azure_security_keyvault_keys::models::{
     CreateKeyParameters, CurveName, EncryptionAlgorithm, GetRandomBytesParameters, JsonWebKey, Key,
@@ -152,7 +160,7 @@ impl KeyVaultBackend {
                 .result
                 .ok_or_else(|| {
                     Error::Remote(
-                        RemoteKind::BadRequest,
+                        ServiceFailure::BadRequest,
                         format!("{what}: no plaintext in the answer"),
                     )
                 }),
@@ -189,366 +197,6 @@ impl KeyVaultBackend {
             .ok_or_else(|| Error::Internal(format!("{} has no version", key.stable_id)))
     }
 
-    /// Whether a key passes the name and tag filters.
-    fn wanted(&self, name: &str, tags: Option<&HashMap<String, String>>) -> bool {
-        let name_ok = self
-            .cfg
-            .key_names
-            .as_ref()
-            .is_none_or(|names| names.iter().any(|n| n.eq_ignore_ascii_case(name)));
-        let tags_ok = self
-            .cfg
-            .tags
-            .iter()
-            .all(|(k, v)| tags.and_then(|t| t.get(k)) == Some(v));
-        name_ok && tags_ok
-    }
-
-    /// Lists keys, versions (each fetched for its public key) and certificates.
-    async fn list_remote(&self) -> Result<(Vec<(KeyRecord, f64)>, Vec<CertRecord>)> {
-        let mut names = Vec::new();
-        let mut pager = self
-            .keys
-            .list_key_properties(None)
-            .map_err(|e| errors::map(e, "listing keys"))?;
-        while let Some(item) = pager
-            .try_next()
-            .await
-            .map_err(|e| errors::map(e, "listing keys"))?
-        {
-            let Ok(id) = item.resource_id() else { continue };
-            if self.wanted(&id.name, item.tags.as_ref()) {
-                names.push(id.name);
-            }
-        }
-        let mut versions = Vec::new();
-        for name in &names {
-            let mut o = KeyClientListKeyPropertiesVersionsOptions::default();
-            o.maxresults = Some(25);
-            let what = format!("listing the versions of {name}");
-            let mut pager = self
-                .keys
-                .list_key_properties_versions(name, Some(o))
-                .map_err(|e| errors::map(e, &what))?;
-            while let Some(item) = pager.try_next().await.map_err(|e| errors::map(e, &what))? {
-                let enabled = item
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.enabled)
-                    .unwrap_or(true);
-                let created = item
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.created)
-                    .map(|t| t.unix_timestamp())
-                    .unwrap_or(0);
-                if let (true, Ok(id)) = (enabled, item.resource_id())
-                    && let Some(v) = id.version
-                {
-                    versions.push((name.clone(), v, created));
-                }
-            }
-        }
-        // The newest enabled version of each key is its current one.
-        let mut newest: HashMap<String, i64> = HashMap::new();
-        for (name, _, created) in &versions {
-            let e = newest.entry(name.clone()).or_insert(*created);
-            *e = (*e).max(*created);
-        }
-        // Versions made within the same second (a rotation right after a creation) tie on
-        // `created`: the service's own answer for the key without a version decides.
-        let mut tied: HashMap<String, usize> = HashMap::new();
-        for (name, _, created) in &versions {
-            if newest.get(name) == Some(created) {
-                *tied.entry(name.clone()).or_default() += 1;
-            }
-        }
-        let mut decided: HashMap<String, String> = HashMap::new();
-        for name in tied.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k) {
-            let what = format!("reading the current version of {name}");
-            let key = self
-                .keys
-                .get_key(name, None)
-                .await
-                .map_err(|e| errors::map(e, &what))?
-                .into_model()
-                .map_err(|e| errors::map(e, &what))?;
-            if let Some(v) = key.resource_id().ok().and_then(|id| id.version) {
-                decided.insert(name.clone(), v);
-            }
-        }
-        let fetched: Vec<Result<Option<(KeyRecord, f64)>>> =
-            futures::stream::iter(versions.into_iter().map(|(name, version, created)| {
-                let current = match decided.get(&name) {
-                    Some(v) => *v == version,
-                    None => newest.get(&name) == Some(&created),
-                };
-                async move { self.fetch_version(&name, &version, current).await }
-            }))
-            .buffer_unordered(LIST_CONCURRENCY)
-            .collect()
-            .await;
-        let mut keys = Vec::new();
-        for f in fetched {
-            match f {
-                Ok(Some(k)) => keys.push(k),
-                Ok(None) => {}
-                // A version that vanished or was disabled meanwhile is not an error.
-                Err(Error::ObjectGone(m)) => tracing::info!("{m}"),
-                Err(e) => return Err(e),
-            }
-        }
-        // Never two current versions of one name (a tie the service did not settle).
-        keys.sort_by(|a, b| (&a.0.name, &a.0.version).cmp(&(&b.0.name, &b.0.version)));
-        let mut seen_current = std::collections::HashSet::new();
-        for (k, _) in keys.iter_mut() {
-            if k.current && !seen_current.insert(k.name.clone()) {
-                k.current = false;
-            }
-        }
-        // A principal with key roles only (Key Vault Crypto User, no Certificate User) is
-        // refused the certificate listing: its keys are still listed and usable, and the
-        // certificates of the database still pair with them.
-        let certificates = match &self.certificates {
-            Some(c) => match self.list_certificates(c, &names).await {
-                Ok(certificates) => certificates,
-                Err(Error::Remote(RemoteKind::Denied, m)) => {
-                    tracing::warn!(
-                        "{m}; listing the vault's keys without its certificates (assign Key Vault Certificate User to see them)"
-                    );
-                    Vec::new()
-                }
-                Err(e) => return Err(e),
-            },
-            None => Vec::new(),
-        };
-        Ok((keys, certificates))
-    }
-
-    async fn fetch_version(
-        &self,
-        name: &str,
-        version: &str,
-        current: bool,
-    ) -> Result<Option<(KeyRecord, f64)>> {
-        let what = format!("reading key {name}/{version}");
-        let mut o = KeyClientGetKeyOptions::default();
-        o.key_version = Some(version.to_owned());
-        let key: Key = self
-            .keys
-            .get_key(name, Some(o))
-            .await
-            .map_err(|e| errors::map(e, &what))?
-            .into_model()
-            .map_err(|e| errors::map(e, &what))?;
-        Ok(key_record(
-            &self.cfg.url,
-            name,
-            version,
-            current,
-            &key,
-            &what,
-        ))
-    }
-
-    async fn list_certificates(
-        &self,
-        client: &CertificateClient,
-        key_names: &[String],
-    ) -> Result<Vec<CertRecord>> {
-        let mut out = Vec::new();
-        let mut pager = client
-            .list_certificate_properties(None)
-            .map_err(|e| errors::map(e, "listing certificates"))?;
-        while let Some(item) = pager
-            .try_next()
-            .await
-            .map_err(|e| errors::map(e, "listing certificates"))?
-        {
-            let enabled = item
-                .attributes
-                .as_ref()
-                .and_then(|a| a.enabled)
-                .unwrap_or(true);
-            let Some(name) = item
-                .id
-                .as_deref()
-                .and_then(|id| id.trim_end_matches('/').rsplit('/').next())
-                .map(str::to_owned)
-            else {
-                continue;
-            };
-            if !enabled || !key_names.iter().any(|k| k.eq_ignore_ascii_case(&name)) {
-                continue;
-            }
-            let what = format!("reading certificate {name}");
-            let cert = client
-                .get_certificate(&name, None)
-                .await
-                .map_err(|e| errors::map(e, &what))?
-                .into_model()
-                .map_err(|e| errors::map(e, &what))?;
-            let Some(current) = cert.id.clone() else {
-                continue;
-            };
-            if let Some(der) = cert.cer {
-                out.push(CertRecord {
-                    stable_id: current.to_ascii_lowercase(),
-                    label: name.clone(),
-                    id: None,
-                    der,
-                    authority: false,
-                    managed: true,
-                });
-            }
-            // Older versions: their keys stay listed for decryption, and an application
-            // finds such a key by its certificate.
-            out.extend(self.older_certificates(client, &name, &current).await?);
-        }
-        Ok(out)
-    }
-
-    /// The enabled versions of certificate `name` other than `current` (its id), labelled
-    /// `name/version` like their keys.
-    async fn older_certificates(
-        &self,
-        client: &CertificateClient,
-        name: &str,
-        current: &str,
-    ) -> Result<Vec<CertRecord>> {
-        let what = format!("listing the versions of certificate {name}");
-        let mut older = Vec::new();
-        let mut pager = client
-            .list_certificate_properties_versions(name, None)
-            .map_err(|e| errors::map(e, &what))?;
-        while let Some(item) = pager.try_next().await.map_err(|e| errors::map(e, &what))? {
-            let enabled = item
-                .attributes
-                .as_ref()
-                .and_then(|a| a.enabled)
-                .unwrap_or(true);
-            let Some(id) = item
-                .id
-                .filter(|id| enabled && !id.eq_ignore_ascii_case(current))
-            else {
-                continue;
-            };
-            let Some(version) = id
-                .trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .map(str::to_owned)
-            else {
-                continue;
-            };
-            let stable_id = id.to_ascii_lowercase();
-            let known = self
-                .certificate_versions
-                .lock()
-                .ok()
-                .and_then(|m| m.get(&stable_id).cloned());
-            let der = match known {
-                Some(der) => Some(der),
-                None => {
-                    let mut o = azure_security_keyvault_certificates::models::CertificateClientGetCertificateOptions::default();
-                    o.certificate_version = Some(version.clone());
-                    let der = client
-                        .get_certificate(name, Some(o))
-                        .await
-                        .map_err(|e| errors::map(e, &what))?
-                        .into_model()
-                        .map_err(|e| errors::map(e, &what))?
-                        .cer;
-                    if let (Some(d), Ok(mut m)) = (&der, self.certificate_versions.lock()) {
-                        m.insert(stable_id.clone(), d.clone());
-                    }
-                    der
-                }
-            };
-            if let Some(der) = der {
-                older.push(CertRecord {
-                    stable_id,
-                    label: format!("{name}/{version}"),
-                    id: None,
-                    der,
-                    authority: false,
-                    managed: true,
-                });
-            }
-        }
-        Ok(older)
-    }
-
-    /// The algorithm and the value Key Vault signs for a request (issue 4's table).
-    fn sign_params(
-        key: &KeyRecord,
-        request: &SignRequest,
-        data: &[u8],
-    ) -> Result<(SignatureAlgorithm, Vec<u8>)> {
-        match request {
-            SignRequest::RsaPkcs1 {
-                hash: Some(HashAlg::Sha256),
-            } => Ok((SignatureAlgorithm::Rs256, data.to_vec())),
-            SignRequest::RsaPkcs1 {
-                hash: Some(HashAlg::Sha384),
-            } => Ok((SignatureAlgorithm::Rs384, data.to_vec())),
-            SignRequest::RsaPkcs1 {
-                hash: Some(HashAlg::Sha512),
-            } => Ok((SignatureAlgorithm::Rs512, data.to_vec())),
-            // SHA-1, SHA-224 DigestInfos and raw input (TLS MD5+SHA-1): RSNULL signs the
-            // bytes as given, with PKCS#1 v1.5 padding.
-            SignRequest::RsaPkcs1 { hash: Some(h) } => {
-                Ok((SignatureAlgorithm::Rsnull, digest_info::encode(*h, data)))
-            }
-            SignRequest::RsaPkcs1 { hash: None } => Ok((SignatureAlgorithm::Rsnull, data.to_vec())),
-            SignRequest::RsaPss { .. } => Ok((pss_algorithm(request)?, data.to_vec())),
-            SignRequest::Ecdsa => {
-                let curve = curve_of(&key.spki_der)?;
-                let (alg, n) = match curve {
-                    Curve::P256 => (SignatureAlgorithm::Es256, 32),
-                    Curve::P384 => (SignatureAlgorithm::Es384, 48),
-                    Curve::P521 => (SignatureAlgorithm::Es512, 64),
-                };
-                // Key Vault wants a digest of the curve's hash length. ECDSA uses the
-                // leftmost bits of a longer digest, and a shorter one is the same integer
-                // with leading zeros, so both map exactly.
-                let mut digest = data[..data.len().min(n)].to_vec();
-                while digest.len() < n {
-                    digest.insert(0, 0);
-                }
-                Ok((alg, digest))
-            }
-        }
-    }
-
-    fn decrypt_algorithm(request: &DecryptRequest) -> Result<EncryptionAlgorithm> {
-        match request {
-            DecryptRequest::RsaPkcs1 => Ok(EncryptionAlgorithm::Rsa1_5),
-            DecryptRequest::RsaOaep { label, .. } if !label.is_empty() => {
-                Err(Error::MechanismParamInvalid(
-                    "Key Vault has no OAEP label (pSourceData must be empty)".into(),
-                ))
-            }
-            DecryptRequest::RsaOaep {
-                hash: HashAlg::Sha1,
-                mgf_hash: HashAlg::Sha1,
-                ..
-            } => Ok(EncryptionAlgorithm::RsaOaep),
-            DecryptRequest::RsaOaep {
-                hash: HashAlg::Sha256,
-                mgf_hash: HashAlg::Sha256,
-                ..
-            } => Ok(EncryptionAlgorithm::RsaOaep256),
-            DecryptRequest::RsaOaep { hash, mgf_hash, .. } => {
-                Err(Error::MechanismParamInvalid(format!(
-                    "Key Vault decrypts OAEP with SHA-1 or SHA-256 and the same MGF1 hash, not {} / MGF1-{}",
-                    hash.name(),
-                    mgf_hash.name()
-                )))
-            }
-        }
-    }
-
     /// A key name Key Vault accepts, from a label: `0-9 a-z A-Z -`, at most 127.
     fn key_name(label: &str) -> String {
         let s: String = label
@@ -581,7 +229,7 @@ impl KeyVaultBackend {
                 .attributes
                 .as_ref()
                 .and_then(|a| a.created)
-                .map_or(i64::MAX, |t| t.unix_timestamp());
+                .map_or(i64::MAX, azure_core::time::OffsetDateTime::unix_timestamp);
             let id = item.resource_id().ok().and_then(|id| id.version);
             all.push((created, id.unwrap_or_default().to_ascii_lowercase()));
         }
@@ -624,122 +272,6 @@ impl KeyVaultBackend {
             )),
         }
     }
-}
-
-/// The record of key version `name/version` from the service's answer (`None`: no public
-/// key in it, or one the module cannot use), with its rate weight.
-pub(crate) fn key_record(
-    vault_url: &str,
-    name: &str,
-    version: &str,
-    current: bool,
-    key: &Key,
-    what: &str,
-) -> Option<(KeyRecord, f64)> {
-    let jwk = key.key.as_ref()?;
-    let spki_der = match jwk_to_spki(jwk) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!("{what}: {e}; skipped");
-            return None;
-        }
-    };
-    let ops: Vec<&str> = jwk.key_ops.iter().flatten().map(String::as_str).collect();
-    let tags = key.tags.as_ref();
-    let hsm = matches!(jwk.kty, Some(KeyType::RsaHsm | KeyType::EcHsm));
-    let rsa_bits = jwk
-        .n
-        .as_ref()
-        .map(|n| n.iter().skip_while(|b| **b == 0).count() * 8);
-    // Every key has an identifier: the service's `kid`, or the one it would have sent
-    // (`{vault}/keys/{name}/{version}`) when a response has none, so that two such
-    // keys never share an empty id.
-    let kid = jwk
-        .kid
-        .clone()
-        .filter(|k| !k.is_empty())
-        .unwrap_or_else(|| format!("{}/keys/{name}/{version}", vault_url.trim_end_matches('/')));
-    let record = KeyRecord {
-        stable_id: kid.to_ascii_lowercase(),
-        name: name.to_owned(),
-        version: Some(version.to_owned()),
-        current,
-        label: tags.and_then(|t| t.get(TAG_LABEL)).cloned(),
-        id: tags
-            .and_then(|t| t.get(TAG_ID))
-            .and_then(|h| crate::backend::directory::unhex(h)),
-        spki_der,
-        usage: KeyUsage {
-            sign: ops.contains(&"sign"),
-            decrypt: ops.contains(&"decrypt"),
-            unwrap: ops.contains(&"unwrapKey"),
-        },
-        local: false,
-        backend_key_id: kid,
-    };
-    Some((record, weight(rsa_bits, hsm)))
-}
-
-fn pss_algorithm(request: &SignRequest) -> Result<SignatureAlgorithm> {
-    let SignRequest::RsaPss {
-        hash,
-        mgf_hash,
-        salt_len,
-    } = request
-    else {
-        return Err(Error::Internal("not PSS".into()));
-    };
-    if mgf_hash != hash || *salt_len != hash.output_len() {
-        return Err(Error::MechanismParamInvalid(format!(
-            "Key Vault signs PSS with MGF1 of the same hash and a salt of the hash length ({} bytes)",
-            hash.output_len()
-        )));
-    }
-    match hash {
-        HashAlg::Sha256 => Ok(SignatureAlgorithm::Ps256),
-        HashAlg::Sha384 => Ok(SignatureAlgorithm::Ps384),
-        HashAlg::Sha512 => Ok(SignatureAlgorithm::Ps512),
-        other => Err(Error::MechanismParamInvalid(format!(
-            "Key Vault has no PSS with {}",
-            other.name()
-        ))),
-    }
-}
-
-fn curve_of(spki_der: &[u8]) -> Result<Curve> {
-    let pkey = openssl::pkey::PKey::public_key_from_der(spki_der)?;
-    let ec = pkey.ec_key().map_err(|_| Error::KeyTypeInconsistent)?;
-    ec.group()
-        .curve_name()
-        .and_then(Curve::from_nid)
-        .ok_or(Error::KeyTypeInconsistent)
-}
-
-/// DER SubjectPublicKeyInfo from a JSON Web Key (RSA n/e, EC crv/x/y).
-fn jwk_to_spki(jwk: &JsonWebKey) -> Result<Vec<u8>> {
-    use openssl::bn::BigNum;
-    let pkey = match (&jwk.n, &jwk.e, &jwk.crv, &jwk.x, &jwk.y) {
-        (Some(n), Some(e), _, _, _) => {
-            openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::from_public_components(
-                BigNum::from_slice(n)?,
-                BigNum::from_slice(e)?,
-            )?)?
-        }
-        (_, _, Some(crv), Some(x), Some(y)) => {
-            let curve = match crv {
-                CurveName::P256 => Curve::P256,
-                CurveName::P384 => Curve::P384,
-                CurveName::P521 => Curve::P521,
-                other => return Err(Error::Backend(format!("curve {other:?} is not supported"))),
-            };
-            let group = openssl::ec::EcGroup::from_curve_name(curve.nid())?;
-            let (x, y) = (BigNum::from_slice(x)?, BigNum::from_slice(y)?);
-            let ec = openssl::ec::EcKey::from_public_key_affine_coordinates(&group, &x, &y)?;
-            openssl::pkey::PKey::from_ec_key(ec)?
-        }
-        _ => return Err(Error::Backend("not an RSA or EC public key".into())),
-    };
-    Ok(pkey.public_key_to_der()?)
 }
 
 impl Backend for KeyVaultBackend {
@@ -787,10 +319,10 @@ impl Backend for KeyVaultBackend {
         })
     }
 
-    fn check_sign(&self, key: &KeyRecord, request: &SignRequest) -> Result<()> {
+    fn check_sign(&self, _key: &KeyRecord, request: &SignRequest) -> Result<()> {
         match request {
             SignRequest::RsaPss { .. } => pss_algorithm(request).map(|_| ()),
-            SignRequest::Ecdsa => curve_of(&key.spki_der).map(|_| ()),
+            SignRequest::Ecdsa { .. } => Ok(()),
             SignRequest::RsaPkcs1 { .. } => Ok(()),
         }
     }
@@ -800,7 +332,7 @@ impl Backend for KeyVaultBackend {
     }
 
     fn sign(&self, key: &KeyRecord, request: &SignRequest, data: &[u8]) -> Result<Vec<u8>> {
-        let (algorithm, value) = Self::sign_params(key, request, data)?;
+        let (algorithm, value) = Self::sign_params(request, data)?;
         let version = Self::version_of(key)?;
         self.spend(key)?;
         let mut params = SignParameters::default();
@@ -824,7 +356,7 @@ impl Backend for KeyVaultBackend {
             .map_err(|e| errors::map(e, &what))?;
         result.result.ok_or_else(|| {
             Error::Remote(
-                RemoteKind::BadRequest,
+                ServiceFailure::BadRequest,
                 format!("{what}: no signature in the answer"),
             )
         })
@@ -1065,7 +597,7 @@ impl Backend for KeyVaultBackend {
             tags.insert(TAG_LABEL.to_owned(), l.clone());
         }
         if let Some(i) = &update.id {
-            tags.insert(TAG_ID.to_owned(), crate::backend::directory::hex(i));
+            tags.insert(TAG_ID.to_owned(), crate::crypto::hex::encode(i));
         }
         let mut params = UpdateKeyPropertiesParameters::default();
         params.tags = Some(tags);
@@ -1136,7 +668,7 @@ impl KeyVaultBackend {
             tags.insert(TAG_LABEL.to_owned(), l.clone());
         }
         if let Some(i) = &update.id {
-            tags.insert(TAG_ID.to_owned(), crate::backend::directory::hex(i));
+            tags.insert(TAG_ID.to_owned(), crate::crypto::hex::encode(i));
         }
         params.tags = Some(tags);
         Ok(params)
@@ -1211,165 +743,5 @@ impl KeyVaultBackend {
     }
 }
 
-/// The stable id of a database certificate: `certdb:ROWID`.
-fn db_id(stable_id: &str) -> Option<i64> {
-    stable_id.strip_prefix("certdb:")?.parse().ok()
-}
-
-fn cert_record(row: crate::certdb::CertRow) -> CertRecord {
-    CertRecord {
-        stable_id: format!("certdb:{}", row.id),
-        label: row.label,
-        id: (!row.cka_id.is_empty()).then_some(row.cka_id),
-        der: row.der,
-        authority: false,
-        managed: false,
-    }
-}
-
-impl KeyVaultBackend {
-    /// The database's certificates; when it cannot be read, those read last time (none
-    /// before the first read), so that the keys' objects stay and signing goes on.
-    fn database_certificates(&self) -> Vec<CertRecord> {
-        match self.local_certificates.list() {
-            Ok(rows) => {
-                let records: Vec<CertRecord> = rows.into_iter().map(cert_record).collect();
-                if let Ok(mut last) = self.last_db_certificates.lock() {
-                    *last = Some(records.clone());
-                }
-                records
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "certificate database not readable; its certificates as last read are kept");
-                self.last_db_certificates
-                    .lock()
-                    .ok()
-                    .and_then(|l| l.clone())
-                    .unwrap_or_default()
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(spki: Vec<u8>) -> KeyRecord {
-        KeyRecord {
-            stable_id: "x".into(),
-            name: "k".into(),
-            version: Some("v".into()),
-            current: true,
-            label: None,
-            id: None,
-            spki_der: spki,
-            usage: KeyUsage::ALL,
-            local: false,
-            backend_key_id: "x".into(),
-        }
-    }
-
-    #[test]
-    fn sign_mapping_follows_the_table() {
-        let rsa = record(Vec::new());
-        let d = [7u8; 32];
-        let alg = |r: SignRequest| KeyVaultBackend::sign_params(&rsa, &r, &d).map(|(a, _)| a);
-        assert_eq!(
-            alg(SignRequest::RsaPkcs1 {
-                hash: Some(HashAlg::Sha256)
-            })
-            .unwrap(),
-            SignatureAlgorithm::Rs256
-        );
-        let (a, v) = KeyVaultBackend::sign_params(
-            &rsa,
-            &SignRequest::RsaPkcs1 {
-                hash: Some(HashAlg::Sha1),
-            },
-            &[1u8; 20],
-        )
-        .unwrap();
-        assert_eq!(a, SignatureAlgorithm::Rsnull);
-        assert_eq!(v, digest_info::encode(HashAlg::Sha1, &[1u8; 20]));
-        assert_eq!(
-            alg(SignRequest::RsaPkcs1 { hash: None }).unwrap(),
-            SignatureAlgorithm::Rsnull
-        );
-        let pss = |h: HashAlg, m: HashAlg, s: usize| {
-            pss_algorithm(&SignRequest::RsaPss {
-                hash: h,
-                mgf_hash: m,
-                salt_len: s,
-            })
-        };
-        assert_eq!(
-            pss(HashAlg::Sha256, HashAlg::Sha256, 32).unwrap(),
-            SignatureAlgorithm::Ps256
-        );
-        assert!(matches!(
-            pss(HashAlg::Sha256, HashAlg::Sha256, 20),
-            Err(Error::MechanismParamInvalid(_))
-        ));
-        assert!(matches!(
-            pss(HashAlg::Sha1, HashAlg::Sha1, 20),
-            Err(Error::MechanismParamInvalid(_))
-        ));
-    }
-
-    #[test]
-    fn ecdsa_digests_are_fitted_to_the_curve() {
-        let key = openssl::ec::EcKey::generate(
-            &openssl::ec::EcGroup::from_curve_name(Curve::P256.nid()).unwrap(),
-        )
-        .unwrap();
-        let spki = openssl::pkey::PKey::from_ec_key(key)
-            .unwrap()
-            .public_key_to_der()
-            .unwrap();
-        let rec = record(spki);
-        let (a, v) = KeyVaultBackend::sign_params(&rec, &SignRequest::Ecdsa, &[9u8; 20]).unwrap();
-        assert_eq!(a, SignatureAlgorithm::Es256);
-        assert_eq!(v.len(), 32);
-        assert_eq!(&v[12..], &[9u8; 20]);
-        let (_, v) = KeyVaultBackend::sign_params(&rec, &SignRequest::Ecdsa, &[5u8; 64]).unwrap();
-        assert_eq!(v, vec![5u8; 32]);
-    }
-
-    #[test]
-    fn decrypt_mapping_refuses_labels_and_other_hashes() {
-        let oaep = |h, m, l: &[u8]| {
-            KeyVaultBackend::decrypt_algorithm(&DecryptRequest::RsaOaep {
-                hash: h,
-                mgf_hash: m,
-                label: l.to_vec(),
-            })
-        };
-        assert_eq!(
-            oaep(HashAlg::Sha1, HashAlg::Sha1, b"").unwrap(),
-            EncryptionAlgorithm::RsaOaep
-        );
-        assert_eq!(
-            oaep(HashAlg::Sha256, HashAlg::Sha256, b"").unwrap(),
-            EncryptionAlgorithm::RsaOaep256
-        );
-        assert!(matches!(
-            oaep(HashAlg::Sha256, HashAlg::Sha256, b"l"),
-            Err(Error::MechanismParamInvalid(_))
-        ));
-        assert!(matches!(
-            oaep(HashAlg::Sha384, HashAlg::Sha384, b""),
-            Err(Error::MechanismParamInvalid(_))
-        ));
-        assert_eq!(
-            KeyVaultBackend::decrypt_algorithm(&DecryptRequest::RsaPkcs1).unwrap(),
-            EncryptionAlgorithm::Rsa1_5
-        );
-    }
-
-    #[test]
-    fn key_names_from_labels() {
-        assert_eq!(KeyVaultBackend::key_name("my key/1"), "my-key-1");
-        assert_eq!(KeyVaultBackend::key_name("///"), "key");
-    }
-}
+mod tests;

@@ -16,7 +16,7 @@ pub mod rate;
 pub mod token;
 
 use crate::config::{Credential, CredentialKind};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ServiceFailure};
 use azure_core::credentials::{Secret, TokenCredential};
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
 use std::future::Future;
@@ -165,7 +165,7 @@ impl AzureRuntime {
     }
 
     fn timed_out(deadline: Duration) -> Error {
-        let kind = errors::RemoteKind::Timeout;
+        let kind = ServiceFailure::Timeout;
         let m = format!(
             "no answer within the deadline of {} s",
             deadline.as_secs_f32()

@@ -7,7 +7,7 @@
 //! their software weight (2,000 / 500 / 250 per 10 s). Managed HSM does not throttle
 //! cryptographic operations: its slots get no budget.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ServiceFailure};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -71,7 +71,7 @@ impl RateBudget {
             });
             let Some(wait) = wait else {
                 return Err(Error::Remote(
-                    super::errors::RemoteKind::Throttled,
+                    ServiceFailure::Throttled,
                     format!(
                         "the slot's rate budget ({:.0} units per 10 s) is spent and would not refill before the deadline",
                         self.capacity
@@ -108,7 +108,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(
             e,
-            Error::Remote(super::super::errors::RemoteKind::Throttled, _)
+            Error::Remote(super::ServiceFailure::Throttled, _)
         ));
         assert!(
             t.elapsed() < Duration::from_millis(50),
@@ -134,7 +134,7 @@ mod tests {
         let e = b.acquire(1.0, far).unwrap_err();
         assert!(matches!(
             e,
-            Error::Remote(super::super::errors::RemoteKind::Throttled, _)
+            Error::Remote(super::ServiceFailure::Throttled, _)
         ));
         // An operation heavier than the whole bucket can never be served: refused at once.
         let b = RateBudget::new(0.001); // 4 units

@@ -56,7 +56,7 @@ impl DirectoryBackend {
         for der in chain {
             certs.extend(openssl::x509::X509::from_der(der)?.to_pem()?);
         }
-        let _writing = self.write_guard()?;
+        let writing = self.write_guard()?;
         if self.taken(stem) {
             return Err(Error::ActionProhibited(format!(
                 "{} already holds an entry {stem:?}; choose another name",
@@ -82,7 +82,7 @@ impl DirectoryBackend {
             m.apply(update, false);
             m.apply(update, true);
         })?;
-        drop(_writing);
+        drop(writing);
         self.list()?
             .keys
             .into_iter()
@@ -170,7 +170,10 @@ impl DirectoryBackend {
             },
             current.usage,
         )?;
-        let previous = format!("{label} (until {})", crate::certdb::now_rfc3339_millis());
+        let previous = format!(
+            "{label} (until {})",
+            crate::crypto::time::now_rfc3339_millis()
+        );
         let _writing = self.write_guard()?;
         self.update_meta(&current.name, |m| {
             m.key_label = Some(previous.clone());

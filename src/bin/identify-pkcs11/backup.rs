@@ -222,7 +222,7 @@ pub fn backup(o: &Backup) -> Result<()> {
         let rows = serde_json::to_vec_pretty(&certificates).map_err(|e| e.to_string())?;
         let manifest = Manifest {
             format: FORMAT.into(),
-            created: identify_pkcs11::certdb::now_rfc3339_millis(),
+            created: identify_pkcs11::crypto::time::now_rfc3339_millis(),
             tool_version: env!("CARGO_PKG_VERSION").into(),
             slot: o.slot.clone(),
             kind: slot_kind(module, &o.slot).into(),

@@ -5,10 +5,10 @@
 //! slots.
 
 use crate::ops;
-use identify_pkcs11::backend::{
-    Backend, Curve, HashAlg, IssueRequest, KeyRecord, KeySpec, KeyUsage, ObjectUpdate, SignRequest,
-};
-use identify_pkcs11::mechanism::{PublicInfo, check_signature};
+use identify_pkcs11::backend::{Backend, IssueRequest, KeyRecord, KeySpec, KeyUsage, ObjectUpdate};
+use identify_pkcs11::crypto::PublicInfo;
+use identify_pkcs11::crypto::{Curve, HashAlg, SignRequest};
+use identify_pkcs11::mechanism::check_signature;
 use identify_pkcs11::module::Module;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -206,7 +206,7 @@ impl rcgen::SigningKey for StoreKey<'_> {
         };
         let request = match self.public.curve {
             None => SignRequest::RsaPkcs1 { hash: Some(hash) },
-            Some(_) => SignRequest::Ecdsa,
+            Some(curve) => SignRequest::Ecdsa { curve },
         };
         let signature = self
             .backend

@@ -169,10 +169,7 @@ fn respawn(module: &Path, store: Option<&Path>) -> Result<()> {
             let config = temp.path().join("config.toml");
             std::fs::write(
                 &config,
-                format!(
-                    "[[slot]]\nlabel = \"demo\"\nkind = \"cert-store\"\npath = {:?}\n",
-                    dir
-                ),
+                format!("[[slot]]\nlabel = \"demo\"\nkind = \"cert-store\"\npath = {dir:?}\n"),
             )
             .map_err(err("writing the demo configuration"))?;
             cmd.arg("--store")
@@ -204,9 +201,7 @@ fn bytes_attr(session: &Session, h: ObjectHandle, t: AttributeType) -> Result<Ve
         .get_attributes(h, &[t])
         .map_err(err("C_GetAttributeValue"))?;
     match attrs.into_iter().next() {
-        Some(Attribute::Id(v))
-        | Some(Attribute::Modulus(v))
-        | Some(Attribute::PublicExponent(v)) => Ok(v),
+        Some(Attribute::Id(v) | Attribute::Modulus(v) | Attribute::PublicExponent(v)) => Ok(v),
         other => Err(format!("unexpected attribute {other:?}")),
     }
 }

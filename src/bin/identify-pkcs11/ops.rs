@@ -4,7 +4,7 @@
 
 use identify_pkcs11::backend::{Backend, CertRecord, KeyRecord, Listing};
 use identify_pkcs11::config::{self, Config, StoreConfig};
-use identify_pkcs11::mechanism::PublicInfo;
+use identify_pkcs11::crypto::PublicInfo;
 use identify_pkcs11::module::Module;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -550,7 +550,7 @@ fn latency_check(o: &DoctorOptions, backend: &dyn Backend, key: &KeyRecord) -> C
 }
 
 fn sign_check(backend: &dyn Backend, key: &KeyRecord) -> Check {
-    use identify_pkcs11::backend::{HashAlg, SignRequest};
+    use identify_pkcs11::crypto::{HashAlg, SignRequest};
     use identify_pkcs11::mechanism::check_signature;
     let Ok(public) = PublicInfo::from_spki(&key.spki_der) else {
         return check(
@@ -561,7 +561,7 @@ fn sign_check(backend: &dyn Backend, key: &KeyRecord) -> Check {
     };
     let digest = openssl::sha::sha256(b"identify-pkcs11 doctor");
     let request = match public.curve {
-        Some(_) => SignRequest::Ecdsa,
+        Some(curve) => SignRequest::Ecdsa { curve },
         None => SignRequest::RsaPkcs1 {
             hash: Some(HashAlg::Sha256),
         },
@@ -626,7 +626,7 @@ pub fn audit(path: Option<&PathBuf>, since: &str, as_json: bool) -> Result<()> {
     let cutoff = std::time::SystemTime::now()
         .checked_sub(window)
         .unwrap_or(std::time::UNIX_EPOCH);
-    let cutoff = identify_pkcs11::certdb::rfc3339_of(cutoff);
+    let cutoff = identify_pkcs11::crypto::time::rfc3339_of(cutoff);
     let mut files = vec![a.file.clone()];
     for n in 1..=a.keep {
         let mut p = a.file.clone().into_os_string();

@@ -46,9 +46,10 @@ impl Emulator {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON: {e}"));
         let admin = field(&ready, "admin_url");
         let addr = admin.trim_start_matches("http://");
-        if std::net::TcpStream::connect(addr).is_err() {
-            panic!("kv-emulator is not running: nothing listens at {admin} (ready file {path})");
-        }
+        assert!(
+            std::net::TcpStream::connect(addr).is_ok(),
+            "kv-emulator is not running: nothing listens at {admin} (ready file {path})"
+        );
         let ca_file = field(&ready, "ca_file");
         let ca_pem = std::fs::read(&ca_file).unwrap_or_else(|e| panic!("{ca_file}: {e}"));
         Emulator { ready, ca_pem }

@@ -177,7 +177,7 @@ impl UnverifiedJwt {
     pub fn claim_i64(&self, name: &str) -> Option<i64> {
         let v = self.claims.get(name)?;
         v.as_i64()
-            .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(seconds_of))
     }
 }
 
@@ -265,7 +265,7 @@ impl TokenIssuer {
         let hit = self
             .verified
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(token)
             .cloned();
         if let Some((aud, exp, caller)) = hit {
@@ -274,7 +274,10 @@ impl TokenIssuer {
             }
         }
         let caller = self.verify_uncached(token, audience)?;
-        let mut cache = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if cache.len() >= VERIFIED_CACHE_MAX {
             cache.clear();
         }
@@ -641,6 +644,15 @@ fn check_assertion(
         ));
     }
     Ok(())
+}
+
+/// A finite claim in seconds (`exp`, `nbf` as JSON floats) as whole seconds.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "`as` saturates, and a claim beyond i64 seconds is as expired as i64::MAX"
+)]
+fn seconds_of(f: f64) -> i64 {
+    f as i64
 }
 
 #[cfg(test)]

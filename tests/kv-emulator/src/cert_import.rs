@@ -97,7 +97,7 @@ pub fn import(ctx: &Ctx<'_>) -> ApiResult<Reply> {
     let key_ops = if facts.key_usage.is_empty() {
         keys::supported_ops(material.family)
             .iter()
-            .map(|s| s.to_string())
+            .map(std::string::ToString::to_string)
             .collect()
     } else {
         x509::key_ops_for_usage(&facts.key_usage, material.family)?
@@ -172,13 +172,13 @@ pub fn seed(
     let key_ops = if facts.key_usage.is_empty() {
         keys::supported_ops(material.family)
             .iter()
-            .map(|s| s.to_string())
+            .map(std::string::ToString::to_string)
             .collect()
     } else {
         x509::key_ops_for_usage(&facts.key_usage, material.family).unwrap_or_else(|_| {
             keys::supported_ops(material.family)
                 .iter()
-                .map(|s| s.to_string())
+                .map(std::string::ToString::to_string)
                 .collect()
         })
     };

@@ -74,7 +74,7 @@ impl FaultSettings {
     /// The delay to add to this request.
     pub fn latency(&self) -> Duration {
         let jitter = if self.jitter_ms > 0 {
-            (ids::unit() * self.jitter_ms as f64) as u64
+            jitter_of(ids::unit(), self.jitter_ms)
         } else {
             0
         };
@@ -185,25 +185,28 @@ impl Faults {
     pub fn settings(&self) -> FaultSettings {
         self.settings
             .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
     pub fn set(&self, s: FaultSettings) {
-        *self.settings.write().unwrap_or_else(|e| e.into_inner()) = s;
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = s;
     }
 
     pub fn push(&self, o: OneShot) {
         self.queue
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push_back(o);
     }
 
     pub fn queued(&self) -> Vec<OneShot> {
         self.queue
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .cloned()
             .collect()
@@ -211,12 +214,18 @@ impl Faults {
 
     pub fn clear(&self) {
         self.set(FaultSettings::default());
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// Takes the first queued one-shot fault that matches `operation`.
     pub fn take_one_shot(&self, operation: &str) -> Option<Action> {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let i = q
             .iter()
             .position(|o| o.operation == operation || o.operation == "*")?;
@@ -241,7 +250,10 @@ impl Faults {
 
     /// Draws the rate-based faults for one data-plane request.
     pub fn draw(&self) -> Option<Action> {
-        let s = self.settings.read().unwrap_or_else(|e| e.into_inner());
+        let s = self
+            .settings
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if s.reset_rate > 0.0 && ids::unit() < s.reset_rate {
             return Some(Action::Reset);
         }
@@ -259,6 +271,17 @@ impl Faults {
         }
         None
     }
+}
+
+/// `unit` (in [0, 1)) of `max_ms` milliseconds, whole.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "unit is in [0, 1), so the product is in [0, max_ms]; `as` saturates anyway"
+)]
+fn jitter_of(unit: f64, max_ms: u64) -> u64 {
+    (unit * max_ms as f64) as u64
 }
 
 #[cfg(test)]

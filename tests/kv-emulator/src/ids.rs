@@ -31,7 +31,7 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
     if openssl::rand::rand_bytes(&mut buf).is_err() {
         // OpenSSL's RNG does not fail once seeded; fall back to the fast generator.
-        for b in buf.iter_mut() {
+        for b in &mut buf {
             *b = (next_u64() >> 56) as u8;
         }
     }

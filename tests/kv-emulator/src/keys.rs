@@ -37,7 +37,7 @@ pub fn supported_ops(family: Family) -> &'static [&'static str] {
 pub fn default_ops(family: Family) -> Vec<String> {
     supported_ops(family)
         .iter()
-        .map(|s| s.to_string())
+        .map(std::string::ToString::to_string)
         .collect()
 }
 
@@ -308,9 +308,9 @@ fn resolve_kty(kind: Kind, kty: &str) -> ApiResult<(bool, &'static str)> {
     // (is RSA, reported kty)
     let r = match (kind, kty) {
         (Kind::Vault, "RSA") => (true, "RSA"),
-        (Kind::Vault, "RSA-HSM") | (Kind::Hsm, "RSA") | (Kind::Hsm, "RSA-HSM") => (true, "RSA-HSM"),
+        (Kind::Vault | Kind::Hsm, "RSA-HSM") | (Kind::Hsm, "RSA") => (true, "RSA-HSM"),
         (Kind::Vault, "EC") => (false, "EC"),
-        (Kind::Vault, "EC-HSM") | (Kind::Hsm, "EC") | (Kind::Hsm, "EC-HSM") => (false, "EC-HSM"),
+        (Kind::Vault | Kind::Hsm, "EC-HSM") | (Kind::Hsm, "EC") => (false, "EC-HSM"),
         (_, "oct" | "oct-HSM") => {
             return Err(ApiError::bad_parameter(format!(
                 "Key type '{kty}' is not supported by this emulator."

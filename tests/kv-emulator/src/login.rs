@@ -79,8 +79,11 @@ pub fn handle(
             "issuer": app.issuer.federation_issuer(),
             "jwks_uri": format!("{authority}/federation/.well-known/jwks"),
         })),
-        ("GET", [t, "v2.0", ".well-known", "openid-configuration"])
-        | ("GET", [t, ".well-known", "openid-configuration"]) => Reply::ok(json!({
+        (
+            "GET",
+            [t, "v2.0", ".well-known", "openid-configuration"]
+            | [t, ".well-known", "openid-configuration"],
+        ) => Reply::ok(json!({
             "token_endpoint": format!("{authority}/{t}/oauth2/v2.0/token"),
             "authorization_endpoint": format!("{authority}/{t}/oauth2/v2.0/authorize"),
             "device_authorization_endpoint": format!("{authority}/{t}/oauth2/v2.0/devicecode"),
@@ -94,8 +97,9 @@ pub fn handle(
             "tenant_region_scope": "NA",
             "cloud_instance_name": "localhost",
         })),
-        ("GET", [_, "discovery", "v2.0", "keys"])
-        | ("GET", ["federation", ".well-known", "jwks"]) => Reply::ok(app.issuer.jwks()),
+        ("GET", [_, "discovery", "v2.0", "keys"] | ["federation", ".well-known", "jwks"]) => {
+            Reply::ok(app.issuer.jwks())
+        }
         ("GET", ["common", "discovery", "instance"]) => {
             let host = app.login_host.clone();
             Reply::ok(json!({

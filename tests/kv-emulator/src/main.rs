@@ -1,5 +1,7 @@
 //! kv-emulator: an Azure Key Vault and Managed HSM data-plane emulator for offline tests
 //! of identify-pkcs11. See README.md beside Cargo.toml for the interface.
+// Stricter than the workspace (which denies): no module of the emulator may allow it.
+#![forbid(unsafe_code)]
 
 mod admin;
 mod app;
@@ -127,7 +129,7 @@ fn fail(msg: &str) -> ! {
 fn sibling(ready: &Path, suffix: &str) -> PathBuf {
     let mut name = ready
         .file_name()
-        .map(|n| n.to_os_string())
+        .map(std::ffi::OsStr::to_os_string)
         .unwrap_or_default();
     name.push(suffix);
     ready.with_file_name(name)

@@ -491,9 +491,11 @@ fn admit(
         .admit(class, cost, Instant::now(), c.kind == Kind::Hsm)
     {
         Ok(()) => Ok(()),
-        Err(wait) => Err(ApiError::throttled(
-            retry_after.then(|| wait.as_secs_f64().ceil().max(1.0) as u64),
-        )),
+        Err(wait) => Err(ApiError::throttled(retry_after.then(|| {
+            wait.as_secs()
+                .saturating_add(u64::from(wait.subsec_nanos() > 0))
+                .max(1)
+        }))),
     }
 }
 

@@ -78,7 +78,7 @@ pub async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, app: Arc<Ap
             let conn = builder.serve_connection(TokioIo::new(tls), svc);
             tokio::select! {
                 _ = conn => {}
-                _ = ctl.abort.notified() => {}
+                () = ctl.abort.notified() => {}
             }
         });
     }

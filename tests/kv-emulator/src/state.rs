@@ -204,11 +204,15 @@ impl Container {
 
     /// The state lock; a poisoned lock (a panic elsewhere) still yields the data.
     pub fn lock(&self) -> MutexGuard<'_, ContainerState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn throttle(&self) -> MutexGuard<'_, Throttle> {
-        self.throttle.lock().unwrap_or_else(|e| e.into_inner())
+        self.throttle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn key_id(&self, name: &str, version: &str) -> String {

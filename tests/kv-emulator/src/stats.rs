@@ -31,7 +31,10 @@ pub struct Sample {
 
 impl Stats {
     pub fn record(&self, s: &Sample) {
-        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         c.total += 1;
         if let Some(op) = s.operation {
             *c.by_operation.entry(op.to_string()).or_default() += 1;
@@ -49,7 +52,10 @@ impl Stats {
     }
 
     pub fn snapshot(&self) -> Value {
-        let c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let c = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         json!({
             "total_requests": c.total,
             "by_operation": c.by_operation,
@@ -60,7 +66,10 @@ impl Stats {
     }
 
     pub fn reset(&self) {
-        *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = Counters::default();
+        *self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Counters::default();
     }
 }
 

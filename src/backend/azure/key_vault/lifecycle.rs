@@ -37,11 +37,11 @@ fn name_version(kid: &str) -> Option<(String, String)> {
     Some((s.next()?.to_owned(), s.next()?.to_owned()))
 }
 
-fn cert_curve(c: crate::backend::Curve) -> CertCurve {
+fn cert_curve(c: crate::crypto::Curve) -> CertCurve {
     match c {
-        crate::backend::Curve::P256 => CertCurve::P256,
-        crate::backend::Curve::P384 => CertCurve::P384,
-        crate::backend::Curve::P521 => CertCurve::P521,
+        crate::crypto::Curve::P256 => CertCurve::P256,
+        crate::crypto::Curve::P384 => CertCurve::P384,
+        crate::crypto::Curve::P521 => CertCurve::P521,
     }
 }
 
@@ -312,7 +312,7 @@ impl KeyVaultBackend {
                 key_name: r.key_name,
                 key_version: r.key_version,
                 label: r.label,
-                cka_id: crate::backend::directory::hex(&r.cka_id),
+                cka_id: crate::crypto::hex::encode(&r.cka_id),
                 der: openssl::base64::encode_block(&r.der),
             })
             .collect())
@@ -343,7 +343,7 @@ fn jwk(pkey: &PKey<Private>) -> Result<JsonWebKey> {
     match pkey.id() {
         Id::RSA => {
             let rsa = pkey.rsa()?;
-            let v = |b: Option<&openssl::bn::BigNumRef>| b.map(|b| b.to_vec());
+            let v = |b: Option<&openssl::bn::BigNumRef>| b.map(openssl::bn::BigNumRef::to_vec);
             k.kty = Some(KeyType::RsaHsm);
             k.n = Some(rsa.n().to_vec());
             k.e = Some(rsa.e().to_vec());
@@ -371,7 +371,7 @@ fn jwk(pkey: &PKey<Private>) -> Result<JsonWebKey> {
             let curve = ec
                 .group()
                 .curve_name()
-                .and_then(crate::backend::Curve::from_nid)
+                .and_then(crate::crypto::Curve::from_nid)
                 .ok_or(Error::KeySizeRange)?;
             let len = curve.field_len();
             let mut ctx = openssl::bn::BigNumContext::new()?;
@@ -384,9 +384,9 @@ fn jwk(pkey: &PKey<Private>) -> Result<JsonWebKey> {
             };
             k.kty = Some(KeyType::EcHsm);
             k.crv = Some(match curve {
-                crate::backend::Curve::P256 => CurveName::P256,
-                crate::backend::Curve::P384 => CurveName::P384,
-                crate::backend::Curve::P521 => CurveName::P521,
+                crate::crypto::Curve::P256 => CurveName::P256,
+                crate::crypto::Curve::P384 => CurveName::P384,
+                crate::crypto::Curve::P521 => CurveName::P521,
             });
             k.x = Some(pad(&x)?);
             k.y = Some(pad(&y)?);

@@ -181,12 +181,8 @@ async fn main() {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    all.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        all.get(((all.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
+    all.sort_by(f64::total_cmp);
+    let pct = |p: f64| all.get(rank(all.len(), p)).copied().unwrap_or(0.0);
     let out = json!({
         "op": op, "key": key, "kind": kind, "concurrency": concurrency, "seconds": elapsed,
         "requests": all.len(), "rps": (all.len() as f64 / elapsed).round(),
@@ -194,4 +190,15 @@ async fn main() {
         "statuses": statuses,
     });
     println!("{out}");
+}
+
+/// The index of percentile `p` (in [0, 1]) among `len` sorted values (nearest rank).
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "p is in [0, 1], so the rank is in [0, len - 1]; `as` saturates anyway"
+)]
+fn rank(len: usize, p: f64) -> usize {
+    ((len as f64 - 1.0) * p).round() as usize
 }

@@ -1,5 +1,5 @@
-//! Shared by the integration tests that drive the module directly: a directory store seeded
-//! with the SoftHSM2 fixture keys, and the path of the built library.
+//! The integration tests' harness: a directory store seeded with the SoftHSM2 fixture
+//! keys, the path of the built library, and the Key Vault / Managed HSM emulator.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

@@ -23,8 +23,8 @@
 
 #![allow(dead_code)] // each test crate uses a different part of the harness
 
-#[path = "../support/mod.rs"]
-mod support;
+#[path = "../harness/mod.rs"]
+mod harness;
 
 use std::fmt::{Debug, Display};
 use std::path::{Path, PathBuf};
@@ -73,7 +73,7 @@ pub struct Target {
     _login: Mutex<Session>,
     _dir: Option<TempDir>,
     /// The emulator behind a key-vault target (ends with this process).
-    _emulator: Option<support::Emulator>,
+    _emulator: Option<harness::Emulator>,
 }
 
 impl Target {
@@ -81,7 +81,7 @@ impl Target {
     pub fn softhsm() -> Result<Target, String> {
         let _loading = LOADING
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let module = std::env::var("SOFTHSM2_MODULE").unwrap_or(SOFTHSM_DEFAULT_MODULE.into());
         // setup.sh needs softhsm2-util (package softhsm2) and pkcs11-tool (package opensc).
         let missing: Vec<String> = [
@@ -124,7 +124,7 @@ impl Target {
     pub fn ours() -> Result<Target, String> {
         let _loading = LOADING
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = tempfile::tempdir().map_err(|e| format!("[ours] temp dir: {e}"))?;
         let store = dir.path().join("store");
         std::fs::create_dir(&store).map_err(|e| format!("[ours] {}: {e}", store.display()))?;
@@ -164,8 +164,8 @@ impl Target {
     pub fn key_vault() -> Result<Target, String> {
         let _loading = LOADING
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let emulator = support::Emulator::start();
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let emulator = harness::Emulator::start();
         // The suite generates and destroys keys: the officer principal.
         let config = emulator.config_officer(TOKEN_LABEL, "allow_destroy = true");
         set_env("IDENTIFY_PKCS11_CONFIG", &config);
@@ -184,8 +184,8 @@ impl Target {
     pub fn managed_hsm() -> Result<Target, String> {
         let _loading = LOADING
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let emulator = support::Emulator::start();
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let emulator = harness::Emulator::start();
         let extra = match std::env::var("IDENTIFY_PKCS11_SUITE_DB") {
             Ok(url) => format!("allow_destroy = true\ncertificates = {url:?}"),
             Err(_) => "allow_destroy = true".into(),
@@ -554,7 +554,7 @@ fn open_sides() -> [Side; 2] {
 pub fn sides() -> Sides {
     let shared = TOKEN_WRITES
         .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     Sides {
         sides: open_sides(),
         _shared: Some(shared),
@@ -566,7 +566,7 @@ pub fn sides() -> Sides {
 pub fn sides_exclusive() -> Sides {
     let exclusive = TOKEN_WRITES
         .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     Sides {
         sides: open_sides(),
         _shared: None,
@@ -758,17 +758,16 @@ impl Cases {
             self.ran,
             self.failures.len()
         );
-        if !self.failures.is_empty() {
-            panic!(
-                "{} of {} cases failed in {} ({} vs {}):\n{}",
-                self.failures.len(),
-                self.ran,
-                self.area,
-                softhsm().name,
-                peer().name,
-                self.failures.join("\n")
-            );
-        }
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} cases failed in {} ({} vs {}):\n{}",
+            self.failures.len(),
+            self.ran,
+            self.area,
+            softhsm().name,
+            peer().name,
+            self.failures.join("\n")
+        );
     }
 }
 

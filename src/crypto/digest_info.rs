@@ -1,6 +1,6 @@
 //! DER DigestInfo (RFC 8017 §9.2 note 1): the prefix before the digest, per hash.
 
-use crate::backend::HashAlg;
+use crate::crypto::HashAlg;
 
 fn prefix(h: HashAlg) -> &'static [u8] {
     match h {
