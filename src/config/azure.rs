@@ -12,7 +12,12 @@ pub(super) fn azure_slot(
     at: &At<'_>,
     label: &str,
 ) -> Result<AzureConfig> {
-    let managed_hsm = kind == SlotKind::ManagedHsm;
+    let service = if kind == SlotKind::ManagedHsm {
+        Service::ManagedHsm
+    } else {
+        Service::KeyVault
+    };
+    let managed_hsm = service == Service::ManagedHsm;
     for (key, given) in [
         ("path", s.path.is_some()),
         ("writable", s.writable.is_some()),
@@ -194,7 +199,7 @@ pub(super) fn azure_slot(
     };
     Ok(AzureConfig {
         url: url.get_ref().trim_end_matches('/').to_owned(),
-        managed_hsm,
+        service,
         ca_pem,
         credential,
         key_names: s.key_names.clone(),

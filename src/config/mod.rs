@@ -275,12 +275,45 @@ pub enum StoreConfig {
     Windows(windows_store::WindowsStoreConfig),
 }
 
+/// Which Azure service holds a slot's keys. Both speak the Key Vault keys API (one backend
+/// serves both); they differ in where certificates live, in throttling and in key types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Azure Key Vault (`kind = "key-vault"`): software and HSM-protected keys, the vault's
+    /// own certificates, service limits per vault.
+    KeyVault,
+    /// Azure Managed HSM (`kind = "managed-hsm"`): HSM keys only, no certificate store
+    /// (certificates live in the certificate database), no per-operation throttling.
+    ManagedHsm,
+}
+
+impl Service {
+    /// The slot kind in the configuration file.
+    pub fn kind_name(self) -> &'static str {
+        match self {
+            Service::KeyVault => "key-vault",
+            Service::ManagedHsm => "managed-hsm",
+        }
+    }
+
+    /// Whether the service stores certificates beside its keys.
+    pub fn has_certificates(self) -> bool {
+        self == Service::KeyVault
+    }
+
+    /// Whether cryptographic operations count against per-vault limits (the module then
+    /// spends a rate budget before each request).
+    pub fn throttles_operations(self) -> bool {
+        self == Service::KeyVault
+    }
+}
+
 /// A key-vault or managed-hsm slot.
 #[derive(Clone)]
 pub struct AzureConfig {
     /// `https://NAME.vault.azure.net` or `https://NAME.managedhsm.azure.net`.
     pub url: String,
-    pub managed_hsm: bool,
+    pub service: Service,
     /// Extra trust anchors (PEM) beside the system's.
     pub ca_pem: Option<Vec<u8>>,
     pub credential: Credential,

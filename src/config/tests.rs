@@ -254,7 +254,7 @@ fn managed_hsm_slots_and_their_certificate_database() {
     let StoreConfig::Azure(a) = &c.slots[0].store else {
         panic!("not an Azure slot")
     };
-    assert!(a.managed_hsm && a.hsm_keys && a.hsm_random);
+    assert!(a.service == Service::ManagedHsm && a.hsm_keys && a.hsm_random);
     assert_eq!(a.url, "https://contoso.managedhsm.azure.net");
     // Default: one SQLite file per slot beside the configuration.
     assert_eq!(

@@ -49,6 +49,8 @@ const TAG_ID: &str = "pkcs11-id";
 /// Concurrent GETs while listing key versions.
 const LIST_CONCURRENCY: usize = 8;
 
+/// A `key-vault` or `managed-hsm` slot's store: the Key Vault keys API that both services
+/// speak, with what differs decided by `cfg.service` (certificates, throttling).
 pub struct KeyVaultBackend {
     cfg: AzureConfig,
     runtime: Arc<AzureRuntime>,
@@ -95,7 +97,7 @@ impl KeyVaultBackend {
         key_options.client_options = options.clone();
         let keys = KeyClient::new(&cfg.url, cred.clone(), Some(key_options))
             .map_err(|e| Error::Config(format!("vault {}: {e}", cfg.url)))?;
-        let certificates = if cfg.managed_hsm {
+        let certificates = if !cfg.service.has_certificates() {
             None
         } else {
             let mut o = CertificateClientOptions::default();
@@ -110,7 +112,10 @@ impl KeyVaultBackend {
         let local_certificates =
             CertDb::new(cfg.certificates.clone(), &cfg.url).with_ca(cfg.ca_pem.clone());
         Ok(KeyVaultBackend {
-            budget: (!cfg.managed_hsm).then(|| RateBudget::new(cfg.rate_budget)),
+            budget: cfg
+                .service
+                .throttles_operations()
+                .then(|| RateBudget::new(cfg.rate_budget)),
             cfg,
             runtime,
             keys: Arc::new(keys),
@@ -276,11 +281,7 @@ impl KeyVaultBackend {
 
 impl Backend for KeyVaultBackend {
     fn kind(&self) -> &'static str {
-        if self.cfg.managed_hsm {
-            "managed-hsm"
-        } else {
-            "key-vault"
-        }
+        self.cfg.service.kind_name()
     }
 
     fn writable(&self) -> bool {
