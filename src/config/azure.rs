@@ -1,77 +1,88 @@
 //! `key-vault` and `managed-hsm` slots: the vault, the credential, the limits.
 
+use super::slots::{KeyVaultTable, ManagedHsmTable};
 use super::*;
 
 pub(super) type At<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> Error + 'a;
 
-/// Validates a key-vault or managed-hsm slot.
+/// What a key-vault or managed-hsm table says, seen the same way for both kinds.
+pub(super) struct AzureView<'a> {
+    service: Service,
+    kind_span: std::ops::Range<usize>,
+    url: &'a Option<toml::Spanned<String>>,
+    hsm_random: Option<bool>,
+    ca_file: &'a Option<toml::Spanned<PathBuf>>,
+    credential: &'a Option<toml::Spanned<RawCredential>>,
+    key_names: &'a Option<Vec<String>>,
+    tags: &'a Option<BTreeMap<String, String>>,
+    hsm_keys: Option<bool>,
+    allow_destroy: Option<bool>,
+    deadline_seconds: &'a Option<toml::Spanned<u64>>,
+    max_retries: &'a Option<toml::Spanned<u32>>,
+    rate_budget: &'a Option<toml::Spanned<f64>>,
+    certificates: &'a Option<toml::Spanned<String>>,
+    certificates_dir: &'a Option<toml::Spanned<PathBuf>>,
+}
+
+/// The view of a kind's table (`$url`: the key naming the store).
+macro_rules! azure_view {
+    ($t:expr, $service:expr, $url:ident, $hsm_random:expr) => {
+        AzureView {
+            service: $service,
+            kind_span: $t.kind.span(),
+            url: &$t.$url,
+            hsm_random: $hsm_random,
+            ca_file: &$t.ca_file,
+            credential: &$t.credential,
+            key_names: &$t.key_names,
+            tags: &$t.tags,
+            hsm_keys: $t.hsm_keys,
+            allow_destroy: $t.allow_destroy,
+            deadline_seconds: &$t.deadline_seconds,
+            max_retries: &$t.max_retries,
+            rate_budget: &$t.rate_budget,
+            certificates: &$t.certificates,
+            certificates_dir: &$t.certificates_dir,
+        }
+    };
+}
+
+impl<'a> AzureView<'a> {
+    pub(super) fn key_vault(t: &'a KeyVaultTable) -> AzureView<'a> {
+        azure_view!(t, Service::KeyVault, vault, None)
+    }
+
+    pub(super) fn managed_hsm(t: &'a ManagedHsmTable) -> AzureView<'a> {
+        azure_view!(t, Service::ManagedHsm, hsm, t.hsm_random)
+    }
+}
+
+/// Validates a key-vault or managed-hsm slot. Which keys each kind takes is the types'
+/// business (slots.rs); what is left is what the keys say.
 pub(super) fn azure_slot(
-    s: &RawSlot,
-    kind: SlotKind,
+    s: &AzureView<'_>,
     source: &Source,
     at: &At<'_>,
     label: &str,
 ) -> Result<AzureConfig> {
-    let service = if kind == SlotKind::ManagedHsm {
-        Service::ManagedHsm
-    } else {
-        Service::KeyVault
-    };
+    let service = s.service;
     let managed_hsm = service == Service::ManagedHsm;
-    for (key, given) in [
-        ("path", s.path.is_some()),
-        ("writable", s.writable.is_some()),
-        ("pkcs12_password_file", s.pkcs12_password_file.is_some()),
-    ] {
-        if given {
-            return Err(at(
-                s.kind.span(),
-                key,
-                format!(
-                    "is for cert-store slots, not for kind = {:?}",
-                    kind.as_str()
-                ),
-            ));
-        }
-    }
-    // A vault is `vault = …`, a Managed HSM `hsm = …`.
-    let (url_key, url, wrong) = if managed_hsm {
-        ("hsm", &s.hsm, s.vault.as_ref().map(|v| (v, "vault")))
-    } else {
-        ("vault", &s.vault, s.hsm.as_ref().map(|v| (v, "hsm")))
-    };
-    if let Some((v, key)) = wrong {
-        return Err(at(
-            v.span(),
-            key,
-            format!(
-                "a `{}` slot names its store with `{url_key} = \"https://…\"`",
-                kind.as_str()
-            ),
-        ));
-    }
+    let url_key = if managed_hsm { "hsm" } else { "vault" };
     let example = if managed_hsm {
         "https://contoso.managedhsm.azure.net"
     } else {
         "https://contoso.vault.azure.net"
     };
-    let Some(url) = url else {
+    let Some(url) = s.url else {
         return Err(at(
-            s.kind.span(),
+            s.kind_span.clone(),
             url_key,
             format!(
                 "a `{}` slot needs `{url_key} = \"{example}\"`",
-                kind.as_str()
+                service.kind_name()
             ),
         ));
     };
-    if s.hsm_random.is_some() && !managed_hsm {
-        return Err(at(
-            s.kind.span(),
-            "hsm_random",
-            "is for managed-hsm slots (a vault has no random number service)".into(),
-        ));
-    }
     let parsed = url::Url::parse(url.get_ref()).map_err(|e| {
         at(
             url.span(),
@@ -93,7 +104,7 @@ pub(super) fn azure_slot(
         Source::File(f) if p.is_relative() => f.parent().unwrap_or(Path::new(".")).join(p),
         _ => p.to_owned(),
     };
-    let ca_pem = match &s.ca_file {
+    let ca_pem = match s.ca_file {
         None => None,
         Some(f) => {
             let path = relative(f.get_ref());
@@ -112,9 +123,9 @@ pub(super) fn azure_slot(
             Some(pem)
         }
     };
-    let Some(cred) = &s.credential else {
+    let Some(cred) = s.credential else {
         return Err(at(
-            s.kind.span(),
+            s.kind_span.clone(),
             "credential",
             "add a [slot.credential] table with type = \"managed-identity\" | \"client-secret\" | \"client-certificate\" | \"workload-identity\" | \"azure-cli\"".into(),
         ));
@@ -132,15 +143,15 @@ pub(super) fn azure_slot(
         Some(x) => Ok(*x.get_ref()),
         None => Ok(default),
     };
-    let deadline_seconds = seconds(&s.deadline_seconds, "deadline_seconds", 10, 300)?;
-    let max_retries = match &s.max_retries {
+    let deadline_seconds = seconds(s.deadline_seconds, "deadline_seconds", 10, 300)?;
+    let max_retries = match s.max_retries {
         Some(r) if *r.get_ref() > 10 => {
             return Err(at(r.span(), "max_retries", "must be 0 to 10".into()));
         }
         Some(r) => *r.get_ref(),
         None => 4,
     };
-    let rate_budget = match &s.rate_budget {
+    let rate_budget = match s.rate_budget {
         Some(r) if !(*r.get_ref() >= 0.004 && *r.get_ref() <= 100.0) => {
             return Err(at(
                 r.span(),
@@ -151,18 +162,18 @@ pub(super) fn azure_slot(
         Some(r) => *r.get_ref(),
         None => 0.9,
     };
-    if let Some(names) = &s.key_names
+    if let Some(names) = s.key_names
         && let Some(bad) = names
             .iter()
             .find(|n| n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
     {
         return Err(at(
-            s.kind.span(),
+            s.kind_span.clone(),
             "key_names",
             format!("{bad:?} is not a key name (1-127 of 0-9 a-z A-Z -)"),
         ));
     }
-    if let Some(d) = &s.certificates_dir {
+    if let Some(d) = s.certificates_dir {
         return Err(at(
             d.span(),
             "certificates_dir",
@@ -176,7 +187,7 @@ pub(super) fn azure_slot(
             .unwrap_or(Path::new("."))
             .to_owned(),
     };
-    let certificates = match &s.certificates {
+    let certificates = match s.certificates {
         Some(c) => {
             let location = crate::certdb::Location::parse(c.get_ref(), &base)
                 .map_err(|m| at(c.span(), "certificates", m))?;

@@ -9,12 +9,14 @@
 
 mod azure;
 mod pin;
+mod slots;
 pub mod windows_store;
 
 pub use azure::kind_name;
-use azure::{azure_slot, read_secret_file};
+use azure::{AzureView, azure_slot, read_secret_file};
 use pin::check_pin_hash;
 pub use pin::{MAX_CONCURRENT_PIN_CHECKS, hash_pin, verify_pin};
+use slots::SlotTable;
 
 use crate::error::{Error, Result};
 use serde::Deserialize;
@@ -103,65 +105,10 @@ impl SlotKind {
     }
 }
 
-/// One `[[slot]]` table as written.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSlot {
-    label: toml::Spanned<String>,
-    kind: toml::Spanned<SlotKind>,
-    #[serde(default)]
-    path: Option<toml::Spanned<PathBuf>>,
-    /// A Windows certificate store, `CurrentUser/My` (cert-store slots on Windows).
-    #[serde(default)]
-    store: Option<toml::Spanned<String>>,
-    #[serde(default)]
-    writable: Option<bool>,
-    #[serde(default)]
-    pin_hash: Option<toml::Spanned<String>>,
-    #[serde(default)]
-    pin_tries: Option<toml::Spanned<u32>>,
-    #[serde(default)]
-    pin_lockout_seconds: Option<toml::Spanned<u64>>,
-    #[serde(default)]
-    pkcs12_password_file: Option<toml::Spanned<PathBuf>>,
-    #[serde(default)]
-    refresh_seconds: Option<toml::Spanned<u64>>,
-    // --- key-vault / managed-hsm ---
-    #[serde(default)]
-    vault: Option<toml::Spanned<String>>,
-    #[serde(default)]
-    hsm: Option<toml::Spanned<String>>,
-    #[serde(default)]
-    hsm_random: Option<bool>,
-    #[serde(default)]
-    ca_file: Option<toml::Spanned<PathBuf>>,
-    #[serde(default)]
-    credential: Option<toml::Spanned<RawCredential>>,
-    #[serde(default)]
-    key_names: Option<Vec<String>>,
-    #[serde(default)]
-    tags: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    hsm_keys: Option<bool>,
-    #[serde(default)]
-    allow_destroy: Option<bool>,
-    #[serde(default)]
-    deadline_seconds: Option<toml::Spanned<u64>>,
-    #[serde(default)]
-    max_retries: Option<toml::Spanned<u32>>,
-    #[serde(default)]
-    rate_budget: Option<toml::Spanned<f64>>,
-    #[serde(default)]
-    certificates: Option<toml::Spanned<String>>,
-    /// Replaced by `certificates`; named in the error.
-    #[serde(default)]
-    certificates_dir: Option<toml::Spanned<PathBuf>>,
-}
-
 /// `[slot.credential]` as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawCredential {
+pub(super) struct RawCredential {
     #[serde(rename = "type")]
     kind: CredentialKind,
     #[serde(default)]
@@ -201,8 +148,9 @@ pub enum CredentialKind {
 struct RawConfig {
     #[serde(default)]
     log: LogConfig,
-    #[serde(default)]
-    slot: Vec<RawSlot>,
+    /// Read again, each table as its kind's type (slots.rs).
+    #[serde(default, rename = "slot")]
+    _slot: Vec<serde::de::IgnoredAny>,
     #[serde(default)]
     audit: Option<toml::Spanned<RawAudit>>,
     #[serde(default)]
@@ -474,13 +422,12 @@ pub fn load_file(path: &Path) -> Result<Config> {
 
 /// Parses and validates configuration text.
 pub fn parse(text: &str, source: Source) -> Result<Config> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        // The line number and the line itself, so that the message names the key; never
-        // the value of a secret-bearing key, neither in the line nor in the parser's
-        // message (which may quote it), nor a line inside a multi-line string.
-        let mut message = e.message().trim_end().to_owned();
-        let line = e
-            .span()
+    // The line number and the line itself, so that the message names the key; never the
+    // value of a secret-bearing key, neither in the line nor in the parser's message
+    // (which may quote it), nor a line inside a multi-line string.
+    let located = |span: Option<std::ops::Range<usize>>, message: String| {
+        let mut message = message;
+        let line = span
             .map(|s| {
                 let n = line_of(text, s.start);
                 let content = text.lines().nth(n - 1).unwrap_or("").trim();
@@ -495,7 +442,11 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
             })
             .unwrap_or_default();
         Error::Config(format!("{source}: {line}{message}"))
-    })?;
+    };
+    let parse_error = |e: toml::de::Error| located(e.span(), e.message().trim_end().to_owned());
+    let doc = toml::de::DeTable::parse(text).map_err(parse_error)?;
+    let tables = slots::slot_tables(&doc).map_err(|e| located(e.span, e.message))?;
+    let raw = RawConfig::deserialize(toml::de::Deserializer::from(doc)).map_err(parse_error)?;
     let at = |span: std::ops::Range<usize>, key: &str, msg: String| {
         Error::Config(format!(
             "{source}: line {}: `{key}`: {msg}",
@@ -503,36 +454,29 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
         ))
     };
     let mut slots = Vec::new();
-    for s in raw.slot {
-        let label = s.label.get_ref().trim().to_owned();
+    for table in &tables {
+        let c = table.common();
+        let label = c.label.get_ref().trim().to_owned();
         if label.is_empty() || label.len() > MAX_LABEL {
             return Err(at(
-                s.label.span(),
+                c.label.span(),
                 "label",
                 format!(
                     "must be 1 to {MAX_LABEL} bytes, got {:?}",
-                    s.label.get_ref()
+                    c.label.get_ref()
                 ),
             ));
         }
         if slots.iter().any(|x: &SlotConfig| x.label == label) {
             return Err(at(
-                s.label.span(),
+                c.label.span(),
                 "label",
                 format!("{label:?} names two slots; labels must be unique"),
             ));
         }
-        let kind = *s.kind.get_ref();
-        let store = match kind {
-            SlotKind::CertStore => {
-                if let Some(key) = s.azure_keys_present() {
-                    return Err(at(
-                        s.kind.span(),
-                        key,
-                        "is for key-vault and managed-hsm slots, not for kind = \"cert-store\""
-                            .into(),
-                    ));
-                }
+        let kind = *c.kind.get_ref();
+        let store = match table {
+            SlotTable::CertStore(s) => {
                 if let Some(store) = &s.store {
                     if let Some(p) = &s.path {
                         return Err(at(
@@ -593,11 +537,20 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
                     }
                 }
             }
-            SlotKind::KeyVault | SlotKind::ManagedHsm => {
-                StoreConfig::Azure(Box::new(azure_slot(&s, kind, &source, &at, &label)?))
-            }
+            SlotTable::KeyVault(t) => StoreConfig::Azure(Box::new(azure_slot(
+                &AzureView::key_vault(t),
+                &source,
+                &at,
+                &label,
+            )?)),
+            SlotTable::ManagedHsm(t) => StoreConfig::Azure(Box::new(azure_slot(
+                &AzureView::managed_hsm(t),
+                &source,
+                &at,
+                &label,
+            )?)),
         };
-        if let Some(h) = &s.pin_hash {
+        if let Some(h) = c.pin_hash {
             check_pin_hash(h.get_ref()).map_err(|m| {
                 at(
                     h.span(),
@@ -606,8 +559,8 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
                 )
             })?;
         }
-        let pin_tries = match &s.pin_tries {
-            Some(n) if s.pin_hash.is_none() => {
+        let pin_tries = match c.pin_tries {
+            Some(n) if c.pin_hash.is_none() => {
                 return Err(at(
                     n.span(),
                     "pin_tries",
@@ -620,8 +573,8 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
             Some(n) => *n.get_ref(),
             None => DEFAULT_PIN_TRIES,
         };
-        let pin_lockout_seconds = match &s.pin_lockout_seconds {
-            Some(n) if s.pin_hash.is_none() => {
+        let pin_lockout_seconds = match c.pin_lockout_seconds {
+            Some(n) if c.pin_hash.is_none() => {
                 return Err(at(
                     n.span(),
                     "pin_lockout_seconds",
@@ -638,7 +591,7 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
             Some(n) => *n.get_ref(),
             None => DEFAULT_PIN_LOCKOUT_SECONDS,
         };
-        let refresh_seconds = match &s.refresh_seconds {
+        let refresh_seconds = match c.refresh_seconds {
             Some(r) if *r.get_ref() == 0 || *r.get_ref() > 86_400 => {
                 return Err(at(r.span(), "refresh_seconds", "must be 1 to 86400".into()));
             }
@@ -651,7 +604,7 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
             label,
             kind,
             store,
-            pin_hash: s.pin_hash.map(toml::Spanned::into_inner),
+            pin_hash: c.pin_hash.as_ref().map(|h| h.get_ref().clone()),
             pin_tries,
             pin_lockout: Duration::from_secs(pin_lockout_seconds),
             refresh_seconds,
@@ -731,31 +684,6 @@ fn windows_store(
         Err(format!(
             "{value:?} names a Windows certificate store, and this is not Windows; here a `cert-store` slot takes `path = \"DIR\"`"
         ))
-    }
-}
-
-impl RawSlot {
-    /// The first key-vault / managed-hsm setting given, for refusing it on a cert-store.
-    fn azure_keys_present(&self) -> Option<&'static str> {
-        [
-            ("vault", self.vault.is_some()),
-            ("hsm", self.hsm.is_some()),
-            ("hsm_random", self.hsm_random.is_some()),
-            ("ca_file", self.ca_file.is_some()),
-            ("credential", self.credential.is_some()),
-            ("key_names", self.key_names.is_some()),
-            ("tags", self.tags.is_some()),
-            ("hsm_keys", self.hsm_keys.is_some()),
-            ("allow_destroy", self.allow_destroy.is_some()),
-            ("deadline_seconds", self.deadline_seconds.is_some()),
-            ("max_retries", self.max_retries.is_some()),
-            ("rate_budget", self.rate_budget.is_some()),
-            ("certificates", self.certificates.is_some()),
-            ("certificates_dir", self.certificates_dir.is_some()),
-        ]
-        .into_iter()
-        .find(|(_, given)| *given)
-        .map(|(k, _)| k)
     }
 }
 

@@ -86,6 +86,56 @@ fn unknown_key_names_file_line_and_accepted_keys() {
 }
 
 #[test]
+fn a_key_of_another_kind_names_the_kinds_that_take_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert_store = format!(
+        "[[slot]]\nlabel = \"a\"\nkind = \"cert-store\"\npath = {:?}\n",
+        dir.path()
+    );
+    let m = err(&format!(
+        "{cert_store}vault = \"https://v.vault.azure.net\"\n"
+    ));
+    assert!(
+        m.starts_with("/etc/x.toml: line 5 (`vault = \"https://v.vault.azure.net\"`): ")
+            && m.contains("`vault` is for key-vault slots, not for kind = \"cert-store\""),
+        "{m}"
+    );
+    let m = err(&format!("{cert_store}deadline_seconds = 5\n"));
+    assert!(
+        m.contains("line 5") && m.contains("is for key-vault and managed-hsm slots"),
+        "{m}"
+    );
+    let vault =
+        "[[slot]]\nlabel = \"v\"\nkind = \"key-vault\"\nvault = \"https://v.vault.azure.net\"\n";
+    let m = err(&format!("{vault}writable = false\n"));
+    assert!(
+        m.contains("line 5")
+            && m.contains("`writable` is for cert-store slots, not for kind = \"key-vault\""),
+        "{m}"
+    );
+    let m = err(&format!(
+        "{vault}hsm = \"https://h.managedhsm.azure.net\"\n"
+    ));
+    assert!(m.contains("line 5") && m.contains("vault = "), "{m}");
+}
+
+#[test]
+fn slot_tables_have_a_kind_and_are_tables() {
+    let m = err("[[slot]]\nlabel = \"a\"\n");
+    assert!(
+        m.contains("line 1") && m.contains("missing field `kind`"),
+        "{m}"
+    );
+    let m = err("slot = 5\n");
+    assert!(
+        m.contains("line 1") && m.contains("`[[slot]]` tables"),
+        "{m}"
+    );
+    let m = err("slot = [1]\n");
+    assert!(m.contains("`[[slot]]` tables"), "{m}");
+}
+
+#[test]
 fn wrong_type_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let m = err(&format!(
