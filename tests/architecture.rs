@@ -162,14 +162,10 @@ fn import_graph(root: &Path) -> Graph {
     let modules: BTreeSet<String> = files
         .iter()
         .filter_map(|f| module_path(f.strip_prefix(root).ok()?).first().cloned())
-        .filter(|m| m != "bin")
         .collect();
     let mut graph = Graph::new();
     for file in &files {
         let rel = file.strip_prefix(root).unwrap_or(file);
-        if rel.starts_with("src/bin") {
-            continue; // the CLI is a client of the library, not one of its modules
-        }
         let here = module_path(rel);
         let Some(from) = unit(&here) else { continue };
         let text = std::fs::read_to_string(file).unwrap_or_default();

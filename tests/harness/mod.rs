@@ -4,8 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
+/// The repository's `softhsm-fixtures` (the harness serves the module's tests and the
+/// CLI's, whose crate is `cli/`).
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("softhsm-fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join("softhsm-fixtures"))
+        .find(|d| d.is_dir())
+        .expect("softhsm-fixtures in the repository")
 }
 
 /// The built cdylib: `IDENTIFY_PKCS11_MODULE`, else the one in this test's target dir.

@@ -13,6 +13,7 @@
 // The configuration variable is set before the module is loaded, in the only test here.
 #![allow(unsafe_code)]
 
+#[path = "../../tests/harness/mod.rs"]
 mod harness;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};

@@ -19,7 +19,7 @@ fn err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
 /// The library built with this executable: beside it (target/<profile>/, where `cargo build`
 /// puts it), else in its `deps/` (where `cargo run --bin` leaves the cdylib it builds for
 /// this program without copying it up).
-fn default_module() -> Result<PathBuf> {
+pub(crate) fn default_module() -> Result<PathBuf> {
     let exe = std::env::current_exe().map_err(err("locating this program"))?;
     let dir = exe.parent().ok_or("this program has no directory")?;
     let name = if cfg!(windows) {

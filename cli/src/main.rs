@@ -367,7 +367,7 @@ fn main() -> ExitCode {
             let o = bench::Options {
                 module: match module {
                     Some(m) => m,
-                    None => beside("libidentify_pkcs11.so")?,
+                    None => demo::default_module()?,
                 },
                 emulator: match emulator {
                     Some(e) => e,

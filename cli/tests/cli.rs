@@ -3,6 +3,7 @@
 //! role, an unreachable vault, throttling, latency, an expiring certificate, a bad
 //! configuration.
 
+#[path = "../../tests/harness/mod.rs"]
 mod harness;
 
 use harness::{Emulator, FixtureStore};
