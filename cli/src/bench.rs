@@ -15,9 +15,9 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, ObjectClass};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
-use std::io::{Read, Write};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,107 +35,45 @@ pub struct Options {
     pub kv_load: PathBuf,
 }
 
-struct Emulator {
-    child: Child,
-    dir: tempfile::TempDir,
-    ready: serde_json::Value,
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The emulator, started by the shared launcher (tests/kv-launch), seeded and with the
+/// bench's configuration file.
+struct Emulator(kv_launch::Emulator);
 
 impl Emulator {
     fn start(bin: &Path, seed: &Path) -> Result<Emulator> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let ready_path = dir.path().join("ready.json");
-        let child = Command::new(bin)
-            .arg("--ready-file")
-            .arg(&ready_path)
-            .arg("--seed-dir")
-            .arg(seed)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ready_path.exists() {
-            if Instant::now() > deadline {
-                return Err("the emulator wrote no ready file within 10 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let ready = serde_json::from_slice(&std::fs::read(&ready_path).map_err(|e| e.to_string())?)
-            .map_err(|e| format!("ready file: {e}"))?;
-        Ok(Emulator { child, dir, ready })
-    }
-
-    fn field(&self, k: &str) -> Result<String> {
-        self.ready[k]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("ready file has no {k}"))
-    }
-
-    /// One admin request, plain HTTP on loopback.
-    fn admin(&self, method: &str, path: &str, body: &str) -> Result<String> {
-        let url = self.field("admin_url")?;
-        let addr = url.trim_start_matches("http://");
-        let mut s = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .map_err(|e| e.to_string())?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-        if !out.starts_with("HTTP/1.1 2") {
+        let emulator = kv_launch::Emulator::start(&kv_launch::Launch {
+            bin,
+            seed_dir: seed,
+            config: None,
+            exit_with_this_process: false,
+            log: false,
+        })?;
+        if let Some(host) = emulator.unresolved_hosts().first() {
             return Err(format!(
-                "admin {method} {path}: {}",
-                out.lines().next().unwrap_or("")
+                "{host} does not resolve: add '127.0.0.1 {host}' to /etc/hosts"
             ));
         }
-        Ok(out)
-    }
-
-    fn hosts_resolve(&self) -> Result<()> {
-        for host in self.ready["hosts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|h| h.as_str())
-        {
-            if std::net::ToSocketAddrs::to_socket_addrs(&(host, 443)).is_err() {
-                return Err(format!(
-                    "{host} does not resolve: add '127.0.0.1 {host}' to /etc/hosts"
-                ));
-            }
-        }
-        Ok(())
+        Ok(Emulator(emulator))
     }
 
     fn config(&self, rate_budget: f64) -> Result<PathBuf> {
-        let secret = self.dir.path().join("secret");
-        std::fs::write(&secret, self.field("client_secret")?).map_err(|e| e.to_string())?;
+        let secret = self.0.dir.path().join("secret");
+        std::fs::write(&secret, self.0.field("client_secret")?).map_err(|e| e.to_string())?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))
                 .map_err(|e| e.to_string())?;
         }
-        let path = self.dir.path().join("config.toml");
+        let path = self.0.dir.path().join("config.toml");
         let text = format!(
             "[[slot]]\nlabel = \"bench\"\nkind = \"key-vault\"\nvault = {:?}\nca_file = {:?}\ncertificates = \"sqlite:{}\"\nrate_budget = {rate_budget}\n[slot.credential]\ntype = \"client-secret\"\ntenant_id = {:?}\nclient_id = {:?}\nclient_secret_file = {secret:?}\nauthority_host = {:?}\n",
-            self.field("vault_url")?,
-            self.field("ca_file")?,
-            self.dir.path().join("certificates.db").display(),
-            self.field("tenant_id")?,
-            self.field("client_id")?,
-            self.field("authority_host")?,
+            self.0.field("vault_url")?,
+            self.0.field("ca_file")?,
+            self.0.dir.path().join("certificates.db").display(),
+            self.0.field("tenant_id")?,
+            self.0.field("client_id")?,
+            self.0.field("authority_host")?,
         );
         std::fs::write(&path, text).map_err(|e| e.to_string())?;
         Ok(path)
@@ -144,10 +82,9 @@ impl Emulator {
 
 pub fn run(o: Options) -> Result<()> {
     let emu = Emulator::start(&o.emulator, &o.fixtures)?;
-    emu.hosts_resolve()?;
     // The bench measures this module, not throttling: the emulator's limits and our budget
     // are raised far above the load.
-    emu.admin(
+    emu.0.admin(
         "PUT",
         "/faults",
         &format!(
@@ -189,7 +126,7 @@ fn reference_runs(o: &Options, emu: &Emulator) -> Result<String> {
         );
         return Ok(String::new());
     }
-    let ready = emu.dir.path().join("ready.json");
+    let ready = emu.0.dir.path().join("ready.json");
     let mut out = Vec::new();
     for &n in &o.threads {
         let run = Command::new(&o.kv_load)

@@ -371,7 +371,10 @@ fn main() -> ExitCode {
                 },
                 emulator: match emulator {
                     Some(e) => e,
-                    None => beside("kv-emulator")?,
+                    None => {
+                        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+                        kv_launch::default_bin(exe.parent().ok_or("no directory")?)
+                    }
                 },
                 kv_load: beside("kv-load")?,
                 fixtures: seed_dir,

@@ -91,12 +91,17 @@ pub fn fixture_cert(name: &str) -> openssl::x509::X509 {
     openssl::x509::X509::from_pem(&pem).unwrap()
 }
 
-/// A running Key Vault / Managed HSM emulator (tests/kv-emulator), seeded with the fixture
-/// keys; stopped on drop.
-pub struct Emulator {
-    child: std::process::Child,
-    pub dir: tempfile::TempDir,
-    pub ready: serde_json::Value,
+/// A running Key Vault / Managed HSM emulator (tests/kv-emulator, started by the shared
+/// launcher tests/kv-launch), seeded with the fixture keys; stopped on drop. Its fields
+/// (`dir`, `ready`) are the launcher's; failures here panic, as a test wants.
+pub struct Emulator(kv_launch::Emulator);
+
+impl std::ops::Deref for Emulator {
+    type Target = kv_launch::Emulator;
+
+    fn deref(&self) -> &kv_launch::Emulator {
+        &self.0
+    }
 }
 
 impl Emulator {
@@ -108,72 +113,34 @@ impl Emulator {
 
     /// Starts the emulator with `config` (kv-emulator's TOML; empty: its defaults).
     pub fn start_with(config: &str) -> Emulator {
-        let bin = match std::env::var_os("KV_EMULATOR") {
-            Some(p) => PathBuf::from(p),
-            None => {
-                let exe = std::env::current_exe().expect("test executable path");
-                let profile = exe
-                    .parent()
-                    .and_then(Path::parent)
-                    .expect("target/<profile>");
-                profile.join("kv-emulator")
-            }
-        };
-        assert!(
-            bin.exists(),
-            "{} not found: build it first (cargo build -p kv-emulator) or set KV_EMULATOR",
-            bin.display()
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let ready_path = dir.path().join("ready.json");
-        let log = std::fs::File::create(dir.path().join("emulator.log")).unwrap();
-        let mut command = std::process::Command::new(&bin);
-        if !config.is_empty() {
-            let path = dir.path().join("emulator.toml");
-            std::fs::write(&path, config).unwrap();
-            command.arg("--config").arg(path);
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
+        let seed_dir = fixtures_dir().join("keys");
+        let emulator = kv_launch::Emulator::start(&kv_launch::Launch {
+            bin: &kv_launch::default_bin(profile),
+            seed_dir: &seed_dir,
+            config: (!config.is_empty()).then_some(config),
+            // Also ends with this process when the harness never drops it (a static).
+            exit_with_this_process: true,
+            log: true,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        for host in emulator.unresolved_hosts() {
+            let mut hosts = std::fs::OpenOptions::new()
+                .append(true)
+                .open("/etc/hosts")
+                .unwrap_or_else(|e| panic!("{host} does not resolve and /etc/hosts is not writable ({e}): add 127.0.0.1 {host}"));
+            use std::io::Write;
+            writeln!(hosts, "127.0.0.1 {host}").unwrap();
         }
-        // Also ends with this process when the harness never drops it (a static).
-        let child = command
-            .arg("--exit-with")
-            .arg(std::process::id().to_string())
-            .arg("--ready-file")
-            .arg(&ready_path)
-            .arg("--seed-dir")
-            .arg(fixtures_dir().join("keys"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting kv-emulator");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !ready_path.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "kv-emulator wrote no ready file"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let ready: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&ready_path).unwrap()).unwrap();
-        for host in ready["hosts"].as_array().expect("hosts") {
-            let host = host.as_str().unwrap();
-            if std::net::ToSocketAddrs::to_socket_addrs(&(host, 443)).is_err() {
-                let mut hosts = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open("/etc/hosts")
-                    .unwrap_or_else(|e| panic!("{host} does not resolve and /etc/hosts is not writable ({e}): add 127.0.0.1 {host}"));
-                use std::io::Write;
-                writeln!(hosts, "127.0.0.1 {host}").unwrap();
-            }
-        }
-        Emulator { child, dir, ready }
+        Emulator(emulator)
     }
 
     pub fn field(&self, name: &str) -> String {
-        self.ready[name]
-            .as_str()
-            .unwrap_or_else(|| panic!("ready file has no {name}"))
-            .to_owned()
+        self.0.field(name).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A configuration file with one key-vault slot labelled `label` over the vault;
@@ -276,35 +243,11 @@ impl Emulator {
         path
     }
 
-    /// One admin request (plain HTTP/1.1 on loopback; a few lines of std instead of an
-    /// HTTP client crate for the tests).
+    /// One admin request; the answer's JSON body (panics on a non-2xx status).
     pub fn admin(&self, method: &str, path: &str, body: &str) -> serde_json::Value {
-        use std::io::{Read, Write};
-        let url = self.field("admin_url");
-        let addr = url.trim_start_matches("http://");
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let (head, rest) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-        assert!(
-            head.starts_with("HTTP/1.1 2"),
-            "admin {method} {path}: {head}"
-        );
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(rest)
-        } else {
-            rest.to_owned()
-        };
-        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
+        self.0
+            .admin(method, path, body)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn stats(&self) -> serde_json::Value {
@@ -313,26 +256,5 @@ impl Emulator {
 
     pub fn reset_stats(&self) {
         self.admin("POST", "/stats/reset", "");
-    }
-}
-
-fn dechunk(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = &tail[n + 2..];
-    }
-    out
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
