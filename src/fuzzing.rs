@@ -2,6 +2,15 @@
 //! default). Thin wrappers over code that is private to its module; each runs the same
 //! function production runs, on bytes the fuzzer chose. Nothing here is API.
 
+/// What the fuzz targets drive directly (crate-private otherwise).
+pub use crate::backend::Backend;
+pub use crate::backend::directory::{DirectoryBackend, DirectoryConfig};
+pub use crate::config::{Source, parse as parse_config};
+pub use crate::crypto::hash::hash;
+pub use crate::crypto::{HashAlg, KeyKind, PublicInfo, digest_info};
+pub use crate::mechanism::aes::AesScheme;
+pub use crate::mechanism::{CryptScheme, SignScheme, digest_hash};
+
 use crate::backend::CertRecord;
 use crate::backend::azure::{errors, key_vault};
 use azure_core::http::{RawResponse, StatusCode, Url, headers::Headers};

@@ -39,7 +39,6 @@ pub struct Module {
     pub pid: u32,
     /// The network runtime of key-vault / managed-hsm slots, if any.
     runtime: Option<Arc<AzureRuntime>>,
-    pub config: Config,
     pub slots: Vec<Slot>,
     pub objects: Arc<ObjectCache>,
     pub sessions: SessionTable,
@@ -109,7 +108,6 @@ impl Module {
         Ok(Module {
             pid: std::process::id(),
             runtime,
-            config,
             slots,
             objects,
             sessions: SessionTable::default(),

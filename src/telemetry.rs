@@ -151,11 +151,6 @@ impl Telemetry {
         })
     }
 
-    /// Nothing configured.
-    pub fn disabled() -> Arc<Telemetry> {
-        Telemetry::new(None, None)
-    }
-
     /// The HTTP pipeline counters of a slot (shared with its policy).
     pub fn http_counts(&self, slot: &str) -> Arc<HttpCounts> {
         let mut h = self

@@ -740,7 +740,7 @@ fn null_pointers_and_huge_lengths() {
 
 #[test]
 fn session_handles_and_login_are_per_application() {
-    let hash = identify_pkcs11::config::hash_pin(b"4321").unwrap();
+    let hash = identify_pkcs11::admin::hash_pin(b"4321").unwrap();
     let m = load(&format!("pin_hash = {hash:?}"));
     let a = open(m.slot, false);
     let b = open(m.slot, true);
@@ -804,7 +804,7 @@ fn session_handles_and_login_are_per_application() {
 /// the right PIN) until the lockout ends; a correct PIN resets the count.
 #[test]
 fn wrong_pins_lock_the_slot_for_its_lockout() {
-    let hash = identify_pkcs11::config::hash_pin(b"4321").unwrap();
+    let hash = identify_pkcs11::admin::hash_pin(b"4321").unwrap();
     let m = load(&format!(
         "pin_hash = {hash:?}\npin_tries = 3\npin_lockout_seconds = 2"
     ));

@@ -838,7 +838,7 @@ struct OutOfBand {
 impl OutOfBand {
     fn new(emu: &Emulator) -> OutOfBand {
         use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
-        use identify_pkcs11::backend::azure::{client_options, http_client};
+        use identify_pkcs11::admin::{client_options, http_client};
         let ca = std::fs::read(emu.field("ca_file")).unwrap();
         let deadline = Duration::from_secs(10);
         let http = http_client(Some(&ca), deadline).unwrap();

@@ -7,7 +7,7 @@
 //! runs them with `--ignored`, passing its URL in `IDENTIFY_PKCS11_TEST_PG_URL` (a missing
 //! variable fails them, it never skips).
 
-use identify_pkcs11::certdb::{CertDb, Location};
+use identify_pkcs11::admin::{CertDb, Location};
 use std::path::Path;
 
 const WHY: &str = "needs tests/postgres/server.sh: run by .ci/run's managed-hsm step";

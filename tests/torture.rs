@@ -29,7 +29,7 @@
 mod harness;
 
 use cryptoki_sys::*;
-use identify_pkcs11::error::rv_name;
+use identify_pkcs11::admin::rv_name;
 use openssl::pkey::{PKey, Public};
 use std::collections::{BTreeMap, HashMap};
 use std::ptr::null_mut;
@@ -1340,7 +1340,7 @@ impl Drop for Initialized<'_> {
 }
 
 fn pin_config(extra: &str) -> String {
-    let hash = identify_pkcs11::config::hash_pin(PIN.as_bytes()).unwrap();
+    let hash = identify_pkcs11::admin::hash_pin(PIN.as_bytes()).unwrap();
     format!("pin_hash = {hash:?}\npin_tries = 1000\n{extra}")
 }
 

@@ -5,8 +5,8 @@
 
 use crate::cert::backend_of;
 use crate::ops;
-use identify_pkcs11::backend::{KeyRecord, StoredCertificate};
-use identify_pkcs11::module::Module;
+use identify_pkcs11::admin::Stores;
+use identify_pkcs11::admin::{KeyRecord, StoredCertificate};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -149,18 +149,14 @@ fn progress(len: usize, what: &str) -> indicatif::ProgressBar {
 }
 
 /// The configured kind of slot `label` (`cert-store`, `key-vault`, `managed-hsm`).
-fn slot_kind(module: &Module, label: &str) -> &'static str {
-    module
-        .slots
-        .iter()
-        .find(|s| s.config.label == label)
-        .map_or("?", |s| s.config.kind.as_str())
+fn slot_kind(stores: &Stores, label: &str) -> &'static str {
+    stores.kind(label).map_or("?", |k| k.as_str())
 }
 
-fn with_module<T>(config: Option<&PathBuf>, f: impl FnOnce(&Module) -> Result<T>) -> Result<T> {
-    let module = Module::new(ops::load(config)?, true).map_err(|e| e.to_string())?;
+fn with_module<T>(config: Option<&PathBuf>, f: impl FnOnce(&Stores) -> Result<T>) -> Result<T> {
+    let module = Stores::open(ops::load(config)?).map_err(|e| e.to_string())?;
     let result = f(&module);
-    module.shutdown();
+    drop(module);
     result
 }
 
@@ -222,7 +218,7 @@ pub fn backup(o: &Backup) -> Result<()> {
         let rows = serde_json::to_vec_pretty(&certificates).map_err(|e| e.to_string())?;
         let manifest = Manifest {
             format: FORMAT.into(),
-            created: identify_pkcs11::crypto::time::now_rfc3339_millis(),
+            created: identify_pkcs11::admin::now_rfc3339_millis(),
             tool_version: env!("CARGO_PKG_VERSION").into(),
             slot: o.slot.clone(),
             kind: slot_kind(module, &o.slot).into(),

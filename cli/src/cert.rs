@@ -5,11 +5,11 @@
 //! slots.
 
 use crate::ops;
-use identify_pkcs11::backend::{Backend, IssueRequest, KeyRecord, KeySpec, KeyUsage, ObjectUpdate};
-use identify_pkcs11::crypto::PublicInfo;
-use identify_pkcs11::crypto::{Curve, HashAlg, SignRequest};
-use identify_pkcs11::mechanism::check_signature;
-use identify_pkcs11::module::Module;
+use identify_pkcs11::admin::PublicInfo;
+use identify_pkcs11::admin::Stores;
+use identify_pkcs11::admin::check_signature;
+use identify_pkcs11::admin::{Backend, IssueRequest, KeyRecord, KeySpec, KeyUsage, ObjectUpdate};
+use identify_pkcs11::admin::{Curve, HashAlg, SignRequest};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -26,20 +26,8 @@ pub struct SelfSigned {
 }
 
 /// The store of the slot labelled `label`.
-pub fn backend_of(module: &Module, label: &str) -> Result<Arc<dyn Backend>> {
-    let index = module
-        .slots
-        .iter()
-        .position(|s| s.config.label == label)
-        .ok_or_else(|| {
-            let labels: Vec<&str> = module
-                .slots
-                .iter()
-                .map(|s| s.config.label.as_str())
-                .collect();
-            format!("no slot labelled {label:?}; the slots are {labels:?}")
-        })?;
-    module.backend(index).map_err(|e| e.to_string())
+pub fn backend_of(stores: &Stores, label: &str) -> Result<Arc<dyn Backend>> {
+    stores.backend(label).map_err(|e| e.to_string())
 }
 
 /// `rsa:2048|3072|4096`, `ec:p256|p384|p521`.
@@ -275,14 +263,14 @@ pub fn self_signed(o: &SelfSigned) -> Result<()> {
     if !(1..=3650).contains(&o.days) {
         return Err(format!("--days {}: 1 to 3650", o.days));
     }
-    let module = Module::new(ops::load(o.config.as_ref())?, true).map_err(|e| e.to_string())?;
+    let module = Stores::open(ops::load(o.config.as_ref())?).map_err(|e| e.to_string())?;
     let result = make(&module, o, &spec, dn);
-    module.shutdown();
+    drop(module);
     result
 }
 
 fn make(
-    module: &Module,
+    module: &Stores,
     o: &SelfSigned,
     spec: &KeySpec,
     dn: rcgen::DistinguishedName,
@@ -461,13 +449,13 @@ pub fn rotate(o: &Rotate) -> Result<()> {
         return Err(format!("--days {}: 1 to 3650", o.days));
     }
     let given = o.subject.as_deref().map(subject).transpose()?;
-    let module = Module::new(ops::load(o.config.as_ref())?, true).map_err(|e| e.to_string())?;
+    let module = Stores::open(ops::load(o.config.as_ref())?).map_err(|e| e.to_string())?;
     let result = rotate_in(&module, o, given);
-    module.shutdown();
+    drop(module);
     result
 }
 
-fn rotate_in(module: &Module, o: &Rotate, given: Option<rcgen::DistinguishedName>) -> Result<()> {
+fn rotate_in(module: &Stores, o: &Rotate, given: Option<rcgen::DistinguishedName>) -> Result<()> {
     let backend = backend_of(module, &o.slot)?;
     let listing = backend
         .list()
@@ -709,7 +697,7 @@ pub fn import(o: &Import) -> Result<()> {
     };
     let bundle = read_bundle(&o.file, password.as_deref())?;
     let name = o.name.clone().unwrap_or_else(|| name_from_file(&o.file));
-    let module = Module::new(ops::load(o.config.as_ref())?, true).map_err(|e| e.to_string())?;
+    let module = Stores::open(ops::load(o.config.as_ref())?).map_err(|e| e.to_string())?;
     let result = (|| {
         let backend = backend_of(&module, &o.slot)?;
         if !backend.writable() {
@@ -750,7 +738,7 @@ pub fn import(o: &Import) -> Result<()> {
         );
         report(&o.outcome(&record, None, text), &chain[0])
     })();
-    module.shutdown();
+    drop(module);
     result
 }
 

@@ -177,7 +177,7 @@ fn respawn(module: &Path, store: Option<&Path>) -> Result<()> {
                 .env("IDENTIFY_PKCS11_CONFIG", &config);
         }
         None => {
-            let system = identify_pkcs11::config::system_path();
+            let system = identify_pkcs11::admin::system_path();
             if system.exists() {
                 return Err(format!(
                     "{} exists and would replace the embedded default; run with --store DIR",

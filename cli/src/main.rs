@@ -20,7 +20,7 @@ mod ops;
 struct Cli {
     /// The configuration file, for every command [default: as the module finds it: this
     /// variable, else /etc/identify-pkcs11/config.toml]
-    #[arg(long, global = true, env = identify_pkcs11::config::CONFIG_ENV)]
+    #[arg(long, global = true, env = identify_pkcs11::admin::CONFIG_ENV)]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -449,7 +449,7 @@ fn pin_hash() -> Result<(), String> {
     if pin.is_empty() {
         return Err("empty PIN".into());
     }
-    let hash = identify_pkcs11::config::hash_pin(pin.as_bytes()).map_err(|e| e.to_string())?;
+    let hash = identify_pkcs11::admin::hash_pin(pin.as_bytes()).map_err(|e| e.to_string())?;
     println!("{hash}");
     Ok(())
 }

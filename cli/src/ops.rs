@@ -2,10 +2,10 @@
 //! configuration and backends the module uses (in process, no PKCS#11 login: the operator
 //! of the machine is trusted with what the stores hold, never with private keys).
 
-use identify_pkcs11::backend::{Backend, CertRecord, KeyRecord, Listing};
-use identify_pkcs11::config::{self, Config, StoreConfig};
-use identify_pkcs11::crypto::PublicInfo;
-use identify_pkcs11::module::Module;
+use identify_pkcs11::admin::PublicInfo;
+use identify_pkcs11::admin::Stores;
+use identify_pkcs11::admin::{self, Config, StoreConfig};
+use identify_pkcs11::admin::{Backend, CertRecord, KeyRecord, Listing};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,21 +17,21 @@ type Result<T> = std::result::Result<T, String>;
 /// else the system file, else the embedded default), with C_Initialize's messages.
 pub fn load(path: Option<&PathBuf>) -> Result<Config> {
     match path {
-        Some(p) => config::load_file(p),
-        None => config::load(None),
+        Some(p) => admin::load_file(p),
+        None => admin::load(None),
     }
     .map_err(|e| e.to_string())
 }
 
 /// Builds the module's slots (no network yet) and keeps only `only` when given.
-fn slots(config: Config, only: Option<&str>) -> Result<Module> {
+fn slots(config: Config, only: Option<&str>) -> Result<Stores> {
     if let Some(l) = only
         && !config.slots.iter().any(|s| s.label == l)
     {
         let labels: Vec<&str> = config.slots.iter().map(|s| s.label.as_str()).collect();
         return Err(format!("no slot labelled {l:?}; the slots are {labels:?}"));
     }
-    Module::new(config, true).map_err(|e| e.to_string())
+    Stores::open(config).map_err(|e| e.to_string())
 }
 
 /// One certificate as an operator wants to see it.
@@ -111,17 +111,12 @@ impl Selector {
     }
 
     fn key(token: &str, k: &KeyRecord) -> Selector {
-        let id = identify_pkcs11::object::key_id(k).unwrap_or_default();
-        Selector::new(
-            token,
-            &identify_pkcs11::object::key_label(k),
-            &id,
-            "private",
-        )
+        let id = identify_pkcs11::admin::key_id(k).unwrap_or_default();
+        Selector::new(token, &identify_pkcs11::admin::key_label(k), &id, "private")
     }
 
     fn certificate(token: &str, c: &CertRecord, listing: &Listing) -> Selector {
-        let id = identify_pkcs11::object::certificate_id(c, listing).unwrap_or_default();
+        let id = identify_pkcs11::admin::certificate_id(c, listing).unwrap_or_default();
         Selector::new(token, &c.label, &id, "cert")
     }
 }
@@ -171,14 +166,13 @@ pub fn list(path: Option<&PathBuf>, only: Option<&str>, as_json: bool) -> Result
     let module = slots(load(path)?, only)?;
     let mut out = Vec::new();
     let mut text = String::new();
-    for (index, slot) in module.slots.iter().enumerate() {
-        if only.is_some_and(|l| l != slot.config.label) {
+    for (slot, backend) in module.slots() {
+        if only.is_some_and(|l| l != slot.label) {
             continue;
         }
-        let listing = module
-            .backend(index)
+        let listing = backend
             .and_then(|backend| backend.list())
-            .map_err(|e| format!("slot {:?}: {e}", slot.config.label))?;
+            .map_err(|e| format!("slot {:?}: {e}", slot.label))?;
         let facts: Vec<(&CertRecord, Option<CertFacts>)> = listing
             .certificates
             .iter()
@@ -186,11 +180,11 @@ pub fn list(path: Option<&PathBuf>, only: Option<&str>, as_json: bool) -> Result
             .collect();
         text += &format!(
             "slot {:?} ({}, {})\n",
-            slot.config.label,
-            slot.config.kind.as_str(),
-            store_name(&slot.config.store)
+            slot.label,
+            slot.kind.as_str(),
+            store_name(&slot.store)
         );
-        let token = slot.config.label.as_str();
+        let token = slot.label.as_str();
         let mut keys: Vec<&KeyRecord> = listing.keys.iter().collect();
         keys.sort_by(|a, b| (&a.name, !a.current).cmp(&(&b.name, !b.current)));
         for k in &keys {
@@ -236,9 +230,9 @@ pub fn list(path: Option<&PathBuf>, only: Option<&str>, as_json: bool) -> Result
             text += &format!("    CKA_ID {}\n    {}\n", at.cka_id, at.uri);
         }
         out.push(json!({
-            "label": slot.config.label,
-            "kind": slot.config.kind.as_str(),
-            "store": store_name(&slot.config.store),
+            "label": slot.label,
+            "kind": slot.kind.as_str(),
+            "store": store_name(&slot.store),
             "keys": keys
                 .iter()
                 .map(|k| key_json(k, &facts, &Selector::key(token, k)))
@@ -249,7 +243,7 @@ pub fn list(path: Option<&PathBuf>, only: Option<&str>, as_json: bool) -> Result
                 .collect::<Vec<_>>(),
         }));
     }
-    module.shutdown();
+    drop(module);
     if as_json {
         println!("{}", json!({ "slots": out }));
     } else {
@@ -350,19 +344,19 @@ pub fn doctor(o: &DoctorOptions) -> ExitCode {
         }
     };
     let mut results = Vec::new();
-    for (index, slot) in module.slots.iter().enumerate() {
-        if o.slot.as_deref().is_some_and(|l| l != slot.config.label) {
+    for (slot, backend) in module.slots() {
+        if o.slot.as_deref().is_some_and(|l| l != slot.label) {
             continue;
         }
         let mut checks = vec![check("configuration", Status::Ok, "valid")];
-        match module.backend(index) {
-            Ok(backend) => checks.extend(slot_checks(o, &slot.config.store, backend.as_ref())),
+        match backend {
+            Ok(backend) => checks.extend(slot_checks(o, &slot.store, backend.as_ref())),
             // Not reached: the object cache holds one backend per configured slot.
             Err(e) => checks.push(check("store", Status::Fail, e.to_string())),
         }
-        results.push((Some(slot.config.label.clone()), checks));
+        results.push((Some(slot.label.clone()), checks));
     }
-    module.shutdown();
+    drop(module);
     let worst = results
         .iter()
         .flat_map(|(_, c)| c.iter().map(|c| c.status))
@@ -405,7 +399,7 @@ fn slot_checks(o: &DoctorOptions, store: &StoreConfig, backend: &dyn Backend) ->
     };
     if let StoreConfig::Azure(a) = store {
         checks.push(
-            match identify_pkcs11::certdb::CertDb::new(a.certificates.clone(), &a.url)
+            match identify_pkcs11::admin::CertDb::new(a.certificates.clone(), &a.url)
                 .with_ca(a.ca_pem.clone())
                 .list()
             {
@@ -472,8 +466,8 @@ fn scope_of(url: &str) -> Option<String> {
     })
 }
 
-fn token_check(a: &identify_pkcs11::config::AzureConfig) -> Check {
-    use identify_pkcs11::backend::azure::{client_options, credential, http_client};
+fn token_check(a: &identify_pkcs11::admin::AzureConfig) -> Check {
+    use identify_pkcs11::admin::{client_options, credential, http_client};
     let Some(scope) = scope_of(&a.url) else {
         return check("token", Status::Fail, format!("{}: no host", a.url));
     };
@@ -514,8 +508,8 @@ fn token_check(a: &identify_pkcs11::config::AzureConfig) -> Check {
     }
 }
 
-fn kind_name(a: &identify_pkcs11::config::AzureConfig) -> &'static str {
-    config::kind_name(a.credential.kind)
+fn kind_name(a: &identify_pkcs11::admin::AzureConfig) -> &'static str {
+    admin::kind_name(a.credential.kind)
 }
 
 fn latency_check(o: &DoctorOptions, backend: &dyn Backend, key: &KeyRecord) -> Check {
@@ -550,8 +544,8 @@ fn latency_check(o: &DoctorOptions, backend: &dyn Backend, key: &KeyRecord) -> C
 }
 
 fn sign_check(backend: &dyn Backend, key: &KeyRecord) -> Check {
-    use identify_pkcs11::crypto::{HashAlg, SignRequest};
-    use identify_pkcs11::mechanism::check_signature;
+    use identify_pkcs11::admin::check_signature;
+    use identify_pkcs11::admin::{HashAlg, SignRequest};
     let Ok(public) = PublicInfo::from_spki(&key.spki_der) else {
         return check(
             "test signature",
@@ -626,7 +620,7 @@ pub fn audit(path: Option<&PathBuf>, since: &str, as_json: bool) -> Result<()> {
     let cutoff = std::time::SystemTime::now()
         .checked_sub(window)
         .unwrap_or(std::time::UNIX_EPOCH);
-    let cutoff = identify_pkcs11::crypto::time::rfc3339_of(cutoff);
+    let cutoff = identify_pkcs11::admin::rfc3339_of(cutoff);
     let mut files = vec![a.file.clone()];
     for n in 1..=a.keep {
         let mut p = a.file.clone().into_os_string();

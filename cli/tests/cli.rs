@@ -338,7 +338,7 @@ fn audit_summarises_the_log_and_its_rotated_files() {
     std::fs::write(&store.config, text).unwrap();
     let at = |ago: u64| {
         let t = std::time::SystemTime::now() - std::time::Duration::from_secs(ago);
-        identify_pkcs11::crypto::time::rfc3339_of(t)
+        identify_pkcs11::admin::rfc3339_of(t)
     };
     let line = |ago: u64, op: &str, result: &str, ms: f64| {
         format!(

@@ -3,9 +3,7 @@
 //! files, certificate DER into the object layer's attributes, and `config::parse` on text.
 #![no_main]
 
-use identify_pkcs11::backend::Backend;
-use identify_pkcs11::backend::directory::{DirectoryBackend, DirectoryConfig};
-use identify_pkcs11::config::{self, Source};
+use identify_pkcs11::fuzzing::{Backend, DirectoryBackend, DirectoryConfig, Source, parse_config};
 use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -94,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
     };
     match input {
         Input::Config(text) => {
-            let _ = config::parse(&text, Source::Embedded);
+            let _ = parse_config(&text, Source::Embedded);
         }
         Input::CertificateDer(der) => identify_pkcs11::fuzzing::certificate_der(der.to_vec()),
         Input::Entry {
@@ -128,7 +126,7 @@ fuzz_target!(|data: &[u8]| {
             });
             if let Ok(listing) = backend.list() {
                 for k in &listing.keys {
-                    identify_pkcs11::crypto::PublicInfo::from_spki(&k.spki_der)
+                    identify_pkcs11::fuzzing::PublicInfo::from_spki(&k.spki_der)
                         .expect("a listed key has a usable public key");
                 }
                 for c in listing.certificates {

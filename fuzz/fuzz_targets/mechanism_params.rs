@@ -7,11 +7,9 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use cryptoki_sys::*;
-use identify_pkcs11::crypto::HashAlg;
-use identify_pkcs11::crypto::{PublicInfo, digest_info};
+use identify_pkcs11::fuzzing::{HashAlg, PublicInfo, digest_info};
 use identify_pkcs11::ffi::args;
-use identify_pkcs11::mechanism::aes::AesScheme;
-use identify_pkcs11::mechanism::{CryptScheme, SignScheme};
+use identify_pkcs11::fuzzing::{AesScheme, CryptScheme, SignScheme};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -158,10 +156,9 @@ fuzz_target!(|data: &[u8]| {
     let signature: Vec<u8> = Vec::arbitrary(&mut u).unwrap_or_default();
     if let Ok(s) = SignScheme::from_mechanism(&decoded) {
         let _ = s.key_kind();
-        let _ = s.multi_part();
         if s.check_key(key).is_ok() {
             let data = match s.prehash {
-                Some(h) => identify_pkcs11::crypto::hash(h, &input).unwrap(),
+                Some(h) => identify_pkcs11::fuzzing::hash(h, &input).unwrap(),
                 None => input.clone(),
             };
             if s.request(&data, key).is_ok() {
@@ -171,7 +168,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(c) = CryptScheme::from_mechanism(&decoded) {
         let max = c.max_plaintext(key);
-        if input.len() <= max && key.kind == identify_pkcs11::crypto::KeyKind::Rsa {
+        if input.len() <= max && key.kind == identify_pkcs11::fuzzing::KeyKind::Rsa {
             let out = c
                 .encrypt(key, &input)
                 .expect("plaintext within max_plaintext encrypts");
@@ -186,5 +183,5 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => {}
         }
     }
-    let _ = identify_pkcs11::mechanism::digest_hash(&decoded).map(HashAlg::output_len);
+    let _ = identify_pkcs11::fuzzing::digest_hash(&decoded).map(HashAlg::output_len);
 });

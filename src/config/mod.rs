@@ -15,7 +15,7 @@ pub mod windows_store;
 pub use azure::kind_name;
 use azure::{AzureView, azure_slot, read_secret_file};
 use pin::check_pin_hash;
-pub use pin::{MAX_CONCURRENT_PIN_CHECKS, hash_pin, verify_pin};
+pub use pin::{hash_pin, verify_pin};
 use slots::SlotTable;
 
 use crate::error::{Error, Result};

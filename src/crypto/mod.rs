@@ -12,6 +12,6 @@ pub mod key;
 pub mod scheme;
 pub mod time;
 
-pub use hash::{HashAlg, Hashing, hash};
+pub use hash::{HashAlg, Hashing};
 pub use key::{Curve, KeyKind, PublicInfo};
 pub use scheme::{DecryptRequest, SignRequest};

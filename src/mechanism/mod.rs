@@ -246,11 +246,6 @@ impl SignScheme {
         Ok(())
     }
 
-    /// Whether C_SignUpdate/C_VerifyUpdate are allowed (only with hashing here).
-    pub fn multi_part(&self) -> bool {
-        self.prehash.is_some()
-    }
-
     /// What the store is asked to sign with `key` (whose curve an ECDSA request names); a
     /// raw CKM_RSA_PKCS input's DigestInfo is recognised by `request`.
     pub fn backend_request(&self, key: &PublicInfo) -> Result<SignRequest> {

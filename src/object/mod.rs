@@ -83,10 +83,6 @@ impl Object {
         self.flag(CKA_PRIVATE)
     }
 
-    pub fn is_token(&self) -> bool {
-        self.flag(CKA_TOKEN)
-    }
-
     fn matches(&self, template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)]) -> bool {
         template
             .iter()

@@ -26,10 +26,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// A session's operation state (its slot and read-write flag live in the table's entry,
+/// readable without this lock).
 pub struct Session {
-    pub handle: CK_SESSION_HANDLE,
     pub slot: usize,
-    pub read_write: bool,
     pub find: Option<FindOp>,
     pub sign: Option<SignOp>,
     pub verify: Option<SignOp>,
@@ -189,9 +189,7 @@ impl SessionTable {
             .filter(|h| *h != CK_INVALID_HANDLE)
             .ok_or(Error::HostMemory)?;
         let session = Session {
-            handle,
             slot,
-            read_write,
             find: None,
             sign: None,
             verify: None,

@@ -30,6 +30,7 @@ mod win32;
 #[cfg(windows)]
 pub use backend::WindowsStoreBackend;
 
+#[cfg(windows)]
 pub use crate::config::windows_store::{Location, WindowsStoreConfig};
 use crate::crypto::Curve;
 use crate::error::{Error, Result};
