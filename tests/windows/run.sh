@@ -3,7 +3,7 @@
 #   1. clippy -D warnings for x86_64-pc-windows-gnu (mingw-w64), the DLL and the tests built;
 #   2. the DLL exports C_GetFunctionList, C_GetInterfaceList and C_GetInterface;
 #   3. under Wine 8 (a fresh prefix, with the ProcessPrng shim Rust programs need), the
-#      unit tests and tests/windows_store.rs: PFX import into CurrentUser\MY, listing
+#      unit tests and cli/tests/windows_store.rs: PFX import into CurrentUser\MY, listing
 #      through the C ABI, CryptoAPI sign and decrypt;
 #   4. OpenSSL on Linux checks the signatures and plaintexts the Windows key produced;
 #   5. the Windows zip (packaging/windows/build.sh) from the same release build, and its
@@ -50,7 +50,7 @@ cp "$WORK/bcryptprimitives.dll" "$WINEPREFIX/drive_c/windows/system32/"
 echo "--- unit tests under Wine"
 cargo test --release --locked --target $TARGET --lib -- --test-threads 1
 
-echo "--- tests/windows_store.rs under Wine"
+echo "--- cli/tests/windows_store.rs under Wine"
 out="$WORK/out"
 rm -rf "$out"
 IDENTIFY_UNDER_WINE=1 IDENTIFY_WINDOWS_OUT="Z:${out//\//\\}" cargo test --release --locked --target $TARGET --test windows_store
