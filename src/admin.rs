@@ -11,6 +11,8 @@ pub use crate::config::{
     AzureConfig, CONFIG_ENV, Config, SlotConfig, SlotKind, StoreConfig, hash_pin, kind_name, load,
     load_file, system_path,
 };
+/// Lower-case hex, as the module writes ids and thumbprints.
+pub use crate::crypto::hex::encode as hex;
 pub use crate::crypto::time::{now_rfc3339_millis, rfc3339_of};
 pub use crate::crypto::{Curve, HashAlg, PublicInfo, SignRequest};
 pub use crate::error::rv_name;

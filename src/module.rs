@@ -23,7 +23,7 @@ use crate::config::{Config, SlotConfig};
 use crate::error::{Error, Result};
 use crate::lock_order::Mutex;
 use crate::object::refresher::Refresher;
-use crate::object::{Object, ObjectCache};
+use crate::object::{Object, ObjectCache, SlotStore};
 use crate::session::{self, FindOp, Session, SessionTable};
 use crate::telemetry::{KeyUse, SlotFacts, Telemetry};
 use cryptoki_sys::*;
@@ -65,17 +65,17 @@ impl Module {
         let mut stores = Vec::new();
         for sc in &config.slots {
             let backend = open::open(sc, runtime.as_ref(), &telemetry)?;
-            stores.push((
+            stores.push(SlotStore {
                 backend,
-                Duration::from_secs(sc.refresh_seconds),
-                sc.pin_hash.is_some(),
-            ));
+                ttl: Duration::from_secs(sc.refresh_seconds),
+                login_required: sc.pin_hash.is_some(),
+            });
             slots.push(Slot { config: sc.clone() });
         }
         let remote: Vec<usize> = stores
             .iter()
             .enumerate()
-            .filter(|(_, (backend, _, _))| backend.remote())
+            .filter(|(_, s)| s.backend.remote())
             .map(|(i, _)| i)
             .collect();
         let objects = Arc::new(ObjectCache::new(stores));

@@ -59,12 +59,27 @@ fn take_request_id() -> Option<String> {
     REQUEST_ID.with(|r| r.borrow_mut().take())
 }
 
+/// The object cache's counters of a slot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheCounts {
+    /// Searches answered by the query cache.
+    pub hits: u64,
+    /// Searches matched against the objects.
+    pub misses: u64,
+    /// Listings of the store applied.
+    pub listings: u64,
+    /// Listings of the store that failed.
+    pub failed_listings: u64,
+}
+
+/// A cache metric: its name, its help text and how to read it from the counts.
+type CacheSeries = (&'static str, &'static str, fn(&CacheCounts) -> u64);
+
 /// What the object cache knows of a slot, for the metrics.
 #[derive(Debug, Clone, Default)]
 pub struct SlotFacts {
     pub label: String,
-    /// Query cache hits, misses, listings applied, listings failed.
-    pub counts: [u64; 4],
+    pub counts: CacheCounts,
     /// Certificates: label, SHA-1 thumbprint (hex), notAfter (Unix seconds).
     pub certificates: Vec<(String, String, i64)>,
 }
@@ -293,25 +308,29 @@ impl Telemetry {
                 out += &format!("{name}{{slot=\"{}\"}} {}\n", label_value(slot), get(c));
             }
         }
-        let cache_series = [
+        let cache_series: [CacheSeries; 4] = [
             (
                 "identify_pkcs11_cache_hits_total",
                 "Searches answered by the query cache.",
+                |c| c.hits,
             ),
             (
                 "identify_pkcs11_cache_misses_total",
                 "Searches matched against the objects.",
+                |c| c.misses,
             ),
             (
                 "identify_pkcs11_refreshes_total",
                 "Listings of the store applied.",
+                |c| c.listings,
             ),
             (
                 "identify_pkcs11_refresh_failures_total",
                 "Listings of the store that failed.",
+                |c| c.failed_listings,
             ),
         ];
-        for (i, (name, help)) in cache_series.iter().enumerate() {
+        for (name, help, value) in cache_series {
             if cache.is_empty() {
                 continue;
             }
@@ -320,7 +339,7 @@ impl Telemetry {
                 out += &format!(
                     "{name}{{slot=\"{}\"}} {}\n",
                     label_value(&f.label),
-                    f.counts[i]
+                    value(&f.counts)
                 );
             }
         }
@@ -561,7 +580,12 @@ mod tests {
         t.http_counts("s").calls.fetch_add(2, Ordering::Relaxed);
         let text = t.prometheus(&[SlotFacts {
             label: "s".into(),
-            counts: [5, 1, 2, 0],
+            counts: CacheCounts {
+                hits: 5,
+                misses: 1,
+                listings: 2,
+                failed_listings: 0,
+            },
             certificates: vec![("c".into(), "ab".into(), 1_900_000_000)],
         }]);
         assert!(

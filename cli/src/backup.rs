@@ -6,6 +6,7 @@
 use crate::cert::backend_of;
 use crate::ops;
 use identify_pkcs11::admin::Stores;
+use identify_pkcs11::admin::hex;
 use identify_pkcs11::admin::{KeyRecord, StoredCertificate};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -70,10 +71,6 @@ pub struct Restore {
     pub dir: PathBuf,
     pub force: bool,
     pub json: bool,
-}
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn versions_of<'a>(keys: impl Iterator<Item = &'a KeyRecord>, name: &str) -> Vec<VersionEntry> {

@@ -8,6 +8,7 @@ use crate::ops;
 use identify_pkcs11::admin::PublicInfo;
 use identify_pkcs11::admin::Stores;
 use identify_pkcs11::admin::check_signature;
+use identify_pkcs11::admin::hex;
 use identify_pkcs11::admin::{Backend, IssueRequest, KeyRecord, KeySpec, KeyUsage, ObjectUpdate};
 use identify_pkcs11::admin::{Curve, HashAlg, SignRequest};
 use std::path::PathBuf;
@@ -355,7 +356,6 @@ struct Outcome<'a> {
 /// (PEM) on standard output for federation metadata; with --json, one JSON object on
 /// standard output holding all of it.
 fn report(o: &Outcome, der: &[u8]) -> Result<()> {
-    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let (sha1, sha256) = (
         hex(&openssl::sha::sha1(der)),
         hex(&openssl::sha::sha256(der)),

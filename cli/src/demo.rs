@@ -7,6 +7,7 @@ use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
 use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
+use identify_pkcs11::admin::hex;
 use openssl::pkey::{PKey, Public};
 use std::path::{Path, PathBuf};
 
@@ -356,8 +357,4 @@ fn decrypt_wrapped_key(
         println!("C_Decrypt: RSA-OAEP ({name}) wrapped AES-256 key recovered: ok");
     }
     Ok(())
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }

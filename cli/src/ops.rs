@@ -4,6 +4,7 @@
 
 use identify_pkcs11::admin::PublicInfo;
 use identify_pkcs11::admin::Stores;
+use identify_pkcs11::admin::hex;
 use identify_pkcs11::admin::{self, Config, StoreConfig};
 use identify_pkcs11::admin::{Backend, CertRecord, KeyRecord, Listing};
 use serde_json::{Value, json};
@@ -61,7 +62,6 @@ fn cert_facts(der: &[u8]) -> Option<CertFacts> {
         .join(", ");
     let now = openssl::asn1::Asn1Time::days_from_now(0).ok()?;
     let diff = now.diff(x.not_after()).ok()?;
-    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
     Some(CertFacts {
         subject,
         not_after: x.not_after().to_string(),
@@ -106,7 +106,7 @@ impl Selector {
                 utf8_percent_encode(token, VALUE),
                 utf8_percent_encode(label, VALUE)
             ),
-            cka_id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            cka_id: hex(id),
         }
     }
 

@@ -13,6 +13,7 @@ use crate::backend::{Backend, CertRecord, KeyRecord, Listing};
 use crate::crypto::{KeyKind, PublicInfo};
 use crate::error::{Error, Result};
 use crate::lock_order::{self, Level};
+use crate::telemetry::CacheCounts;
 use attributes::Attributes;
 use cryptoki_sys::*;
 use std::collections::{BTreeMap, HashMap};
@@ -120,6 +121,15 @@ pub struct ObjectCache {
     slots: Vec<SlotObjects>,
 }
 
+/// What the cache is given for each slot.
+pub struct SlotStore {
+    pub backend: Arc<dyn Backend>,
+    /// How long a listing is served before the store is read again.
+    pub ttl: Duration,
+    /// The slot has a PIN: private objects need a login.
+    pub login_required: bool,
+}
+
 struct SlotObjects {
     backend: Arc<dyn Backend>,
     ttl: Duration,
@@ -127,13 +137,34 @@ struct SlotObjects {
     login_required: bool,
     /// A background thread refreshes this slot: searches never list once loaded.
     background: std::sync::atomic::AtomicBool,
-    /// Query cache hits and misses, listings applied and failed (metrics).
-    counts: [AtomicU64; 4],
+    /// The metrics' counters.
+    counters: Counters,
     state: lock_order::RwLock<SlotState>,
     /// Tests: runs once between a listing's build and its apply (the window a C_Logout
     /// can fall into).
     #[cfg(test)]
     after_build: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+/// A slot's counters for the metrics (`CacheCounts` when read).
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    listings: AtomicU64,
+    failed_listings: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> CacheCounts {
+        let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CacheCounts {
+            hits: read(&self.hits),
+            misses: read(&self.misses),
+            listings: read(&self.listings),
+            failed_listings: read(&self.failed_listings),
+        }
+    }
 }
 
 /// After a failed refresh of a slot that has a listing, the next attempt waits this
@@ -175,17 +206,17 @@ fn lock_err<T>(_: T) -> Error {
 }
 
 impl ObjectCache {
-    pub fn new(slots: Vec<(Arc<dyn Backend>, Duration, bool)>) -> ObjectCache {
+    pub fn new(slots: Vec<SlotStore>) -> ObjectCache {
         ObjectCache {
             handles: lock_order::Mutex::new(Level::ObjectHandles, Handles::default()),
             slots: slots
                 .into_iter()
-                .map(|(backend, ttl, login_required)| SlotObjects {
-                    backend,
-                    ttl,
-                    login_required,
+                .map(|s| SlotObjects {
+                    backend: s.backend,
+                    ttl: s.ttl,
+                    login_required: s.login_required,
                     background: Default::default(),
-                    counts: Default::default(),
+                    counters: Counters::default(),
                     state: lock_order::RwLock::new(Level::SlotObjects, SlotState::default()),
                     #[cfg(test)]
                     after_build: Default::default(),
@@ -237,11 +268,8 @@ impl ObjectCache {
     }
 
     /// Per slot: query cache hits, misses, listings applied, listings failed.
-    pub fn counts(&self) -> Vec<[u64; 4]> {
-        self.slots
-            .iter()
-            .map(|so| so.counts.each_ref().map(|c| c.load(Ordering::Relaxed)))
-            .collect()
+    pub fn counts(&self) -> Vec<CacheCounts> {
+        self.slots.iter().map(|so| so.counters.snapshot()).collect()
     }
 
     /// The certificates of `slot` as listed: label, SHA-1 thumbprint (hex), notAfter (Unix
@@ -325,7 +353,7 @@ impl ObjectCache {
         let listing = match so.backend.list() {
             Ok(l) => l,
             Err(e) => {
-                so.counts[3].fetch_add(1, Ordering::Relaxed);
+                so.counters.failed_listings.fetch_add(1, Ordering::Relaxed);
                 let mut state = so.state.write().map_err(lock_err)?;
                 if state.loaded_at.is_some() && why != Refresh::Force {
                     state.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE.min(so.ttl));
@@ -358,7 +386,7 @@ impl ObjectCache {
         state.objects.extend(sessions);
         state.loaded_at = Some(Instant::now());
         state.retry_at = None;
-        so.counts[2].fetch_add(1, Ordering::Relaxed);
+        so.counters.listings.fetch_add(1, Ordering::Relaxed);
         state.epoch += 1;
         state.generation += 1;
         state.queries.clear();
@@ -533,11 +561,11 @@ impl ObjectCache {
             if let Some((generation, handles)) = state.queries.get(&key)
                 && *generation == state.generation
             {
-                so.counts[0].fetch_add(1, Ordering::Relaxed);
+                so.counters.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(handles.clone());
             }
         }
-        so.counts[1].fetch_add(1, Ordering::Relaxed);
+        so.counters.misses.fetch_add(1, Ordering::Relaxed);
         let mut state = so.state.write().map_err(lock_err)?;
         let found: Vec<CK_OBJECT_HANDLE> = state
             .objects

@@ -212,11 +212,11 @@ mod tests {
     #[test]
     fn a_panicking_listing_does_not_end_the_refresher() {
         let store = Arc::new(PanickingStore::default());
-        let cache = Arc::new(ObjectCache::new(vec![(
-            store.clone() as Arc<dyn Backend>,
-            Duration::from_secs(1),
-            false,
-        )]));
+        let cache = Arc::new(ObjectCache::new(vec![crate::object::SlotStore {
+            backend: store.clone() as Arc<dyn Backend>,
+            ttl: Duration::from_secs(1),
+            login_required: false,
+        }]));
         cache.refresh(0, true).unwrap();
         let refresher = Refresher::start(cache.clone(), vec![0]).unwrap();
         // Three listings panic (each retried after the TTL, 1 s); the fifth call lists

@@ -12,11 +12,11 @@ fn cache(dir: &std::path::Path, login_required: bool) -> (ObjectCache, Arc<Direc
         pkcs12_password: None,
         writable: true,
     }));
-    let c = ObjectCache::new(vec![(
-        b.clone() as Arc<dyn Backend>,
-        Duration::from_secs(60),
+    let c = ObjectCache::new(vec![SlotStore {
+        backend: b.clone() as Arc<dyn Backend>,
+        ttl: Duration::from_secs(60),
         login_required,
-    )]);
+    }]);
     (c, b)
 }
 
@@ -131,11 +131,11 @@ fn a_stale_listing_never_overwrites_a_newer_one() {
         }),
         hold: Mutex::new(Some(rx)),
     });
-    let c = Arc::new(ObjectCache::new(vec![(
-        b.clone() as Arc<dyn Backend>,
-        Duration::from_secs(60),
-        false,
-    )]));
+    let c = Arc::new(ObjectCache::new(vec![SlotStore {
+        backend: b.clone() as Arc<dyn Backend>,
+        ttl: Duration::from_secs(60),
+        login_required: false,
+    }]));
     // A timed refresh reads the (empty) directory and is held.
     let stale = {
         let c = c.clone();
