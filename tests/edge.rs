@@ -945,6 +945,8 @@ fn destroying_what_the_store_no_longer_has_is_an_invalid_object_handle() {
         unsafe { C_DestroyObject(rw, cert) },
         CKR_OBJECT_HANDLE_INVALID
     );
+    // And the cache forgot it at once (the store was listed again).
+    assert!(!find(rw, CKO_CERTIFICATE, "rsa2048").contains(&cert));
 }
 
 #[test]

@@ -48,7 +48,7 @@ impl Emulator {
             exit_with_this_process: false,
             log: false,
         })?;
-        if let Some(host) = emulator.unresolved_hosts().first() {
+        if let Some(host) = emulator.unresolved_hosts()?.first() {
             return Err(format!(
                 "{host} does not resolve: add '127.0.0.1 {host}' to /etc/hosts"
             ));

@@ -205,7 +205,7 @@ enum Command {
         /// The module to load (default: the libidentify_pkcs11 built beside this program).
         #[arg(long)]
         module: Option<PathBuf>,
-        /// The kv-emulator binary (default: beside this program).
+        /// The kv-emulator binary (default: KV_EMULATOR, else beside this program).
         #[arg(long)]
         emulator: Option<PathBuf>,
         /// Directory of NAME.key.pem / NAME.crt.pem the emulator is seeded with.

@@ -425,14 +425,14 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
     // The line number and the line itself, so that the message names the key; never the
     // value of a secret-bearing key, neither in the line nor in the parser's message
     // (which may quote it), nor a line inside a multi-line string.
-    let located = |span: Option<std::ops::Range<usize>>, message: String| {
+    let located = |span: Option<std::ops::Range<usize>>, message: String, from_parser: bool| {
         let mut message = message;
         let line = span
             .map(|s| {
                 let n = line_of(text, s.start);
                 let content = text.lines().nth(n - 1).unwrap_or("").trim();
                 let (shown, scrub) = shown_line(content);
-                if scrub {
+                if scrub && from_parser {
                     message = scrub_quoted(&message);
                 }
                 match shown {
@@ -443,9 +443,10 @@ pub fn parse(text: &str, source: Source) -> Result<Config> {
             .unwrap_or_default();
         Error::Config(format!("{source}: {line}{message}"))
     };
-    let parse_error = |e: toml::de::Error| located(e.span(), e.message().trim_end().to_owned());
+    let parse_error =
+        |e: toml::de::Error| located(e.span(), e.message().trim_end().to_owned(), true);
     let doc = toml::de::DeTable::parse(text).map_err(parse_error)?;
-    let tables = slots::slot_tables(&doc).map_err(|e| located(e.span, e.message))?;
+    let tables = slots::slot_tables(&doc).map_err(|e| located(e.span, e.message, e.from_parser))?;
     let raw = RawConfig::deserialize(toml::de::Deserializer::from(doc)).map_err(parse_error)?;
     let at = |span: std::ops::Range<usize>, key: &str, msg: String| {
         Error::Config(format!(

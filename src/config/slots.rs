@@ -151,6 +151,9 @@ fn kinds_taking(key: &str) -> Vec<&'static str> {
 pub(super) struct TableError {
     pub span: Option<std::ops::Range<usize>>,
     pub message: String,
+    /// The message is the parser's, which may quote a value (scrubbed where the line is
+    /// secret-bearing); `false`: the module wrote it and it quotes no value.
+    pub from_parser: bool,
 }
 
 impl From<toml::de::Error> for TableError {
@@ -158,6 +161,7 @@ impl From<toml::de::Error> for TableError {
         TableError {
             span: e.span(),
             message: e.message().trim_end().to_owned(),
+            from_parser: true,
         }
     }
 }
@@ -170,6 +174,7 @@ pub(super) fn slot_tables(doc: &Spanned<DeTable<'_>>) -> Result<Vec<SlotTable>, 
     let not_tables = || TableError {
         span: Some(slots.span()),
         message: "`slot` must be `[[slot]]` tables".into(),
+        from_parser: false,
     };
     let DeValue::Array(items) = slots.get_ref() else {
         return Err(not_tables());
@@ -189,6 +194,7 @@ fn table(
             span: Some(item.span()),
             message: "missing field `kind` (\"cert-store\", \"key-vault\" or \"managed-hsm\")"
                 .into(),
+            from_parser: false,
         });
     };
     let kind = SlotKind::deserialize(ValueDeserializer::from(kind.clone()))?;
@@ -198,13 +204,20 @@ fn table(
         SlotKind::KeyVault => KeyVaultTable::deserialize(de()).map(SlotTable::KeyVault),
         SlotKind::ManagedHsm => ManagedHsmTable::deserialize(de()).map(SlotTable::ManagedHsm),
     };
-    read.map_err(|e| misplaced_key(e, kind))
+    let top_level = |key: &str| t.iter().any(|(k, _)| k.get_ref() == key);
+    read.map_err(|e| misplaced_key(e, kind, &top_level))
 }
 
 /// "unknown field `vault`, expected …" on a managed-hsm slot becomes "`vault` is for
 /// key-vault slots, not for kind = \"managed-hsm\"" (with how this kind says it, where
-/// there is one); a key no kind takes keeps serde's list of the keys this kind takes.
-fn misplaced_key(e: toml::de::Error, kind: SlotKind) -> TableError {
+/// there is one); a key no kind takes keeps serde's list of the keys this kind takes, and
+/// so does a key inside a nested table (`[slot.credential]`), which the message cannot
+/// tell apart by itself: only a key of the slot table itself is rewritten.
+fn misplaced_key(
+    e: toml::de::Error,
+    kind: SlotKind,
+    top_level: &dyn Fn(&str) -> bool,
+) -> TableError {
     let mut out = TableError::from(e);
     let Some(key) = out
         .message
@@ -215,9 +228,10 @@ fn misplaced_key(e: toml::de::Error, kind: SlotKind) -> TableError {
         return out;
     };
     let kinds = kinds_taking(&key);
-    if kinds.is_empty() {
+    if kinds.is_empty() || kinds.contains(&kind.as_str()) || !top_level(&key) {
         return out;
     }
+    out.from_parser = false;
     let hint = match (kind, key.as_str()) {
         (SlotKind::ManagedHsm, "vault") => {
             "; a `managed-hsm` slot names its store with `hsm = \"https://…\"`"

@@ -117,6 +117,32 @@ fn a_key_of_another_kind_names_the_kinds_that_take_it() {
         "{vault}hsm = \"https://h.managedhsm.azure.net\"\n"
     ));
     assert!(m.contains("line 5") && m.contains("vault = "), "{m}");
+    // The module's own message is not scrubbed for a secret-bearing word in the line (it
+    // quotes no value), the line itself still is.
+    let m = err(&format!("{vault}pkcs12_password_file = \"/p\"\n"));
+    assert!(
+        m.contains("`pkcs12_password_file` is for cert-store slots, not for kind = \"key-vault\"")
+            && !m.contains("\"/p\""),
+        "{m}"
+    );
+    // A slot key written after `[slot.credential]` belongs to the credential table: the
+    // parser's list of that table's keys, not "is for key-vault slots" on a key-vault slot.
+    let m = err(&format!(
+        "{vault}[slot.credential]\ntype = \"azure-cli\"\nrate_budget = 0.5\n"
+    ));
+    assert!(
+        m.contains("line 7")
+            && m.contains("unknown field `rate_budget`")
+            && m.contains("tenant_id"),
+        "{m}"
+    );
+    let m = err(&format!(
+        "{vault}[slot.credential]\ntype = \"azure-cli\"\nwritable = true\n"
+    ));
+    assert!(
+        m.contains("line 7") && m.contains("unknown field `writable`") && m.contains("tenant_id"),
+        "{m}"
+    );
 }
 
 #[test]

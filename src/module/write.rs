@@ -190,8 +190,12 @@ impl Module {
         // An object the store no longer has (another client or thread deleted it since
         // it was listed) is an invalid object handle here, not the KEY_HANDLE_INVALID
         // that `ObjectGone` means for an operation.
+        // It is also dropped from the cache at once (the listing is read again).
         let gone = |e: Error| match e {
-            Error::ObjectGone(_) => Error::ObjectHandleInvalid,
+            Error::ObjectGone(_) => {
+                let _ = self.objects.refresh(slot, true);
+                Error::ObjectHandleInvalid
+            }
             other => other,
         };
         match obj.kind {
@@ -211,10 +215,10 @@ impl Module {
                         record.stable_id, record.name
                     )));
                 }
+                // Mapped inside, so that the audit log records what the caller gets.
                 self.key_use(slot, record, "delete", "", || {
-                    backend.delete_key(&record.stable_id)
-                })
-                .map_err(gone)?;
+                    backend.delete_key(&record.stable_id).map_err(gone)
+                })?;
             }
             ObjectKind::PublicKey => {
                 return Err(Error::ActionProhibited(

@@ -128,7 +128,10 @@ impl Emulator {
             log: true,
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        for host in emulator.unresolved_hosts() {
+        for host in emulator
+            .unresolved_hosts()
+            .unwrap_or_else(|e| panic!("{e}"))
+        {
             let mut hosts = std::fs::OpenOptions::new()
                 .append(true)
                 .open("/etc/hosts")

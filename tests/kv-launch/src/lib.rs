@@ -39,7 +39,10 @@ pub struct Emulator {
 /// `kv-emulator` from `KV_EMULATOR`, else in `dir` (where cargo builds it beside the
 /// program or test that needs it).
 pub fn default_bin(dir: &Path) -> PathBuf {
-    std::env::var_os("KV_EMULATOR").map_or_else(|| dir.join("kv-emulator"), PathBuf::from)
+    std::env::var_os("KV_EMULATOR").map_or_else(
+        || dir.join(format!("kv-emulator{}", std::env::consts::EXE_SUFFIX)),
+        PathBuf::from,
+    )
 }
 
 fn text<E: std::fmt::Display>(context: &str) -> impl Fn(E) -> String + '_ {
@@ -114,16 +117,17 @@ impl Emulator {
     }
 
     /// The host names the emulator serves that do not resolve here (each needs
-    /// `127.0.0.1 HOST` in /etc/hosts).
-    pub fn unresolved_hosts(&self) -> Vec<String> {
-        self.ready["hosts"]
+    /// `127.0.0.1 HOST` in /etc/hosts); an error when the ready file lists none.
+    pub fn unresolved_hosts(&self) -> Result<Vec<String>, String> {
+        let hosts = self.ready["hosts"]
             .as_array()
-            .into_iter()
-            .flatten()
+            .ok_or("the ready file has no hosts")?;
+        Ok(hosts
+            .iter()
             .filter_map(Value::as_str)
             .filter(|h| std::net::ToSocketAddrs::to_socket_addrs(&(*h, 443)).is_err())
             .map(str::to_owned)
-            .collect()
+            .collect())
     }
 
     /// One admin request; the answer's body as JSON (`Null` when it is not JSON). A status
