@@ -827,6 +827,49 @@ fn a_generation_that_came_first_keeps_its_name_and_disables_nothing() {
     s.sign(&Mechanism::Ecdsa, key, &[7; 32]).unwrap();
 }
 
+/// Another client deletes a key while the module lists the vault (between the names and
+/// that key's versions): the listing goes on without it, it does not fail (the torture
+/// test met this as a C_DestroyObject answering CKR_KEY_HANDLE_INVALID).
+#[test]
+fn a_key_deleted_during_a_listing_is_left_out() {
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let emu = Emulator::start();
+    let vault = OutOfBand::new(&emu);
+    // Listed first (names come back in order), so that its versions are the held request.
+    vault.create_ec("aaa-doomed");
+    let m = load(&emu.config_officer("vault", ""));
+    let s = m.session();
+    emu.admin(
+        "POST",
+        "/faults/once",
+        r#"{"operation": "list_key_versions", "delay_ms": 3000}"#,
+    );
+    let found = std::thread::scope(|scope| {
+        let other = scope.spawn(|| {
+            wait_until_faults_taken(&emu, Duration::from_secs(60));
+            OutOfBand::new(&emu).delete("aaa-doomed");
+        });
+        // The first search lists the vault.
+        let found = s.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)]);
+        other.join().unwrap();
+        found
+    });
+    let found = found.expect("the listing goes on without the deleted key");
+    assert!(!found.is_empty(), "the other keys are listed");
+    let labels: Vec<String> = found
+        .iter()
+        .filter_map(|h| s.get_attributes(*h, &[AttributeType::Label]).ok())
+        .flatten()
+        .filter_map(|a| match a {
+            Attribute::Label(l) => String::from_utf8(l).ok(),
+            _ => None,
+        })
+        .collect();
+    assert!(!labels.iter().any(|l| l == "aaa-doomed"), "{labels:?}");
+}
+
 /// The vault as another application changes it: the official SDK, default principal.
 // The SDK's models are `#[non_exhaustive]`: built from `Default` and assigned.
 struct OutOfBand {

@@ -228,7 +228,14 @@ impl Module {
             // Secret keys exist only as session objects (removed above).
             ObjectKind::SecretKey => return Err(Error::ObjectHandleInvalid),
         }
-        self.objects.refresh(slot, true)
+        // The store deleted it: that is the answer, whatever the listing that follows
+        // says. When the listing fails, the object is forgotten here and the next
+        // listing brings the cache up to date.
+        if let Err(e) = self.objects.refresh(slot, true) {
+            tracing::warn!("listing after deleting {}: {e}", obj.stable_id);
+            self.objects.remove(&obj)?;
+        }
+        Ok(())
     }
 
     pub fn generate_key_pair(

@@ -37,30 +37,11 @@ impl KeyVaultBackend {
         }
         let mut versions = Vec::new();
         for name in &names {
-            let mut o = KeyClientListKeyPropertiesVersionsOptions::default();
-            o.maxresults = Some(25);
-            let what = format!("listing the versions of {name}");
-            let mut pager = self
-                .keys
-                .list_key_properties_versions(name, Some(o))
-                .map_err(|e| errors::map(e, &what))?;
-            while let Some(item) = pager.try_next().await.map_err(|e| errors::map(e, &what))? {
-                let enabled = item
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.enabled)
-                    .unwrap_or(true);
-                let created = item
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.created)
-                    .map(azure_core::time::OffsetDateTime::unix_timestamp)
-                    .unwrap_or(0);
-                if let (true, Ok(id)) = (enabled, item.resource_id())
-                    && let Some(v) = id.version
-                {
-                    versions.push((name.clone(), v, created));
-                }
+            match self.enabled_versions(name).await {
+                Ok(v) => versions.extend(v),
+                // Deleted by another client since the names were listed: not an error.
+                Err(Error::ObjectGone(m)) => tracing::info!("{m}"),
+                Err(e) => return Err(e),
             }
         }
         // The newest enabled version of each key is its current one.
@@ -80,13 +61,19 @@ impl KeyVaultBackend {
         let mut decided: HashMap<String, String> = HashMap::new();
         for name in tied.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k) {
             let what = format!("reading the current version of {name}");
-            let key = self
-                .keys
-                .get_key(name, None)
-                .await
-                .map_err(|e| errors::map(e, &what))?
-                .into_model()
-                .map_err(|e| errors::map(e, &what))?;
+            let read = match self.keys.get_key(name, None).await {
+                Ok(r) => r.into_model().map_err(|e| errors::map(e, &what)),
+                Err(e) => Err(errors::map(e, &what)),
+            };
+            let key = match read {
+                Ok(key) => key,
+                // Deleted meanwhile: its versions are not fetched either.
+                Err(Error::ObjectGone(m)) => {
+                    tracing::info!("{m}");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(v) = key.resource_id().ok().and_then(|id| id.version) {
                 decided.insert(name.clone(), v);
             }
@@ -137,6 +124,37 @@ impl KeyVaultBackend {
             None => Vec::new(),
         };
         Ok((keys, certificates))
+    }
+
+    /// The enabled versions of key `name`: (name, version, created).
+    async fn enabled_versions(&self, name: &str) -> Result<Vec<(String, String, i64)>> {
+        let mut versions = Vec::new();
+        let mut o = KeyClientListKeyPropertiesVersionsOptions::default();
+        o.maxresults = Some(25);
+        let what = format!("listing the versions of {name}");
+        let mut pager = self
+            .keys
+            .list_key_properties_versions(name, Some(o))
+            .map_err(|e| errors::map(e, &what))?;
+        while let Some(item) = pager.try_next().await.map_err(|e| errors::map(e, &what))? {
+            let enabled = item
+                .attributes
+                .as_ref()
+                .and_then(|a| a.enabled)
+                .unwrap_or(true);
+            let created = item
+                .attributes
+                .as_ref()
+                .and_then(|a| a.created)
+                .map(azure_core::time::OffsetDateTime::unix_timestamp)
+                .unwrap_or(0);
+            if let (true, Ok(id)) = (enabled, item.resource_id())
+                && let Some(v) = id.version
+            {
+                versions.push((name.to_owned(), v, created));
+            }
+        }
+        Ok(versions)
     }
 
     pub(super) async fn fetch_version(
