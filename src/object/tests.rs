@@ -308,3 +308,116 @@ fn templates_match_and_queries_are_cached_until_a_change() {
     assert_eq!(c.find(0, &t2, true).unwrap().len(), 2);
     assert_eq!(c.get(h, |_| true).unwrap_err(), Error::ObjectHandleInvalid);
 }
+
+/// A certificate for `key` named `cn`, signed by `issuer` (itself when None), with
+/// basicConstraints cA as given.
+fn certificate(
+    cn: &str,
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+    issuer: Option<(
+        &openssl::x509::X509,
+        &openssl::pkey::PKey<openssl::pkey::Private>,
+    )>,
+    ca: bool,
+) -> openssl::x509::X509 {
+    use openssl::x509::{X509Builder, X509NameBuilder, extension::BasicConstraints};
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    let (issuer_name, signer) = match issuer {
+        Some((cert, k)) => (cert.subject_name().to_owned().unwrap(), k),
+        None => (name.to_owned().unwrap(), key),
+    };
+    b.set_issuer_name(&issuer_name).unwrap();
+    b.set_pubkey(key).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    let mut bc = BasicConstraints::new();
+    bc.critical();
+    if ca {
+        bc.ca();
+    }
+    b.append_extension(bc.build().unwrap()).unwrap();
+    b.sign(signer, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    b.build()
+}
+
+/// A PKCS#12 holding a key, its certificate and the issuing chain (intermediate, root):
+/// the chain's certificates are authorities (CKA_CERTIFICATE_CATEGORY 2), the key's own is
+/// not, and each issuer is found by its subject, which is how Java's SunPKCS11 builds a
+/// key's chain (tests/clients/run.sh checks keytool and jarsigner on it).
+#[test]
+fn a_pkcs12_chain_lists_its_authorities_as_category_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = cache(dir.path(), false);
+    let ec = || {
+        let group = openssl::ec::EcGroup::from_curve_name(Curve::P256.nid()).unwrap();
+        openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap()
+    };
+    let (root_key, int_key, leaf_key) = (ec(), ec(), ec());
+    let root = certificate("Root", &root_key, None, true);
+    let int = certificate("Intermediate", &int_key, Some((&root, &root_key)), true);
+    let leaf = certificate("idp.example", &leaf_key, Some((&int, &int_key)), false);
+    let mut ca = openssl::stack::Stack::new().unwrap();
+    ca.push(int.clone()).unwrap();
+    ca.push(root.clone()).unwrap();
+    let p12 = openssl::pkcs12::Pkcs12::builder()
+        .name("chained")
+        .pkey(&leaf_key)
+        .cert(&leaf)
+        .ca(ca)
+        .build2("")
+        .unwrap();
+    std::fs::write(dir.path().join("chained.p12"), p12.to_der().unwrap()).unwrap();
+
+    let certs = c
+        .find(0, &[(CKA_CLASS, attributes::ulong(CKO_CERTIFICATE))], true)
+        .unwrap();
+    let mut seen: Vec<(String, Vec<u8>, Vec<u8>)> = certs
+        .iter()
+        .map(|h| {
+            let o = c.get(*h, |_| true).unwrap();
+            let value = |t| match o.attr(t) {
+                AttrLookup::Value(v) => v.to_vec(),
+                other => panic!("{t:#x}: {other:?}"),
+            };
+            let label = String::from_utf8(value(CKA_LABEL)).unwrap();
+            (label, value(CKA_CERTIFICATE_CATEGORY), value(CKA_VALUE))
+        })
+        .collect();
+    seen.sort();
+    let expected = [
+        ("chained", 0, &leaf),
+        ("chained/chain1", 2, &int),
+        ("chained/chain2", 2, &root),
+    ];
+    assert_eq!(seen.len(), expected.len(), "{seen:?}");
+    for ((label, category, der), (want_label, want_category, want_cert)) in
+        seen.iter().zip(expected)
+    {
+        assert_eq!(label, want_label);
+        assert_eq!(*category, attributes::ulong(want_category), "{label}");
+        assert_eq!(*der, want_cert.to_der().unwrap(), "{label}");
+    }
+
+    // Each issuer by its subject, as SunPKCS11 looks for it.
+    for (cert, issuer) in [(&leaf, &int), (&int, &root)] {
+        let t = vec![
+            (CKA_CLASS, attributes::ulong(CKO_CERTIFICATE)),
+            (CKA_SUBJECT, cert.issuer_name().to_der().unwrap()),
+        ];
+        let found = c.find(0, &t, true).unwrap();
+        assert_eq!(found.len(), 1, "{:?}", cert.subject_name());
+        let o = c.get(found[0], |_| true).unwrap();
+        assert_eq!(
+            o.attr(CKA_VALUE),
+            AttrLookup::Value(&issuer.to_der().unwrap())
+        );
+    }
+}

@@ -12,6 +12,9 @@
 #   WORK           scratch directory (created; one subdirectory per check)     required
 #   RSA_LABEL      CKA_LABEL of an RSA key pair + certificate                  rsa2048
 #   EC_LABEL       CKA_LABEL of a P-256 key pair + certificate                 p256
+#   CHAIN_LABEL    CKA_LABEL of a key whose certificate chain (intermediate, root) is in
+#                  the token, as tests/clients/chain.sh makes it; with CHAIN_ROOT (the
+#                  root's PEM) it adds the chain checks                         (none)
 #   PYTHON         interpreter for the python-pkcs11 venv ($WORK/venv, kept)   python3
 #   CHECK_TIMEOUT  seconds before a hung check is killed (pkcs11-tool --test-threads  100
 #                  may sleep 30 s twice when a thread outlives its main)
@@ -340,6 +343,44 @@ jarsigner_sign() { # LABEL SIGALG
     grep -q '^jar verified\.' verify
 }
 
+# Java builds the key's chain from the token (each issuer found by CKA_SUBJECT): keytool
+# shows all three certificates in order.
+keytool_chain() { # LABEL
+    local opts
+    opts=$(java_opts)
+    # shellcheck disable=SC2086
+    keytool -list -v $opts -alias "$1" >list
+    grep -q '^Certificate chain length: 3$' list ||
+        { echo "keytool does not show a chain of 3 for $1" >&2; return 1; }
+    grep -E '^(Owner|Issuer):' list >names
+    printf '%s\n' 'Owner: CN=chain.idp.example' 'Issuer: CN=Chain Test Intermediate' \
+        'Owner: CN=Chain Test Intermediate' 'Issuer: CN=Chain Test Root' \
+        'Owner: CN=Chain Test Root' 'Issuer: CN=Chain Test Root' | diff - names
+}
+
+# jarsigner puts the token's chain into the signature; jarsigner -verify, trusting only the
+# root, prints the three certificates and accepts the chain.
+jarsigner_chain() { # LABEL
+    local opts
+    opts=$(java_opts)
+    echo "signed by $1" >content.txt
+    jar cf in.jar content.txt
+    # shellcheck disable=SC2086
+    jarsigner -keystore NONE $opts -sigalg SHA256withRSA -signedjar out.jar in.jar "$1"
+    keytool -importcert -noprompt -alias root -file "$CHAIN_ROOT" -keystore trust.p12 \
+        -storetype PKCS12 -storepass changeit
+    jarsigner -verify -verbose -certs -keystore trust.p12 -storepass changeit out.jar >verify
+    grep -q '^jar verified\.' verify
+    if grep -q 'Invalid certificate chain' verify; then
+        echo "jarsigner rejects the chain" >&2
+        return 1
+    fi
+    # The signer's block, once per signed entry: leaf, intermediate, root (the trusted one).
+    grep -m 3 -E '^ +X\.509, ' verify | sed 's/^ *//' >chain
+    printf '%s\n' 'X.509, CN=chain.idp.example' 'X.509, CN=Chain Test Intermediate' \
+        'X.509, CN=Chain Test Root (root)' | diff - chain
+}
+
 # python-pkcs11 finds the key by label and signs (raw ECDSA over a SHA-256 digest).
 python_sign() { # LABEL MECHANISM
     local python
@@ -433,6 +474,11 @@ check certtool-self-signed-ec certtool_self_signed "$EC_LABEL"
 check keytool-list keytool_list
 check jarsigner-rsa jarsigner_sign "$RSA_LABEL" SHA256withRSA
 check jarsigner-ec jarsigner_sign "$EC_LABEL" SHA256withECDSA
+if [ -n "${CHAIN_LABEL:-}" ]; then
+    export CHAIN_ROOT=${CHAIN_ROOT:?the root certificate of CHAIN_LABEL}
+    check keytool-list-chain keytool_chain "$CHAIN_LABEL"
+    check jarsigner-chain jarsigner_chain "$CHAIN_LABEL"
+fi
 
 # 6. python-pkcs11
 check python-pkcs11-sign-rsa python_sign "$RSA_LABEL" SHA256_RSA_PKCS
