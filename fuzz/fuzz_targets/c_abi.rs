@@ -229,7 +229,10 @@ struct Mech {
     m: CK_MECHANISM,
     _pss: Box<CK_RSA_PKCS_PSS_PARAMS>,
     _oaep: Box<CK_RSA_PKCS_OAEP_PARAMS>,
+    _gcm: Box<CK_GCM_PARAMS>,
     _label: Vec<u8>,
+    _iv: Vec<u8>,
+    _aad: Vec<u8>,
     _raw: Vec<u8>,
 }
 
@@ -428,8 +431,42 @@ impl Ctx<'_> {
             },
             ulSourceDataLen: label.len() as CK_ULONG,
         });
+        let mut iv = self.bytes(16);
+        let mut aad = if self.ratio(1, 2) {
+            self.bytes(32)
+        } else {
+            Vec::new()
+        };
+        let mut gcm = Box::new(CK_GCM_PARAMS {
+            pIv: if iv.is_empty() {
+                null_mut()
+            } else {
+                iv.as_mut_ptr()
+            },
+            ulIvLen: iv.len() as CK_ULONG,
+            ulIvBits: if self.ratio(1, 8) {
+                self.ulong()
+            } else {
+                iv.len() as CK_ULONG * 8
+            },
+            pAAD: if aad.is_empty() {
+                null_mut()
+            } else {
+                aad.as_mut_ptr()
+            },
+            ulAADLen: aad.len() as CK_ULONG,
+            ulTagBits: self.pick(&[0, 64, 96, 128, 129]).unwrap_or(128),
+        });
         let mut raw = self.bytes(64);
-        let (p, len): (*mut c_void, usize) = match self.small(4) {
+        // Raw bytes never have the size of a structure that holds pointers (OAEP's label,
+        // GCM's IV and AAD): the module would rightly read them as pointers, and the
+        // contract is that every pointer it is given is the caller's readable memory.
+        if raw.len() == size_of::<CK_RSA_PKCS_OAEP_PARAMS>()
+            || raw.len() == size_of::<CK_GCM_PARAMS>()
+        {
+            raw.pop();
+        }
+        let (p, len): (*mut c_void, usize) = match self.small(5) {
             0 | 1 => (null_mut(), 0),
             2 => (
                 &mut *pss as *mut _ as *mut c_void,
@@ -438,6 +475,10 @@ impl Ctx<'_> {
             3 => (
                 &mut *oaep as *mut _ as *mut c_void,
                 size_of::<CK_RSA_PKCS_OAEP_PARAMS>(),
+            ),
+            4 => (
+                &mut *gcm as *mut _ as *mut c_void,
+                size_of::<CK_GCM_PARAMS>(),
             ),
             _ => (
                 if raw.is_empty() {
@@ -456,7 +497,10 @@ impl Ctx<'_> {
             },
             _pss: pss,
             _oaep: oaep,
+            _gcm: gcm,
             _label: label,
+            _iv: iv,
+            _aad: aad,
             _raw: raw,
         }
     }

@@ -7,9 +7,9 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use cryptoki_sys::*;
-use identify_pkcs11::fuzzing::{HashAlg, PublicInfo, digest_info};
 use identify_pkcs11::ffi::args;
 use identify_pkcs11::fuzzing::{AesScheme, CryptScheme, SignScheme};
+use identify_pkcs11::fuzzing::{HashAlg, PublicInfo, digest_info};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
