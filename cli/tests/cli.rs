@@ -1103,3 +1103,184 @@ fn lifecycle_commands_fail_clearly_on_credentials_roles_and_throttling() {
     assert_eq!(code, 1);
     assert!(err.contains("slot \"good\""), "{err}");
 }
+
+/// Older versions through PKCS#11 after `cert rotate`, on a key-vault slot (the vault
+/// issues the certificates) and a managed-hsm slot (certificates in its database): data
+/// encrypted to the old public key decrypts through the old version's object, found by its
+/// label `name/version` and by its CKA_ID; the name signs with the new key; a signature
+/// made before the rotation verifies with the old version's certificate read from the
+/// token. The PKCS#11 side runs in a child process (`rotation_pkcs11_child`): the module
+/// is loaded once per process and reads its configuration from the environment.
+#[test]
+fn older_versions_work_through_pkcs11_after_a_rotation() {
+    let emu = Emulator::start_with("cert_retry_after_s = 1\ncert_pending_polls = 1\n");
+    for (slot, config) in [
+        ("vault", emu.config_officer("vault", "")),
+        ("hsm", emu.config_hsm("hsm", "")),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, first, err) =
+            self_signed(&config, slot, "idp", "CN=idp.example", "rsa:2048", &[]);
+        assert_eq!(code, 0, "{slot}: {err}");
+        let first = check_self_signed(&first, "idp.example");
+        rotation_child(&config, dir.path(), "before");
+
+        let (code, second, err) = tool(
+            &["cert", "rotate", "--slot", slot, "--name", "idp"],
+            &config,
+        );
+        assert_eq!(code, 0, "{slot}: {err}");
+        let second = check_self_signed(&second, "idp.example");
+        let old = key_versions(&config, "idp")
+            .into_iter()
+            .find(|k| k["current"] == false)
+            .unwrap_or_else(|| panic!("{slot}: no older version listed"));
+        std::fs::write(
+            dir.path().join("old.version"),
+            old["version"].as_str().unwrap(),
+        )
+        .unwrap();
+        // RSA-OAEP with SHA-256 (XML Encryption's key transport) to the old public key.
+        let secret = b"a session key for the old certificate";
+        let rsa = first.public_key().unwrap().rsa().unwrap();
+        let pkey = openssl::pkey::PKey::from_rsa(rsa).unwrap();
+        let mut enc = openssl::encrypt::Encrypter::new(&pkey).unwrap();
+        enc.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)
+            .unwrap();
+        enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        let mut ct = vec![0; enc.encrypt_len(secret).unwrap()];
+        let n = enc.encrypt(secret, &mut ct).unwrap();
+        ct.truncate(n);
+        std::fs::write(dir.path().join("old.ct"), ct).unwrap();
+        rotation_child(&config, dir.path(), "after");
+
+        let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+        assert_eq!(
+            read("old.plain"),
+            secret,
+            "{slot}: the old version decrypts"
+        );
+        let old_cert = openssl::x509::X509::from_der(&read("old-cert.der")).unwrap();
+        assert_eq!(old_cert, first, "{slot}: the old version's certificate");
+        let verifies = |cert: &openssl::x509::X509, sig: &[u8]| {
+            let key = cert.public_key().unwrap();
+            let mut v =
+                openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
+            v.update(ROTATION_DATA).unwrap();
+            v.verify(sig).unwrap()
+        };
+        assert!(
+            verifies(&old_cert, &read("old.sig")),
+            "{slot}: the signature made before"
+        );
+        assert!(
+            verifies(&second, &read("new.sig")),
+            "{slot}: the name signs with the new key"
+        );
+        assert!(
+            !verifies(&first, &read("new.sig")),
+            "{slot}: not with the old one"
+        );
+    }
+}
+
+const ROTATION_DATA: &[u8] = b"signed before and after the rotation";
+
+/// Runs `rotation_pkcs11_child` at `step` in a child process of this test binary.
+fn rotation_child(config: &Path, dir: &Path, step: &str) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "rotation_pkcs11_child",
+            "--nocapture",
+        ])
+        .env("IDENTIFY_PKCS11_CONFIG", config)
+        .env("IDENTIFY_PKCS11_LOG", "off")
+        .env("ROTATION_DIR", dir)
+        .env("ROTATION_STEP", step)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "child at {step}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "a helper: older_versions_work_through_pkcs11_after_a_rotation runs it in a child process"]
+fn rotation_pkcs11_child() {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
+    use cryptoki::object::{Attribute, AttributeType, ObjectClass};
+    use cryptoki::session::UserType;
+    use cryptoki::types::AuthPin;
+    let dir = std::path::PathBuf::from(std::env::var_os("ROTATION_DIR").expect("ROTATION_DIR"));
+    let step = std::env::var("ROTATION_STEP").expect("ROTATION_STEP");
+    let pkcs11 = Pkcs11::new(harness::module_path()).unwrap();
+    pkcs11
+        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
+    let slot = pkcs11.get_slots_with_token().unwrap()[0];
+    let s = pkcs11.open_ro_session(slot).unwrap();
+    s.login(UserType::User, Some(&AuthPin::new("1234".into())))
+        .unwrap();
+    let one = |template: &[Attribute]| {
+        let found = s.find_objects(template).unwrap();
+        assert_eq!(found.len(), 1, "{template:?}");
+        found[0]
+    };
+    let private = |label: &str| {
+        one(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])
+    };
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
+    match step.as_str() {
+        "before" => {
+            let sig = s.sign(&Mechanism::Sha256RsaPkcs, private("idp"), ROTATION_DATA);
+            write("old.sig", &sig.unwrap());
+        }
+        "after" => {
+            let version = std::fs::read_to_string(dir.join("old.version")).unwrap();
+            let old = private(&format!("idp/{version}"));
+            let id = match &s.get_attributes(old, &[AttributeType::Id]).unwrap()[..] {
+                [Attribute::Id(id)] => id.clone(),
+                other => panic!("{other:?}"),
+            };
+            let by_id = one(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Id(id.clone()),
+            ]);
+            assert_eq!(by_id, old, "CKA_ID names the old version alone");
+            let cert = one(&[
+                Attribute::Class(ObjectClass::CERTIFICATE),
+                Attribute::Id(id),
+            ]);
+            match &s.get_attributes(cert, &[AttributeType::Value]).unwrap()[..] {
+                [Attribute::Value(der)] => write("old-cert.der", der),
+                other => panic!("{other:?}"),
+            }
+            let oaep = PkcsOaepParams::new(
+                cryptoki::mechanism::MechanismType::SHA256,
+                PkcsMgfType::MGF1_SHA256,
+                PkcsOaepSource::empty(),
+            );
+            let ct = std::fs::read(dir.join("old.ct")).unwrap();
+            let plain = s.decrypt(&Mechanism::RsaPkcsOaep(oaep), old, &ct).unwrap();
+            write("old.plain", &plain);
+            let new = private("idp");
+            assert_ne!(new, old);
+            let sig = s.sign(&Mechanism::Sha256RsaPkcs, new, ROTATION_DATA);
+            write("new.sig", &sig.unwrap());
+        }
+        other => panic!("ROTATION_STEP {other}"),
+    }
+}

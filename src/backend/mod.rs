@@ -134,6 +134,52 @@ pub struct Listing {
     pub certificates: Vec<CertRecord>,
 }
 
+impl Listing {
+    /// A label names one version, the current one (README, "Objects"). A rotation copies
+    /// a key's label tag to its new version and the old version keeps it; a label can also
+    /// be set on an older version by hand. An older version whose label is its current
+    /// version's is listed without it (its objects are then labelled `name/version`), and
+    /// so are the certificates of its public key that carry that label, so that a search
+    /// by the label finds the current version alone.
+    pub fn labels_name_current_versions(mut self) -> Listing {
+        let current: std::collections::HashMap<String, String> = self
+            .keys
+            .iter()
+            .filter(|k| k.current)
+            .map(|k| {
+                (
+                    k.name.clone(),
+                    k.label.clone().unwrap_or_else(|| k.name.clone()),
+                )
+            })
+            .collect();
+        // (public key, the label it gives up, the label it gets)
+        let mut yielded: Vec<(Vec<u8>, String, String)> = Vec::new();
+        for k in &mut self.keys {
+            let Some(version) = k.version.as_deref().filter(|_| !k.current) else {
+                continue;
+            };
+            if k.label.is_some() && k.label.as_ref() == current.get(&k.name) {
+                let label = k.label.take().unwrap_or_default();
+                yielded.push((k.spki_der.clone(), label, format!("{}/{version}", k.name)));
+            }
+        }
+        if yielded.is_empty() {
+            return self;
+        }
+        for c in self.certificates.iter_mut().filter(|c| !c.authority) {
+            let spki = crate::crypto::key::certificate_spki(&c.der);
+            if let Some((_, _, to)) = yielded
+                .iter()
+                .find(|(key, from, _)| *from == c.label && spki.as_deref() == Some(key.as_slice()))
+            {
+                c.label = to.clone();
+            }
+        }
+        self
+    }
+}
+
 /// What to change on a stored object through C_SetAttributeValue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectUpdate {

@@ -135,6 +135,16 @@ impl PublicInfo {
     }
 }
 
+/// The SubjectPublicKeyInfo (DER) of a certificate (DER); `None` when it does not parse.
+pub fn certificate_spki(der: &[u8]) -> Option<Vec<u8>> {
+    x509_cert::Certificate::from_der(der)
+        .ok()?
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .ok()
+}
+
 /// SHA-1 over the subjectPublicKey BIT STRING contents (RFC 5280 §4.2.1.2 method 1).
 pub fn key_identifier(spki_der: &[u8]) -> Result<Vec<u8>> {
     let spki = x509_cert::spki::SubjectPublicKeyInfoRef::from_der(spki_der)

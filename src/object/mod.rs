@@ -635,7 +635,11 @@ fn certificate_id_override(cert: &CertRecord, listing: &Listing) -> Option<Vec<u
     listing
         .keys
         .iter()
-        .find(|k| k.id.is_some() && cert_spki(&cert.der).as_deref() == Some(k.spki_der.as_slice()))
+        .find(|k| {
+            k.id.is_some()
+                && crate::crypto::key::certificate_spki(&cert.der).as_deref()
+                    == Some(k.spki_der.as_slice())
+        })
         .and_then(|k| k.id.clone())
 }
 
@@ -644,16 +648,6 @@ pub fn certificate_id(cert: &CertRecord, listing: &Listing) -> Result<Vec<u8>> {
     let over = certificate_id_override(cert, listing);
     let (attrs, _) = attributes::certificate(cert, true, false, over.as_deref())?;
     Ok(attrs.get(&CKA_ID).cloned().unwrap_or_default())
-}
-
-fn cert_spki(der: &[u8]) -> Option<Vec<u8>> {
-    use x509_cert::der::{Decode, Encode};
-    x509_cert::Certificate::from_der(der)
-        .ok()?
-        .tbs_certificate
-        .subject_public_key_info
-        .to_der()
-        .ok()
 }
 
 #[cfg(test)]

@@ -317,7 +317,8 @@ impl Backend for KeyVaultBackend {
         Ok(Listing {
             keys: keys.into_iter().map(|(k, _)| k).collect(),
             certificates,
-        })
+        }
+        .labels_name_current_versions())
     }
 
     fn check_sign(&self, _key: &KeyRecord, request: &SignRequest) -> Result<()> {
