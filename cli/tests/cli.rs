@@ -1189,27 +1189,128 @@ fn older_versions_work_through_pkcs11_after_a_rotation() {
 
 const ROTATION_DATA: &[u8] = b"signed before and after the rotation";
 
-/// Runs `rotation_pkcs11_child` at `step` in a child process of this test binary.
-fn rotation_child(config: &Path, dir: &Path, step: &str) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "rotation_pkcs11_child",
-            "--nocapture",
-        ])
-        .env("IDENTIFY_PKCS11_CONFIG", config)
-        .env("IDENTIFY_PKCS11_LOG", "off")
-        .env("ROTATION_DIR", dir)
-        .env("ROTATION_STEP", step)
-        .output()
-        .unwrap();
+/// `rotation_pkcs11_child` at `step`, as a child process of this test binary.
+fn rotation_command(config: &Path, dir: &Path, step: &str) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([
+        "--ignored",
+        "--exact",
+        "rotation_pkcs11_child",
+        "--nocapture",
+    ])
+    .env("IDENTIFY_PKCS11_CONFIG", config)
+    .env("IDENTIFY_PKCS11_LOG", "off")
+    .env("ROTATION_DIR", dir)
+    .env("ROTATION_STEP", step);
+    c
+}
+
+/// Checks that the child ran its one test and passed.
+fn child_passed(step: &str, out: &std::process::Output) {
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
         "child at {step}: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `rotation_pkcs11_child` at `step` in a child process and waits for it.
+fn rotation_child(config: &Path, dir: &Path, step: &str) {
+    let out = rotation_command(config, dir, step).output().unwrap();
+    child_passed(step, &out);
+}
+
+/// Milliseconds since the Unix epoch: one clock for this test and its child.
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+}
+
+/// A process signs by label without pause (a search for the label, then a sign, as an
+/// application that names its key by label does) while `cert rotate` runs in another:
+/// no call fails, and its signatures switch to the new key within the slot's
+/// `refresh_seconds` (2 s here; 300 s by default) of the rotation's end, and stay there.
+#[test]
+fn a_running_signer_picks_up_a_rotation_without_a_restart() {
+    let emu = Emulator::start_with("cert_retry_after_s = 1\ncert_pending_polls = 1\n");
+    for (slot, config) in [
+        ("vault", emu.config_officer("vault", "refresh_seconds = 2")),
+        ("hsm", emu.config_hsm("hsm", "refresh_seconds = 2")),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, first, err) =
+            self_signed(&config, slot, "idp", "CN=idp.example", "rsa:2048", &[]);
+        assert_eq!(code, 0, "{slot}: {err}");
+        let first = check_self_signed(&first, "idp.example");
+        let until = unix_ms() + 14_000;
+        std::fs::write(dir.path().join("until"), until.to_string()).unwrap();
+        let signer = rotation_command(&config, dir.path(), "loop")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The signer has started signing with the old key before the rotation.
+        let log = dir.path().join("signatures");
+        while std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let (code, second, err) = tool(
+            &["cert", "rotate", "--slot", slot, "--name", "idp"],
+            &config,
+        );
+        let rotated = unix_ms();
+        assert_eq!(code, 0, "{slot}: {err}");
+        let second = check_self_signed(&second, "idp.example");
+        child_passed("loop", &signer.wait_with_output().unwrap());
+
+        let verifies = |cert: &openssl::x509::X509, sig: &[u8]| {
+            let key = cert.public_key().unwrap();
+            let mut v =
+                openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
+            v.update(ROTATION_DATA).unwrap();
+            v.verify(sig).unwrap()
+        };
+        let text = std::fs::read_to_string(&log).unwrap();
+        let mut first_new: Option<u128> = None;
+        let (mut old_count, mut new_count) = (0, 0);
+        for line in text.lines() {
+            let (at, rest) = line.split_once(' ').unwrap();
+            let at: u128 = at.parse().unwrap();
+            let sig = rest
+                .strip_prefix("sig ")
+                .unwrap_or_else(|| panic!("{slot}: a call failed during the rotation: {line}"));
+            let sig = (0..sig.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&sig[i..i + 2], 16).unwrap())
+                .collect::<Vec<u8>>();
+            if verifies(&second, &sig) {
+                first_new.get_or_insert(at);
+                new_count += 1;
+            } else {
+                assert!(verifies(&first, &sig), "{slot}: a signature by neither key");
+                assert!(
+                    first_new.is_none(),
+                    "{slot}: the old key signed again after the new one had"
+                );
+                old_count += 1;
+            }
+        }
+        let first_new = first_new.unwrap_or_else(|| {
+            panic!("{slot}: {old_count} signatures, none with the new key by the end")
+        });
+        let picked_up = first_new.saturating_sub(rotated);
+        eprintln!(
+            "{slot}: {old_count} signatures with the old key, {new_count} with the new; the new key signed {picked_up} ms after cert rotate ended (refresh_seconds = 2)"
+        );
+        assert!(old_count > 0, "{slot}: the old key never signed");
+        assert!(
+            picked_up <= 2_000 + 3_000,
+            "{slot}: picked up {picked_up} ms after the rotation, more than refresh_seconds (2 s) and a listing (3 s)"
+        );
+    }
 }
 
 #[test]
@@ -1244,6 +1345,32 @@ fn rotation_pkcs11_child() {
     };
     let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
     match step.as_str() {
+        "loop" => {
+            // Until the time in `until`: find by label, sign, log the signature (or the
+            // error) with the time.
+            use std::io::Write;
+            let until: u128 = std::fs::read_to_string(dir.join("until"))
+                .unwrap()
+                .parse()
+                .unwrap();
+            let mut log = std::fs::File::create(dir.join("signatures")).unwrap();
+            while unix_ms() < until {
+                let found = s.find_objects(&[
+                    Attribute::Class(ObjectClass::PRIVATE_KEY),
+                    Attribute::Label(b"idp".to_vec()),
+                ]);
+                let line = match found.as_deref() {
+                    Ok([key]) => match s.sign(&Mechanism::Sha256RsaPkcs, *key, ROTATION_DATA) {
+                        Ok(sig) => format!("sig {}", hex(&sig)),
+                        Err(e) => format!("sign failed: {e}"),
+                    },
+                    Ok(keys) => format!("{} keys labelled idp", keys.len()),
+                    Err(e) => format!("search failed: {e}"),
+                };
+                writeln!(log, "{} {line}", unix_ms()).unwrap();
+                log.flush().unwrap();
+            }
+        }
         "before" => {
             let sig = s.sign(&Mechanism::Sha256RsaPkcs, private("idp"), ROTATION_DATA);
             write("old.sig", &sig.unwrap());
