@@ -142,6 +142,11 @@ enum Command {
         /// Certificates expiring within this many days are a warning.
         #[arg(long, default_value_t = 30)]
         expiry_days: i64,
+        /// The Azure Instance Metadata Service URL that tells this host's region, compared
+        /// with the region each vault reports (a slot's `region` takes precedence; empty:
+        /// not asked).
+        #[arg(long, env = "IDENTIFY_PKCS11_IMDS_URL", default_value = IMDS_LOCATION)]
+        imds_url: String,
     },
     /// Summarise the audit log: key uses by slot, key, operation and result, with latency
     /// percentiles.
@@ -229,6 +234,10 @@ enum Command {
 /// Bad arguments, for every command (sysexits' EX_USAGE): apart from doctor's 0–3 and the
 /// 1 of any other failure.
 const EXIT_USAGE: u8 = 64;
+
+/// The Azure Instance Metadata Service: this VM's region, as text.
+const IMDS_LOCATION: &str =
+    "http://169.254.169.254/metadata/instance/compute/location?api-version=2021-02-01&format=text";
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -340,6 +349,7 @@ fn main() -> ExitCode {
             samples,
             latency_warn_ms,
             expiry_days,
+            imds_url,
         } => {
             return ops::doctor(&ops::DoctorOptions {
                 config,
@@ -349,6 +359,7 @@ fn main() -> ExitCode {
                 samples,
                 latency_warn_ms,
                 expiry_days,
+                imds_url,
             });
         }
         Command::Bench {

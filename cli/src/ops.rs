@@ -303,6 +303,8 @@ pub struct DoctorOptions {
     pub latency_warn_ms: u64,
     /// Certificates expiring within this many days are a warning.
     pub expiry_days: i64,
+    /// Where this host's Azure region is asked when a slot sets none (empty: not asked).
+    pub imds_url: String,
 }
 
 /// `identify-pkcs11 doctor`'s exit codes, the monitoring-plugin convention (Nagios,
@@ -412,7 +414,11 @@ fn slot_checks(o: &DoctorOptions, store: &StoreConfig, backend: &dyn Backend) ->
             },
         );
         if let Some(k) = listing.keys.iter().find(|k| k.current) {
-            checks.push(latency_check(o, backend, k));
+            let (latency, region) = latency_check(o, backend, k);
+            checks.push(latency);
+            if let Some(region) = region {
+                checks.push(region_check(o, a, &region));
+            }
         }
     }
     if o.sign {
@@ -512,15 +518,27 @@ fn kind_name(a: &identify_pkcs11::admin::AzureConfig) -> &'static str {
     admin::kind_name(a.credential.kind)
 }
 
-fn latency_check(o: &DoctorOptions, backend: &dyn Backend, key: &KeyRecord) -> Check {
+/// The round trip's median, and the region the store reported with it.
+fn latency_check(
+    o: &DoctorOptions,
+    backend: &dyn Backend,
+    key: &KeyRecord,
+) -> (Check, Option<String>) {
     let mut times = Vec::new();
+    let mut region = None;
     for _ in 0..o.samples.max(1) {
         let t = Instant::now();
-        if let Err(e) = backend.ping(key) {
-            return check("round trip", Status::Fail, e.to_string());
+        match backend.ping(key) {
+            Ok(r) => region = region.or(r),
+            Err(e) => return (check("round trip", Status::Fail, e.to_string()), None),
         }
         times.push(t.elapsed());
     }
+    (latency_verdict(o, &times), region)
+}
+
+fn latency_verdict(o: &DoctorOptions, times: &[Duration]) -> Check {
+    let mut times = times.to_vec();
     times.sort();
     let median = times[times.len() / 2];
     let ms = median.as_secs_f64() * 1000.0;
@@ -541,6 +559,68 @@ fn latency_check(o: &DoctorOptions, backend: &dyn Backend, key: &KeyRecord) -> C
             format!("median {ms:.1} ms over {} requests", times.len()),
         )
     }
+}
+
+/// The store's region (`x-ms-keyvault-region`) against this host's: the slot's `region`,
+/// else the Azure Instance Metadata Service's answer.
+fn region_check(o: &DoctorOptions, a: &identify_pkcs11::admin::AzureConfig, store: &str) -> Check {
+    let host = match &a.region {
+        Some(r) => Some((r.clone(), "the slot's region")),
+        None => host_region(&o.imds_url).map(|r| (r, "Azure instance metadata")),
+    };
+    match host {
+        None => check(
+            "region",
+            Status::Ok,
+            format!(
+                "{store} (this host's region is unknown: no Azure instance metadata; set region = \"…\" in the slot to compare)"
+            ),
+        ),
+        Some((host, from)) if host.eq_ignore_ascii_case(store) => check(
+            "region",
+            Status::Ok,
+            format!("{store}, as this host ({from})"),
+        ),
+        Some((host, from)) => check(
+            "region",
+            Status::Warn,
+            format!(
+                "the store is in {store}, this host in {host} ({from}): every signature crosses regions; provision the Key Vault or Managed HSM in the servers' region"
+            ),
+        ),
+    }
+}
+
+/// This host's Azure region from the Instance Metadata Service (`Metadata: true`, plain
+/// HTTP on the link-local address), within a second; `None` off Azure, on any error, or
+/// when `url` is empty.
+fn host_region(url: &str) -> Option<String> {
+    if url.is_empty() {
+        return None;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .ok()?;
+    let text = rt.block_on(async {
+        let r = client
+            .get(url)
+            .header("Metadata", "true")
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.text().await.ok()
+    })?;
+    let region = text.trim().to_ascii_lowercase();
+    (!region.is_empty() && region.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(region)
 }
 
 fn sign_check(backend: &dyn Backend, key: &KeyRecord) -> Check {

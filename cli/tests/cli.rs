@@ -17,6 +17,9 @@ fn tool(args: &[&str], config: &Path) -> (i32, String, String) {
         .arg("--config")
         .arg(config)
         .env("IDENTIFY_PKCS11_LOG", "off")
+        // The tests never ask the host's Azure instance metadata: a CI machine on Azure
+        // would answer with its region (one test serves its own).
+        .env("IDENTIFY_PKCS11_IMDS_URL", "")
         .output()
         .expect("running identify-pkcs11");
     (
@@ -326,6 +329,98 @@ fn doctor_against_the_vault_and_its_failure_paths() {
     assert!(
         d.contains("bad.toml: line 3") && d.contains("key-vault"),
         "{d}"
+    );
+}
+
+/// A local server answering as the Azure Instance Metadata Service does for
+/// `compute/location` (only with the `Metadata: true` header); its URL.
+fn instance_metadata(region: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+            let (status, body) = if text.contains("\r\nmetadata: true\r\n") {
+                ("200 OK", region)
+            } else {
+                ("400 Bad Request", "Required metadata header not specified")
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!(
+        "http://127.0.0.1:{port}/metadata/instance/compute/location?api-version=2021-02-01&format=text"
+    )
+}
+
+/// `doctor` reports the region the vault answers with (`x-ms-keyvault-region`), compares
+/// it with this host's (the slot's `region`, else the instance metadata) and warns when
+/// they differ.
+#[test]
+fn doctor_reports_the_vaults_region_and_warns_across_regions() {
+    let emu = Emulator::start_with("[regions]\ntestvault = \"westeurope\"\n");
+    let doctor = |config: &Path, more: &[&str]| {
+        let mut args = vec!["doctor", "--json", "--latency-warn-ms", "5000"];
+        args.extend(more);
+        let (code, v) = json(&args, config);
+        let region = status_of(&v, "region");
+        assert_eq!(region.len(), 1, "{v}");
+        (code, region[0].0.clone(), region[0].1.clone())
+    };
+    // This host's region unknown: the vault's is reported.
+    let plain = emu.config("vault", "");
+    let (code, status, detail) = doctor(&plain, &[]);
+    assert_eq!((code, status.as_str()), (0, "ok"), "{detail}");
+    assert!(
+        detail.starts_with("westeurope (this host's region is unknown"),
+        "{detail}"
+    );
+    // The slot's region, the same: ok.
+    let same = emu.config("same", "region = \"westeurope\"");
+    let (code, status, detail) = doctor(&same, &[]);
+    assert_eq!((code, status.as_str()), (0, "ok"), "{detail}");
+    assert_eq!(detail, "westeurope, as this host (the slot's region)");
+    // Another: a warning (exit 1) naming both.
+    let other = emu.config("other", "region = \"northeurope\"");
+    let (code, status, detail) = doctor(&other, &[]);
+    assert_eq!((code, status.as_str()), (1, "warn"), "{detail}");
+    assert!(
+        detail.contains("store is in westeurope, this host in northeurope (the slot's region)"),
+        "{detail}"
+    );
+    // The instance metadata tells this host's region when the slot does not.
+    let imds = instance_metadata("northeurope");
+    let (code, status, detail) = doctor(&plain, &["--imds-url", &imds]);
+    assert_eq!((code, status.as_str()), (1, "warn"), "{detail}");
+    assert!(
+        detail.contains("this host in northeurope (Azure instance metadata)"),
+        "{detail}"
+    );
+    // ...and the slot's region comes first.
+    let (code, status, _) = doctor(&same, &["--imds-url", &imds]);
+    assert_eq!((code, status.as_str()), (0, "ok"));
+    // A region that is no Azure region name: the configuration names the key.
+    let bad = emu.config("bad", "region = \"West Europe\"");
+    let (code, v) = json(&["doctor", "--json"], &bad);
+    assert_eq!(code, 2, "{v}");
+    let (status, detail) = &status_of(&v, "configuration")[0];
+    assert_eq!(status, "fail");
+    assert!(
+        detail.contains("region") && detail.contains("westeurope"),
+        "{detail}"
     );
 }
 

@@ -230,10 +230,10 @@ pub trait Backend: Send + Sync {
             "this store keeps one version per key; key rotation is for key-vault, managed-hsm and directory slots".into(),
         ))
     }
-    /// One cheap authenticated round trip about `key` (the operator's latency check);
-    /// local stores have none.
-    fn ping(&self, _key: &KeyRecord) -> Result<()> {
-        Ok(())
+    /// One cheap authenticated round trip about `key` (the operator's latency check),
+    /// answering the region the store says it is in, when it says; local stores have none.
+    fn ping(&self, _key: &KeyRecord) -> Result<Option<String>> {
+        Ok(None)
     }
     /// Random bytes from the store's own generator, when the slot is configured to use
     /// it (Managed HSM's /rng); `None`: the operating system's.

@@ -20,6 +20,7 @@ pub(super) struct AzureView<'a> {
     deadline_seconds: &'a Option<toml::Spanned<u64>>,
     max_retries: &'a Option<toml::Spanned<u32>>,
     rate_budget: &'a Option<toml::Spanned<f64>>,
+    region: &'a Option<toml::Spanned<String>>,
     certificates: &'a Option<toml::Spanned<String>>,
     certificates_dir: &'a Option<toml::Spanned<PathBuf>>,
 }
@@ -41,6 +42,7 @@ macro_rules! azure_view {
             deadline_seconds: &$t.deadline_seconds,
             max_retries: &$t.max_retries,
             rate_budget: &$t.rate_budget,
+            region: &$t.region,
             certificates: &$t.certificates,
             certificates_dir: &$t.certificates_dir,
         }
@@ -162,6 +164,24 @@ pub(super) fn azure_slot(
         Some(r) => *r.get_ref(),
         None => 0.9,
     };
+    // An Azure region's programmatic name: `westeurope`, `eastus2`, `usgovvirginia`.
+    let region = match s.region {
+        Some(r)
+            if r.get_ref().is_empty()
+                || !r
+                    .get_ref()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) =>
+        {
+            return Err(at(
+                r.span(),
+                "region",
+                "must be an Azure region's name as `az account list-locations` prints it (lowercase letters and digits, e.g. \"westeurope\")".into(),
+            ));
+        }
+        Some(r) => Some(r.get_ref().clone()),
+        None => None,
+    };
     if let Some(names) = s.key_names
         && let Some(bad) = names
             .iter()
@@ -220,6 +240,7 @@ pub(super) fn azure_slot(
         deadline_seconds,
         max_retries,
         rate_budget,
+        region,
         certificates,
         hsm_random: s.hsm_random.unwrap_or(false),
     })

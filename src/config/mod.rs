@@ -279,6 +279,9 @@ pub struct AzureConfig {
     /// Share of the published per-vault limits this module allows itself (a multiple when
     /// the vault's limits were raised).
     pub rate_budget: f64,
+    /// The Azure region this slot's servers run in, when the operator says (`doctor`
+    /// warns when the store reports another).
+    pub region: Option<String>,
     /// The certificate database: the certificates of a Managed HSM's keys, and those
     /// written with C_CreateObject for vault keys that have none in the vault.
     pub certificates: crate::certdb::Location,

@@ -368,13 +368,15 @@ impl Backend for KeyVaultBackend {
         self.key_operation(key, request, data, false)
     }
 
-    fn ping(&self, key: &KeyRecord) -> Result<()> {
+    fn ping(&self, key: &KeyRecord) -> Result<Option<String>> {
         let version = Self::version_of(key)?;
         let what = format!("get key {}/{version}", key.name);
         let mut o = KeyClientGetKeyOptions::default();
         o.key_version = Some(version.clone());
+        // Every Key Vault answer names the vault's Azure region.
+        let region = azure_core::http::headers::HeaderName::from_static("x-ms-keyvault-region");
         self.run(self.keys.get_key(&key.name, Some(o)))?
-            .map(|_| ())
+            .map(|r| r.headers().get_optional_string(&region))
             .map_err(|e| errors::map(e, &what))
     }
 

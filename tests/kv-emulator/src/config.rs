@@ -33,6 +33,10 @@ pub struct Config {
     pub extra_vaults: Vec<String>,
     #[serde(default)]
     pub extra_hsms: Vec<String>,
+    /// The Azure region each vault or Managed HSM reports in `x-ms-keyvault-region`, by
+    /// name (default "westus", as recorded).
+    #[serde(default)]
+    pub regions: std::collections::HashMap<String, String>,
     #[serde(default)]
     pub throttle: ThrottleConfig,
     #[serde(default, rename = "principal")]

@@ -372,16 +372,28 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 
     // Containers.
+    if let Some(name) = cfg
+        .regions
+        .keys()
+        .find(|n| !vaults.contains(*n) && !hsms.contains(*n))
+    {
+        return Err(format!(
+            "regions: '{name}' names no served vault or Managed HSM"
+        ));
+    }
     let mut containers = HashMap::new();
     for (kind, list) in [(Kind::Vault, &vaults), (Kind::Hsm, &hsms)] {
         for name in list {
             let host = host_of(kind, name);
-            let c = Container::new(
+            let mut c = Container::new(
                 kind,
                 name,
                 origin(&host),
                 Throttle::new(settings.throttle_window),
             );
+            if let Some(region) = cfg.regions.get(name.as_str()) {
+                c.region = region.clone();
+            }
             containers.insert(host, Arc::new(c));
         }
     }

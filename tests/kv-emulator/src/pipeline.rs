@@ -549,7 +549,7 @@ fn service_response(
         )
         .header("X-Content-Type-Options", "nosniff")
         .header("x-ms-request-id", ids::guid())
-        .header("x-ms-keyvault-region", "westus")
+        .header("x-ms-keyvault-region", c.region.as_str())
         .header(
             "x-ms-keyvault-network-info",
             "conn_type=Ipv4;addr=127.0.0.1;act_addr_fam=InterNetwork;",

@@ -187,6 +187,8 @@ pub struct Container {
     pub name: String,
     /// `https://host:port`, the prefix of every identifier.
     pub base_url: String,
+    /// Sent in `x-ms-keyvault-region` with every answer.
+    pub region: String,
     state: Mutex<ContainerState>,
     pub throttle: Mutex<Throttle>,
 }
@@ -197,6 +199,7 @@ impl Container {
             kind,
             name: name.to_string(),
             base_url,
+            region: "westus".into(),
             state: Mutex::new(ContainerState::default()),
             throttle: Mutex::new(throttle),
         }
