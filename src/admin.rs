@@ -4,7 +4,7 @@
 pub use crate::backend::azure::{client_options, credential, http_client};
 pub use crate::backend::{
     Backend, CertRecord, IssueRequest, KeyRecord, KeySpec, KeyUsage, Listing, ObjectUpdate,
-    StoredCertificate,
+    Protection, StoredCertificate,
 };
 pub use crate::certdb::{CertDb, Location};
 pub use crate::config::{

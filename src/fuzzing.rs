@@ -27,6 +27,7 @@ pub fn key_bundle(body: &[u8]) {
     // The same resource-id parse the listing applies to an item.
     let _ = key.resource_id();
     if let Some((record, weight)) = key_vault::key_record(
+        crate::config::Service::KeyVault,
         "https://fuzz.vault.azure.net/",
         "name",
         "version",

@@ -6,7 +6,7 @@ use identify_pkcs11::admin::PublicInfo;
 use identify_pkcs11::admin::Stores;
 use identify_pkcs11::admin::hex;
 use identify_pkcs11::admin::{self, Config, StoreConfig};
-use identify_pkcs11::admin::{Backend, CertRecord, KeyRecord, Listing};
+use identify_pkcs11::admin::{Backend, CertRecord, KeyRecord, Listing, Protection};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -137,6 +137,11 @@ fn key_json(k: &KeyRecord, certs: &[(&CertRecord, Option<CertFacts>)], at: &Sele
         "sign": k.usage.sign,
         "decrypt": k.usage.decrypt,
         "id": k.backend_key_id,
+        "protection": match k.protection {
+            Protection::Software => "software",
+            Protection::HsmLevel2 => "hsm-fips-140-2-level-2",
+            Protection::HsmLevel3 => "hsm-fips-140-level-3",
+        },
         "certificates_sha256": paired,
         "cka_id": at.cka_id,
         "uri": at.uri,
@@ -399,6 +404,28 @@ fn slot_checks(o: &DoctorOptions, store: &StoreConfig, backend: &dyn Backend) ->
             return checks;
         }
     };
+    if let StoreConfig::Azure(a) = store
+        && a.require_hsm
+    {
+        let hidden = backend.hidden_keys();
+        checks.push(if hidden.is_empty() {
+            check(
+                "hsm only",
+                Status::Ok,
+                "every listed key is kept in a FIPS 140 Level 3 HSM",
+            )
+        } else {
+            check(
+                "hsm only",
+                Status::Warn,
+                format!(
+                    "require_hsm hides {} key version(s) not kept in a FIPS 140 Level 3 HSM: {}",
+                    hidden.len(),
+                    hidden.join(", ")
+                ),
+            )
+        });
+    }
     if let StoreConfig::Azure(a) = store {
         checks.push(
             match identify_pkcs11::admin::CertDb::new(a.certificates.clone(), &a.url)

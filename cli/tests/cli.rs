@@ -424,6 +424,120 @@ fn doctor_reports_the_vaults_region_and_warns_across_regions() {
     );
 }
 
+/// `require_hsm = true` on a key-vault slot: the vault's software keys (the seeded
+/// fixtures) are neither listed nor usable and `doctor` names them; a certificate made or
+/// imported through the slot gets an HSM key (FIPS 140-3 Level 3 in the emulator's
+/// Premium vault) and is listed. `hsm_keys = true` alone makes imports HSM keys too, and
+/// contradicting `require_hsm` with `hsm_keys = false` is a configuration error.
+#[test]
+fn require_hsm_lists_only_hsm_keys_and_makes_hsm_keys() {
+    let op = Operator::new("fips.example");
+    let emu = Emulator::start_with("cert_retry_after_s = 1\ncert_pending_polls = 1\n");
+    let fips = emu.config_officer("fips", "require_hsm = true");
+    let names = |config: &Path| -> Vec<(String, String)> {
+        let (code, v) = json(&["list", "--json"], config);
+        assert_eq!(code, 0, "{v}");
+        v["slots"][0]["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                (
+                    k["name"].as_str().unwrap().to_owned(),
+                    k["protection"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(names(&fips), vec![], "the fixtures are software keys");
+    let (code, v) = json(&["doctor", "--json", "--latency-warn-ms", "5000"], &fips);
+    assert_eq!(code, 1, "{v}");
+    let (status, detail) = &status_of(&v, "hsm only")[0];
+    assert_eq!(status, "warn");
+    for name in ["p256/", "rsa2048/", "rsa3072/"] {
+        assert!(detail.contains(name), "{detail}");
+    }
+    assert!(detail.contains("(a software key)"), "{detail}");
+
+    let (code, _, err) = self_signed(&fips, "fips", "issued", "CN=fips.example", "ec:p256", &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = tool(
+        &[
+            "cert",
+            "import",
+            "--slot",
+            "fips",
+            "--password-file",
+            &op.path("pw.txt"),
+            &op.path("signing.pfx"),
+        ],
+        &fips,
+    );
+    assert_eq!(code, 0, "{err}");
+    let level3 = "hsm-fips-140-level-3".to_owned();
+    let mut listed = names(&fips);
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![
+            ("issued".to_owned(), level3.clone()),
+            ("signing".to_owned(), level3.clone())
+        ]
+    );
+    let (code, v) = json(
+        &["doctor", "--json", "--sign", "--latency-warn-ms", "5000"],
+        &fips,
+    );
+    assert_eq!(status_of(&v, "hsm only")[0].0, "warn", "{v}");
+    assert_eq!(status_of(&v, "test signature").len(), 2, "{v}");
+    assert!(
+        status_of(&v, "test signature")
+            .iter()
+            .all(|(s, _)| s == "ok"),
+        "{v}"
+    );
+    assert_eq!(code, 1, "{v}");
+
+    // hsm_keys = true alone: imports are HSM keys too; software keys stay listed.
+    let hsm_keys = emu.config_officer("hsmkeys", "hsm_keys = true");
+    let other = Operator::new("other.example");
+    let (code, _, err) = tool(
+        &[
+            "cert",
+            "import",
+            "--slot",
+            "hsmkeys",
+            "--name",
+            "other",
+            "--password-file",
+            &other.path("pw.txt"),
+            &other.path("signing.pfx"),
+        ],
+        &hsm_keys,
+    );
+    assert_eq!(code, 0, "{err}");
+    let listed = names(&hsm_keys);
+    assert!(
+        listed.contains(&("other".to_owned(), level3.clone())),
+        "{listed:?}"
+    );
+    assert!(
+        listed.contains(&("p256".to_owned(), "software".to_owned())),
+        "{listed:?}"
+    );
+
+    // A contradiction is named.
+    let both = emu.config_officer("both", "require_hsm = true\nhsm_keys = false");
+    let (code, v) = json(&["doctor", "--json"], &both);
+    assert_eq!(code, 2, "{v}");
+    let (status, detail) = &status_of(&v, "configuration")[0];
+    assert_eq!(status, "fail");
+    assert!(
+        detail.contains("require_hsm") && detail.contains("hsm_keys = false"),
+        "{detail}"
+    );
+}
+
 #[test]
 fn audit_summarises_the_log_and_its_rotated_files() {
     let store = FixtureStore::new("fixtures", "");

@@ -25,7 +25,7 @@ pub(crate) use keys::{decrypt_with, generate_pkey, sign_with};
 
 use super::{
     Backend, CertRecord, Curve, DecryptRequest, KeyRecord, KeySpec, KeyUsage, Listing,
-    ObjectUpdate, SignRequest,
+    ObjectUpdate, Protection, SignRequest,
 };
 use crate::crypto::digest_info;
 use crate::error::{Error, Result};
@@ -248,6 +248,7 @@ impl DirectoryBackend {
                 },
                 local: meta.local,
                 backend_key_id: path.display().to_string(),
+                protection: Protection::Software,
             });
             key_spki = Some(spki_der);
         }

@@ -48,6 +48,20 @@ impl KeyUsage {
     };
 }
 
+/// Where a key's private half is kept, as its store reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protection {
+    /// In software: a file, a Windows provider, a vault's RSA or EC key.
+    #[default]
+    Software,
+    /// In an HSM validated at FIPS 140-2 Level 2: a vault's RSA-HSM or EC-HSM key on
+    /// `hsmPlatform` 1 (or one whose platform the vault does not report).
+    HsmLevel2,
+    /// In an HSM validated at FIPS 140 Level 3: every Managed HSM key, and a vault's
+    /// RSA-HSM or EC-HSM key on `hsmPlatform` 2 (FIPS 140-3 Level 3).
+    HsmLevel3,
+}
+
 /// One version of one key, as listed by a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRecord {
@@ -70,6 +84,7 @@ pub struct KeyRecord {
     pub local: bool,
     /// The backend's full identifier of the key (path, key id URL), for the vendor attribute.
     pub backend_key_id: String,
+    pub protection: Protection,
 }
 
 /// One certificate, as listed by a store.
@@ -229,6 +244,11 @@ pub trait Backend: Send + Sync {
         Err(crate::error::Error::ActionProhibited(
             "this store keeps one version per key; key rotation is for key-vault, managed-hsm and directory slots".into(),
         ))
+    }
+    /// Key versions the slot's configuration hides from the last listing (`require_hsm`),
+    /// each as `name/version (why)`: `doctor` reports them.
+    fn hidden_keys(&self) -> Vec<String> {
+        Vec::new()
     }
     /// One cheap authenticated round trip about `key` (the operator's latency check),
     /// answering the region the store says it is in, when it says; local stores have none.

@@ -11,6 +11,7 @@ pub(super) struct AzureView<'a> {
     kind_span: std::ops::Range<usize>,
     url: &'a Option<toml::Spanned<String>>,
     hsm_random: Option<bool>,
+    require_hsm: Option<&'a toml::Spanned<bool>>,
     ca_file: &'a Option<toml::Spanned<PathBuf>>,
     credential: &'a Option<toml::Spanned<RawCredential>>,
     key_names: &'a Option<Vec<String>>,
@@ -27,12 +28,13 @@ pub(super) struct AzureView<'a> {
 
 /// The view of a kind's table (`$url`: the key naming the store).
 macro_rules! azure_view {
-    ($t:expr, $service:expr, $url:ident, $hsm_random:expr) => {
+    ($t:expr, $service:expr, $url:ident, $hsm_random:expr, $require_hsm:expr) => {
         AzureView {
             service: $service,
             kind_span: $t.kind.span(),
             url: &$t.$url,
             hsm_random: $hsm_random,
+            require_hsm: $require_hsm,
             ca_file: &$t.ca_file,
             credential: &$t.credential,
             key_names: &$t.key_names,
@@ -51,11 +53,11 @@ macro_rules! azure_view {
 
 impl<'a> AzureView<'a> {
     pub(super) fn key_vault(t: &'a KeyVaultTable) -> AzureView<'a> {
-        azure_view!(t, Service::KeyVault, vault, None)
+        azure_view!(t, Service::KeyVault, vault, None, t.require_hsm.as_ref())
     }
 
     pub(super) fn managed_hsm(t: &'a ManagedHsmTable) -> AzureView<'a> {
-        azure_view!(t, Service::ManagedHsm, hsm, t.hsm_random)
+        azure_view!(t, Service::ManagedHsm, hsm, t.hsm_random, None)
     }
 }
 
@@ -164,6 +166,14 @@ pub(super) fn azure_slot(
         Some(r) => *r.get_ref(),
         None => 0.9,
     };
+    let require_hsm = s.require_hsm.is_some_and(|r| *r.get_ref());
+    if require_hsm && s.hsm_keys == Some(false) {
+        return Err(at(
+            s.require_hsm.map_or(0..0, toml::Spanned::span),
+            "require_hsm",
+            "require_hsm = true makes every new key an HSM key: remove hsm_keys = false".into(),
+        ));
+    }
     // An Azure region's programmatic name: `westeurope`, `eastus2`, `usgovvirginia`.
     let region = match s.region {
         Some(r)
@@ -235,7 +245,8 @@ pub(super) fn azure_slot(
         credential,
         key_names: s.key_names.clone(),
         tags: s.tags.clone().unwrap_or_default(),
-        hsm_keys: managed_hsm || s.hsm_keys.unwrap_or(false),
+        hsm_keys: managed_hsm || require_hsm || s.hsm_keys.unwrap_or(false),
+        require_hsm,
         allow_destroy: s.allow_destroy.unwrap_or(false),
         deadline_seconds,
         max_retries,

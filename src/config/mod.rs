@@ -271,6 +271,9 @@ pub struct AzureConfig {
     pub tags: BTreeMap<String, String>,
     /// New keys are HSM-protected (RSA-HSM, EC-HSM); always so on a Managed HSM.
     pub hsm_keys: bool,
+    /// Only keys kept in a FIPS 140 Level 3 HSM are listed (key-vault slots; a Managed HSM
+    /// keeps every key so); new keys are HSM keys.
+    pub require_hsm: bool,
     /// C_DestroyObject deletes keys in the vault (off unless configured).
     pub allow_destroy: bool,
     /// Upper bound of one PKCS#11 call's time with the service, retries included.

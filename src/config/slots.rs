@@ -107,6 +107,7 @@ azure_table! {
     /// `kind = "key-vault"`: an Azure Key Vault.
     KeyVaultTable {
         vault: Option<Spanned<String>>,
+        require_hsm: Option<Spanned<bool>>,
     }
 }
 

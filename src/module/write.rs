@@ -159,6 +159,7 @@ impl Module {
                     },
                     local: false,
                     backend_key_id: String::new(),
+                    protection: crate::backend::Protection::Software,
                 };
                 let mut attrs = attributes::public_key(&record, &public, &label, &id, t.bytes(CKA_SUBJECT).unwrap_or_default(), true)?;
                 attrs.insert(CKA_TOKEN, attributes::bool_(false));
@@ -654,5 +655,6 @@ fn session_key_record(
         usage,
         local: false,
         backend_key_id: format!("session key {n} (this process's memory)"),
+        protection: crate::backend::Protection::Software,
     }
 }

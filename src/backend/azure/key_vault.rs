@@ -23,7 +23,9 @@ use super::errors;
 use super::rate::{RateBudget, weight};
 use super::token::{NoteRefusals, RenewingCredential};
 use super::{AzureRuntime, client_options, http_client};
-use crate::backend::{Backend, CertRecord, KeyRecord, KeySpec, KeyUsage, Listing, ObjectUpdate};
+use crate::backend::{
+    Backend, CertRecord, KeyRecord, KeySpec, KeyUsage, Listing, ObjectUpdate, Protection,
+};
 use crate::certdb::{CertDb, NewCert};
 use crate::config::AzureConfig;
 use crate::crypto::digest_info;
@@ -68,10 +70,52 @@ pub struct KeyVaultBackend {
     /// DER of older vault certificate versions by id: a version never changes, so each is
     /// fetched once, not at every refresh.
     certificate_versions: Mutex<HashMap<String, Vec<u8>>>,
+    /// With `require_hsm`: the versions the last listing hid, as `name/version (why)`.
+    hidden: Mutex<Vec<String>>,
     deadline: Duration,
 }
 
 impl KeyVaultBackend {
+    /// With `require_hsm`, leaves out the key versions not kept in a FIPS 140 Level 3 HSM
+    /// and the certificates of their public keys, and notes them for `doctor`.
+    fn hide_below_level3(&self, mut listing: Listing) -> Listing {
+        if !self.cfg.require_hsm {
+            return listing;
+        }
+        let (kept, hidden): (Vec<KeyRecord>, Vec<KeyRecord>) = listing
+            .keys
+            .into_iter()
+            .partition(|k| k.protection == Protection::HsmLevel3);
+        listing.keys = kept;
+        listing.certificates.retain(|c| {
+            let spki = crate::crypto::key::certificate_spki(&c.der);
+            !hidden
+                .iter()
+                .any(|k| spki.as_deref() == Some(k.spki_der.as_slice()))
+        });
+        let notes: Vec<String> = hidden
+            .iter()
+            .map(|k| {
+                let why = match k.protection {
+                    Protection::Software => "a software key",
+                    _ => "an HSM key at FIPS 140-2 Level 2 (hsmPlatform 1)",
+                };
+                format!("{}/{} ({why})", k.name, k.version.as_deref().unwrap_or("?"))
+            })
+            .collect();
+        if !notes.is_empty() {
+            tracing::info!(
+                "require_hsm: {} key version(s) hidden: {}",
+                notes.len(),
+                notes.join(", ")
+            );
+        }
+        if let Ok(mut h) = self.hidden.lock() {
+            *h = notes;
+        }
+        listing
+    }
+
     /// `counts` receives the slot's request counts (metrics).
     pub fn new(
         cfg: AzureConfig,
@@ -124,6 +168,7 @@ impl KeyVaultBackend {
             local_certificates,
             last_db_certificates: Mutex::new(None),
             certificate_versions: Mutex::new(HashMap::new()),
+            hidden: Mutex::new(Vec::new()),
             deadline,
         })
     }
@@ -314,11 +359,17 @@ impl Backend for KeyVaultBackend {
                 .collect();
         }
         certificates.extend(self.database_certificates());
-        Ok(Listing {
+        let listing = Listing {
             keys: keys.into_iter().map(|(k, _)| k).collect(),
             certificates,
-        }
-        .labels_name_current_versions())
+        };
+        Ok(self
+            .hide_below_level3(listing)
+            .labels_name_current_versions())
+    }
+
+    fn hidden_keys(&self) -> Vec<String> {
+        self.hidden.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
     fn check_sign(&self, _key: &KeyRecord, request: &SignRequest) -> Result<()> {

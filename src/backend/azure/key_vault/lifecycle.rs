@@ -170,11 +170,21 @@ impl KeyVaultBackend {
                 for der in chain {
                     pem.extend(openssl::x509::X509::from_der(der)?.to_pem()?);
                 }
+                // With hsm_keys (or require_hsm) the key goes into the vault's HSMs: the
+                // policy's key type says so (RSA-HSM / EC-HSM).
+                let key_type = self.cfg.hsm_keys.then(|| {
+                    if pkey.id() == openssl::pkey::Id::EC {
+                        CertKeyType::EcHsm
+                    } else {
+                        CertKeyType::RsaHsm
+                    }
+                });
                 let params = ImportCertificateParameters {
                     base64_encoded_certificate: Some(openssl::base64::encode_block(&pem)),
                     certificate_policy: Some(CertificatePolicy {
                         key_properties: Some(KeyProperties {
                             exportable: Some(false),
+                            key_type,
                             ..Default::default()
                         }),
                         secret_properties: Some(SecretProperties {

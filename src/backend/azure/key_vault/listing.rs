@@ -174,6 +174,7 @@ impl KeyVaultBackend {
             .into_model()
             .map_err(|e| errors::map(e, &what))?;
         Ok(key_record(
+            self.cfg.service,
             &self.cfg.url,
             name,
             version,
@@ -315,6 +316,7 @@ impl KeyVaultBackend {
 /// The record of key version `name/version` from the service's answer (`None`: no public
 /// key in it, or one the module cannot use), with its rate weight.
 pub(crate) fn key_record(
+    service: crate::config::Service,
     vault_url: &str,
     name: &str,
     version: &str,
@@ -333,6 +335,19 @@ pub(crate) fn key_record(
     let ops: Vec<&str> = jwk.key_ops.iter().flatten().map(String::as_str).collect();
     let tags = key.tags.as_ref();
     let hsm = matches!(jwk.kty, Some(KeyType::RsaHsm | KeyType::EcHsm));
+    // A vault says which HSM platform keeps an HSM key: "1" FIPS 140-2 Level 2, "2"
+    // FIPS 140-3 Level 3 (FACTS.md, KeyAttributes); a Managed HSM is Level 3 throughout.
+    let platform = key
+        .attributes
+        .as_ref()
+        .and_then(|a| a.hsm_platform.as_deref());
+    let protection = match (hsm, service, platform) {
+        (false, _, _) => Protection::Software,
+        (true, crate::config::Service::ManagedHsm, _) | (true, _, Some("2")) => {
+            Protection::HsmLevel3
+        }
+        (true, _, _) => Protection::HsmLevel2,
+    };
     let rsa_bits = jwk
         .n
         .as_ref()
@@ -362,6 +377,7 @@ pub(crate) fn key_record(
         },
         local: false,
         backend_key_id: kid,
+        protection,
     };
     Some((record, weight(rsa_bits, hsm)))
 }

@@ -66,6 +66,7 @@ impl WindowsStoreBackend {
                 prov.provider.as_deref().unwrap_or("(default provider)"),
                 prov.container.as_deref().unwrap_or("(default container)")
             ),
+            protection: crate::backend::Protection::Software,
         }
     }
 
