@@ -319,6 +319,154 @@ fn a_key_that_may_unwrap_but_not_decrypt_gives_no_plaintext() {
     assert_eq!(ops(&emu.stats(), "unwrap_key"), 1, "{}", emu.stats());
 }
 
+/// `hsm_keys = true` on a key-vault slot: C_GenerateKeyPair makes RSA-HSM and EC-HSM keys
+/// in a Premium vault (the emulator's default), which sign (verified by OpenSSL), decrypt
+/// and unwrap through PKCS#11. A Standard vault refuses HSM keys: CKR_FUNCTION_FAILED, and
+/// the module's log names the tier and what to change.
+#[test]
+fn hsm_keys_in_a_premium_vault_and_refused_by_a_standard_one() {
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let emu = Emulator::start_with("extra_vaults = [\"basic\"]\nstandard_vaults = [\"basic\"]\n");
+    let oob = OutOfBand::new(&emu);
+    let data = b"signed in a hardware security module";
+    {
+        let m = load(&emu.config_officer("premium", "hsm_keys = true"));
+        let s = m.session();
+        let (rsa_public, rsa) = s
+            .generate_key_pair(
+                &Mechanism::RsaPkcsKeyPairGen,
+                &[
+                    Attribute::Token(true),
+                    Attribute::ModulusBits(2048.into()),
+                    Attribute::PublicExponent(vec![1, 0, 1]),
+                    Attribute::Label(b"hsm-rsa".to_vec()),
+                ],
+                &[
+                    Attribute::Token(true),
+                    Attribute::Label(b"hsm-rsa".to_vec()),
+                    Attribute::Sign(true),
+                    Attribute::Decrypt(true),
+                    Attribute::Unwrap(true),
+                ],
+            )
+            .unwrap();
+        let ec = generate_ec(s, "hsm-ec");
+        assert_eq!(oob.kty("hsm-rsa"), "RsaHsm");
+        assert_eq!(oob.kty("hsm-ec"), "EcHsm");
+        let spki = |h: ObjectHandle| match &s
+            .get_attributes(h, &[AttributeType::PublicKeyInfo])
+            .unwrap()[..]
+        {
+            [Attribute::PublicKeyInfo(der)] => {
+                openssl::pkey::PKey::public_key_from_der(der).unwrap()
+            }
+            other => panic!("{other:?}"),
+        };
+        let rsa_key = spki(rsa_public);
+        // RS256 and ES256, verified by OpenSSL.
+        let sig = s.sign(&Mechanism::Sha256RsaPkcs, rsa, data).unwrap();
+        let mut v =
+            openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &rsa_key).unwrap();
+        v.update(data).unwrap();
+        assert!(v.verify(&sig).unwrap(), "RS256 by the RSA-HSM key");
+        let sig = s.sign(&Mechanism::EcdsaSha256, ec, data).unwrap();
+        let der = openssl::ecdsa::EcdsaSig::from_private_components(
+            openssl::bn::BigNum::from_slice(&sig[..32]).unwrap(),
+            openssl::bn::BigNum::from_slice(&sig[32..]).unwrap(),
+        )
+        .unwrap()
+        .to_der()
+        .unwrap();
+        let ec_public = s
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::Label(b"hsm-ec".to_vec()),
+            ])
+            .unwrap();
+        let ec_key = spki(ec_public[0]);
+        let mut v =
+            openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &ec_key).unwrap();
+        v.update(data).unwrap();
+        assert!(v.verify(&der).unwrap(), "ES256 by the EC-HSM key");
+        // RSA-OAEP (SHA-256) decryption of OpenSSL's encryption.
+        let secret = b"a session key";
+        let mut enc = openssl::encrypt::Encrypter::new(&rsa_key).unwrap();
+        enc.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)
+            .unwrap();
+        enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        let mut ct = vec![0; enc.encrypt_len(secret).unwrap()];
+        let n = enc.encrypt(secret, &mut ct).unwrap();
+        ct.truncate(n);
+        let oaep = PkcsOaepParams::new(
+            MechanismType::SHA256,
+            PkcsMgfType::MGF1_SHA256,
+            PkcsOaepSource::empty(),
+        );
+        assert_eq!(
+            s.decrypt(&Mechanism::RsaPkcsOaep(oaep), rsa, &ct).unwrap(),
+            secret
+        );
+        // An AES key unwrapped inside, then AES-GCM content decrypted with it.
+        let aes = [0x42u8; 32];
+        let mut wrapped = vec![0u8; 256];
+        rsa_key
+            .rsa()
+            .unwrap()
+            .public_encrypt(&aes, &mut wrapped, openssl::rsa::Padding::PKCS1)
+            .unwrap();
+        let kept = s
+            .unwrap_key(&Mechanism::RsaPkcs, rsa, &wrapped, &kept_secret_template())
+            .unwrap();
+        assert_eq!(aes_gcm_decrypt(s, kept, &aes, b"content"), b"content");
+    }
+
+    // The Standard vault: refused, named in the log. The module logs to standard error
+    // (its default), and installs its log once per process: the generation runs in a
+    // child process (`standard_vault_child`) whose standard error is read here.
+    let config = emu.config_officer("basic", "hsm_keys = true");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("://testvault.", "://basic.");
+    assert!(text.contains("://basic."), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "standard_vault_child",
+            "--nocapture",
+        ])
+        .env("IDENTIFY_PKCS11_CONFIG", &config)
+        .env("IDENTIFY_PKCS11_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stderr.contains("Standard tier") && stderr.contains("hsm_keys = false"),
+        "{stderr}"
+    );
+}
+
+#[test]
+#[ignore = "a helper: hsm_keys_in_a_premium_vault_and_refused_by_a_standard_one runs it in a child process"]
+fn standard_vault_child() {
+    let m = load(std::path::Path::new(
+        &std::env::var_os("IDENTIFY_PKCS11_CONFIG").expect("IDENTIFY_PKCS11_CONFIG"),
+    ));
+    let e = try_generate_ec(m.session(), "refused").unwrap_err();
+    assert_eq!(rv(e), RvError::FunctionFailed);
+}
+
 /// `plain` encrypted by OpenSSL with AES-256-GCM under `aes`, decrypted by the module
 /// with the session key `secret`.
 fn aes_gcm_decrypt(s: &Session, secret: ObjectHandle, aes: &[u8], plain: &[u8]) -> Vec<u8> {
@@ -975,6 +1123,17 @@ impl OutOfBand {
     }
 
     /// Creates `name` as a P-256 key, or a new version of it.
+    /// The key type the vault reports for the current version of `name`.
+    fn kty(&self, name: &str) -> String {
+        let key = self
+            .rt
+            .block_on(self.keys.get_key(name, None))
+            .unwrap()
+            .into_model()
+            .unwrap();
+        format!("{:?}", key.key.and_then(|k| k.kty).unwrap())
+    }
+
     fn create_ec(&self, name: &str) {
         use azure_security_keyvault_keys::models::{CreateKeyParameters, CurveName, KeyType};
         let mut p = CreateKeyParameters::default();

@@ -8,7 +8,7 @@
 //! | 403 ForbiddenByRbac / AccessDenied | `Remote(Denied)` | CKR_FUNCTION_FAILED |
 //! | 403 KeyOperationForbidden, nbf/exp window | `KeyFunctionNotPermitted` | CKR_KEY_FUNCTION_NOT_PERMITTED |
 //! | 403 disabled key, 404 | `ObjectGone` | CKR_KEY_HANDLE_INVALID |
-//! | 400 BadParameter | `Remote(BadRequest)` | CKR_FUNCTION_FAILED |
+//! | 400 BadParameter (a Standard vault refusing an HSM key: named so) | `Remote(BadRequest)` | CKR_FUNCTION_FAILED |
 //! | 429 after retries and the rate budget | `Remote(Throttled)` | CKR_DEVICE_ERROR |
 //! | 5xx after retries, connection failure | `Remote(Unavailable)` | CKR_DEVICE_ERROR |
 //! | no answer within the deadline | `Remote(Timeout)` | CKR_DEVICE_ERROR |
@@ -74,6 +74,12 @@ pub fn map(e: azure_core::Error, what: &str) -> Error {
                 }
                 403 => Error::Remote(ServiceFailure::Denied, denied(what, &inner, &message)),
                 404 => Error::ObjectGone(format!("{what}: not found in the vault ({detail})")),
+                400 if message.contains("standard vault") => Error::Remote(
+                    ServiceFailure::BadRequest,
+                    format!(
+                        "{what}: the vault is of the Standard tier, which keeps no HSM keys: use a Premium vault, or set hsm_keys = false (and no require_hsm) on this slot ({detail})"
+                    ),
+                ),
                 400 => Error::Remote(
                     ServiceFailure::BadRequest,
                     format!("{what}: 400 {code}: {detail}"),

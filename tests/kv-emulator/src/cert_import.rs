@@ -114,6 +114,7 @@ pub fn import(ctx: &Ctx<'_>) -> ApiResult<Reply> {
         .pointer("/key_props/kty")
         .and_then(Value::as_str)
         .is_some_and(|k| k.ends_with("-HSM"));
+    ctx.c.hsm_allowed(hsm)?;
     let kty = match (material.family, hsm) {
         (Family::Rsa { .. }, false) => "RSA",
         (Family::Rsa { .. }, true) => "RSA-HSM",

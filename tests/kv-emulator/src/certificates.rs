@@ -306,6 +306,7 @@ async fn create(ctx: &Ctx<'_>) -> ApiResult<Reply> {
         )));
     }
     let (spec, hsm) = key_spec(params::opt_object(given, "key_props")?)?;
+    ctx.c.hsm_allowed(hsm)?;
     let tags = params::tags(body)?.unwrap_or_default();
     let enabled = params::opt_object(body, "attributes")?
         .and_then(|a| a.get("enabled"))

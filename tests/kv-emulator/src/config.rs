@@ -33,6 +33,10 @@ pub struct Config {
     pub extra_vaults: Vec<String>,
     #[serde(default)]
     pub extra_hsms: Vec<String>,
+    /// Vaults of the Standard tier, by name: they refuse HSM keys (default: every vault is
+    /// Premium).
+    #[serde(default)]
+    pub standard_vaults: Vec<String>,
     /// The Azure region each vault or Managed HSM reports in `x-ms-keyvault-region`, by
     /// name (default "westus", as recorded).
     #[serde(default)]

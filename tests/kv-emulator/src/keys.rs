@@ -330,6 +330,7 @@ async fn create(ctx: &Ctx<'_>) -> ApiResult<Reply> {
     let body = params::object(ctx.body, "request body")?;
     let kty = params::req_str(body, "kty")?;
     let (is_rsa, kty_out) = resolve_kty(ctx.c.kind, kty)?;
+    ctx.c.hsm_allowed(kty_out.ends_with("-HSM"))?;
     let crv = params::opt_str(body, "crv")?;
     let size = params::opt_i64(body, "key_size")?;
     let exponent = params::opt_i64(body, "public_exponent")?;
@@ -436,6 +437,7 @@ fn import(ctx: &Ctx<'_>) -> ApiResult<Reply> {
     let material = KeyMaterial::from_jwk(jwk)?;
     let is_rsa = matches!(material.family, Family::Rsa { .. });
     let hsm = ctx.c.kind == Kind::Hsm || hsm_flag || jwk_kty.ends_with("-HSM");
+    ctx.c.hsm_allowed(hsm)?;
     let kty_out = match (is_rsa, hsm) {
         (true, false) => "RSA",
         (true, true) => "RSA-HSM",

@@ -381,6 +381,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             "regions: '{name}' names no served vault or Managed HSM"
         ));
     }
+    if let Some(name) = cfg.standard_vaults.iter().find(|n| !vaults.contains(*n)) {
+        return Err(format!("standard_vaults: '{name}' names no served vault"));
+    }
     let mut containers = HashMap::new();
     for (kind, list) in [(Kind::Vault, &vaults), (Kind::Hsm, &hsms)] {
         for name in list {
@@ -394,6 +397,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             if let Some(region) = cfg.regions.get(name.as_str()) {
                 c.region = region.clone();
             }
+            c.standard = kind == Kind::Vault && cfg.standard_vaults.contains(name);
             containers.insert(host, Arc::new(c));
         }
     }

@@ -189,17 +189,32 @@ pub struct Container {
     pub base_url: String,
     /// Sent in `x-ms-keyvault-region` with every answer.
     pub region: String,
+    /// A vault of the Standard tier, which keeps no HSM keys (default: Premium).
+    pub standard: bool,
     state: Mutex<ContainerState>,
     pub throttle: Mutex<Throttle>,
 }
 
 impl Container {
+    /// A Standard vault refuses every HSM key (create, import, a certificate's key); a
+    /// Premium vault and a Managed HSM keep them. The message is the service's (as quoted
+    /// in public reports); the 400 BadParameter around it is inferred.
+    pub fn hsm_allowed(&self, hsm: bool) -> Result<(), crate::reply::ApiError> {
+        if hsm && self.standard && self.kind == Kind::Vault {
+            return Err(crate::reply::ApiError::bad_parameter(
+                "Hardware key operation not allowed on standard vault",
+            ));
+        }
+        Ok(())
+    }
+
     pub fn new(kind: Kind, name: &str, base_url: String, throttle: Throttle) -> Self {
         Container {
             kind,
             name: name.to_string(),
             base_url,
             region: "westus".into(),
+            standard: false,
             state: Mutex::new(ContainerState::default()),
             throttle: Mutex::new(throttle),
         }
