@@ -467,6 +467,88 @@ fn standard_vault_child() {
     assert_eq!(rv(e), RvError::FunctionFailed);
 }
 
+/// One module, every kind: a directory slot, a key-vault slot and a managed-hsm slot in one
+/// process. Each lists and signs on its own; then the vault stops answering (its address
+/// now leads to a listener that accepts and never answers): a search on the vault slot
+/// waits for its deadline and fails with CKR_DEVICE_ERROR, and while it waits the
+/// directory and managed-hsm slots search and sign as before.
+#[test]
+fn a_stalled_vault_delays_no_other_slot() {
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let emu = Emulator::start();
+    let dir = harness::FixtureStore::new("dir", "");
+    let vault = emu.config("vault", "deadline_seconds = 10\nrefresh_seconds = 1");
+    let hsm = emu.config_hsm("hsm", "");
+    // The stalled vault: the same host name on a port whose listener never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let (accepted_tx, accepted) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().flatten() {
+            held.push(conn);
+            let _ = accepted_tx.send(());
+        }
+    });
+    let vault_url = emu.field("vault_url");
+    let port = vault_url.rsplit(':').next().unwrap().trim_end_matches('/');
+    let stalled_text = std::fs::read_to_string(&vault)
+        .unwrap()
+        .replace(&format!(":{port}"), &format!(":{silent_port}"))
+        .replace("label = \"vault\"", "label = \"stalled\"");
+    let config = emu.dir.path().join("every-kind.toml");
+    let text = [
+        std::fs::read_to_string(&dir.config).unwrap(),
+        std::fs::read_to_string(&vault).unwrap(),
+        std::fs::read_to_string(&hsm).unwrap(),
+        stalled_text,
+    ]
+    .join("\n");
+    std::fs::write(&config, text).unwrap();
+    let m = load(&config);
+    let pkcs11 = m.pkcs11.as_ref().expect("loaded");
+    let slot_of = |label: &str| {
+        pkcs11
+            .get_slots_with_token()
+            .unwrap()
+            .into_iter()
+            .find(|s| pkcs11.get_token_info(*s).unwrap().label().trim_end() == label)
+            .unwrap_or_else(|| panic!("no slot {label}"))
+    };
+    let sign_on = |label: &str| {
+        let s = pkcs11.open_ro_session(slot_of(label)).unwrap();
+        let key = find(&s, ObjectClass::PRIVATE_KEY, "p256");
+        s.sign(&Mechanism::EcdsaSha256, key, b"data").unwrap();
+    };
+    for label in ["dir", "vault", "hsm"] {
+        sign_on(label);
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let stalled = scope.spawn(|| {
+            let s = pkcs11.open_ro_session(slot_of("stalled")).unwrap();
+            let r = s.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)]);
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
+        });
+        // The stalled slot's search has reached the silent listener: it is waiting now.
+        accepted
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the stalled slot never connected");
+        for label in ["dir", "hsm", "vault"] {
+            sign_on(label);
+        }
+        assert!(
+            !done.load(std::sync::atomic::Ordering::SeqCst),
+            "the other slots waited for the stalled one"
+        );
+        let e = stalled.join().unwrap().unwrap_err();
+        assert_eq!(rv(e), RvError::DeviceError);
+    });
+}
+
 /// `plain` encrypted by OpenSSL with AES-256-GCM under `aes`, decrypted by the module
 /// with the session key `secret`.
 fn aes_gcm_decrypt(s: &Session, secret: ObjectHandle, aes: &[u8], plain: &[u8]) -> Vec<u8> {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# tests/clients/key-vault.sh — the real clients of run.sh against a key-vault slot and a
+# tests/clients/key-vault.sh — the real clients of run.sh against a key-vault slot (in a module
+# that serves a directory slot and a managed-hsm slot beside it) and a
 # managed-hsm-like key-vault slot served by the emulator (tests/kv-emulator), seeded with
 # the fixture keys. Also checks the request counts the architecture promises.
 #
@@ -41,17 +42,41 @@ client_secret_file = "$secret"
 authority_host = "$(field authority_host)"
 CONF
 admin=$(field admin_url)
+# The request counts below run on the vault slot alone (counts.toml); the clients run on
+# one module serving every kind: a directory slot and a managed-hsm slot beside the vault.
+sed 's/^kind = "key-vault"$/kind = "key-vault"\nrefresh_seconds = 3600/' "$WORK/config.toml" \
+    >"$WORK/counts.toml"
+grep -q '^refresh_seconds = 3600$' "$WORK/counts.toml" || { echo "counts.toml not written"; exit 1; }
+mkdir -p "$WORK/dir-store"
+cp "$ROOT"/softhsm-fixtures/keys/*.pem "$WORK/dir-store/"
+cat >>"$WORK/config.toml" <<CONF
+
+[[slot]]
+label = "dir"
+kind = "cert-store"
+path = "$WORK/dir-store"
+
+[[slot]]
+label = "hsm"
+kind = "managed-hsm"
+hsm = "$(field hsm_url)"
+ca_file = "$(field ca_file)"
+certificates = "sqlite://$WORK/hsm-certificates.db"
+[slot.credential]
+type = "client-secret"
+tenant_id = "$(field tenant_id)"
+client_id = "$(field client_id)"
+client_secret_file = "$secret"
+authority_host = "$(field authority_host)"
+CONF
 
 export IDENTIFY_PKCS11_CONFIG=$WORK/config.toml IDENTIFY_PKCS11_LOG=${IDENTIFY_PKCS11_LOG:-error}
 status=0
 MODULE=$MODULE TOKEN_LABEL=vault PIN=1234 WORK=$WORK/clients PYTHON=${PYTHON:-python3} \
     bash "$HERE/run.sh" || status=1
 
-# The request counts (count_requests.py), on the same vault with a refresh interval longer
-# than the run, so that every request it sees was caused by the calls it makes.
-sed 's/^kind = "key-vault"$/kind = "key-vault"\nrefresh_seconds = 3600/' "$WORK/config.toml" \
-    >"$WORK/counts.toml"
-grep -q '^refresh_seconds = 3600$' "$WORK/counts.toml" || { echo "counts.toml not written"; exit 1; }
+# The request counts (count_requests.py), on the same vault alone with a refresh interval
+# longer than the run, so that every request it sees was caused by the calls it makes.
 python=$WORK/clients/venv/bin/python # made by run.sh's python-pkcs11 checks
 echo "request counts (tests/clients/count_requests.py)"
 if [ -x "$python" ]; then

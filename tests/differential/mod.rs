@@ -126,31 +126,8 @@ impl Target {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = tempfile::tempdir().map_err(|e| format!("[ours] temp dir: {e}"))?;
-        let store = dir.path().join("store");
-        std::fs::create_dir(&store).map_err(|e| format!("[ours] {}: {e}", store.display()))?;
-        let keys = fixtures_dir().join("keys");
-        let entries =
-            std::fs::read_dir(&keys).map_err(|e| format!("[ours] {}: {e}", keys.display()))?;
-        for entry in entries {
-            let path = entry
-                .map_err(|e| format!("[ours] {}: {e}", keys.display()))?
-                .path();
-            if path.extension().is_some_and(|x| x == "pem") {
-                let to = store.join(path.file_name().expect("a read_dir entry has a file name"));
-                std::fs::copy(&path, &to).map_err(|e| {
-                    format!("[ours] copy {} to {}: {e}", path.display(), to.display())
-                })?;
-            }
-        }
         let config = dir.path().join("config.toml");
-        let store_path = store
-            .display()
-            .to_string()
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"");
-        let text = format!(
-            "[[slot]]\nlabel = \"{TOKEN_LABEL}\"\nkind = \"cert-store\"\npath = \"{store_path}\"\n"
-        );
+        let text = fixture_store_slot(dir.path(), TOKEN_LABEL)?;
         std::fs::write(&config, text).map_err(|e| format!("[ours] {}: {e}", config.display()))?;
         set_env("IDENTIFY_PKCS11_CONFIG", &config);
         let module = match std::env::var_os("IDENTIFY_PKCS11_MODULE") {
@@ -166,14 +143,21 @@ impl Target {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let emulator = harness::Emulator::start();
-        // The suite generates and destroys keys: the officer principal.
+        // The suite generates and destroys keys: the officer principal. The module also
+        // serves a directory and a managed-hsm slot beside it (one module, every kind).
         let config = emulator.config_officer(TOKEN_LABEL, "allow_destroy = true");
+        let others = [
+            fixture_store_slot(emulator.dir.path(), "dir")?,
+            read_config(&emulator.config_hsm("hsm", ""))?,
+        ];
+        append_slots(&config, &others)?;
         set_env("IDENTIFY_PKCS11_CONFIG", &config);
         let module = match std::env::var_os("IDENTIFY_PKCS11_MODULE") {
             Some(path) => PathBuf::from(path),
             None => built_module()?,
         };
         let mut target = Target::load("key-vault", Kind::KeyVault, &module, None)?;
+        target.expect_tokens(&["dir", "hsm", TOKEN_LABEL])?;
         target._emulator = Some(emulator);
         Ok(target)
     }
@@ -191,12 +175,18 @@ impl Target {
             Err(_) => "allow_destroy = true".into(),
         };
         let config = emulator.config_hsm(TOKEN_LABEL, &extra);
+        let others = [
+            fixture_store_slot(emulator.dir.path(), "dir")?,
+            read_config(&emulator.config("vault", ""))?,
+        ];
+        append_slots(&config, &others)?;
         set_env("IDENTIFY_PKCS11_CONFIG", &config);
         let module = match std::env::var_os("IDENTIFY_PKCS11_MODULE") {
             Some(path) => PathBuf::from(path),
             None => built_module()?,
         };
         let mut target = Target::load("managed-hsm", Kind::KeyVault, &module, None)?;
+        target.expect_tokens(&["dir", TOKEN_LABEL, "vault"])?;
         target._emulator = Some(emulator);
         {
             let session = target
@@ -244,6 +234,32 @@ impl Target {
             .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
             .map_err(|e| format!("[{name}] C_Initialize: {}", describe(&e)))?;
         Target::on_token(name, kind, pkcs11, dir)
+    }
+
+    /// Checks that the module serves exactly these tokens (in any order).
+    fn expect_tokens(&self, labels: &[&str]) -> Result<(), String> {
+        let mut found = Vec::new();
+        for slot in self
+            .pkcs11
+            .get_slots_with_token()
+            .map_err(|e| format!("[{}] C_GetSlotList: {}", self.name, describe(&e)))?
+        {
+            let info = self
+                .pkcs11
+                .get_token_info(slot)
+                .map_err(|e| format!("[{}] C_GetTokenInfo: {}", self.name, describe(&e)))?;
+            found.push(info.label().trim_end().to_string());
+        }
+        found.sort();
+        let mut labels = labels.to_vec();
+        labels.sort_unstable();
+        if found != labels {
+            return Err(format!(
+                "[{}] tokens {found:?}, expected {labels:?}",
+                self.name
+            ));
+        }
+        Ok(())
     }
 
     /// A second view of an already initialised module (SoftHSM2 compared with itself).
@@ -779,4 +795,45 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     } else {
         "(non-string panic)".into()
     }
+}
+
+/// A `cert-store` slot table labelled `label` over a copy of the fixture PEM files in
+/// `dir/store-LABEL`.
+fn fixture_store_slot(dir: &Path, label: &str) -> Result<String, String> {
+    let store = dir.join(format!("store-{label}"));
+    std::fs::create_dir(&store).map_err(|e| format!("{}: {e}", store.display()))?;
+    let keys = fixtures_dir().join("keys");
+    let entries = std::fs::read_dir(&keys).map_err(|e| format!("{}: {e}", keys.display()))?;
+    for entry in entries {
+        let path = entry
+            .map_err(|e| format!("{}: {e}", keys.display()))?
+            .path();
+        if path.extension().is_some_and(|x| x == "pem") {
+            let to = store.join(path.file_name().expect("a read_dir entry has a file name"));
+            std::fs::copy(&path, &to)
+                .map_err(|e| format!("copy {} to {}: {e}", path.display(), to.display()))?;
+        }
+    }
+    let store_path = store
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    Ok(format!(
+        "[[slot]]\nlabel = \"{label}\"\nkind = \"cert-store\"\npath = \"{store_path}\"\n"
+    ))
+}
+
+fn read_config(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Appends slot tables (each a `[[slot]]` with its own subtables) to a configuration file.
+fn append_slots(config: &Path, slots: &[String]) -> Result<(), String> {
+    let mut text = read_config(config)?;
+    for s in slots {
+        text.push('\n');
+        text.push_str(s);
+    }
+    std::fs::write(config, text).map_err(|e| format!("{}: {e}", config.display()))
 }
