@@ -392,16 +392,7 @@ fn hsm_keys_in_a_premium_vault_and_refused_by_a_standard_one() {
         assert!(v.verify(&der).unwrap(), "ES256 by the EC-HSM key");
         // RSA-OAEP (SHA-256) decryption of OpenSSL's encryption.
         let secret = b"a session key";
-        let mut enc = openssl::encrypt::Encrypter::new(&rsa_key).unwrap();
-        enc.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)
-            .unwrap();
-        enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha256())
-            .unwrap();
-        enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())
-            .unwrap();
-        let mut ct = vec![0; enc.encrypt_len(secret).unwrap()];
-        let n = enc.encrypt(secret, &mut ct).unwrap();
-        ct.truncate(n);
+        let ct = harness::oaep_sha256_encrypt(&rsa_key, secret);
         let oaep = PkcsOaepParams::new(
             MechanismType::SHA256,
             PkcsMgfType::MGF1_SHA256,
@@ -595,15 +586,39 @@ fn faults_end_in_the_right_code_within_the_deadline() {
     let sign = || s.sign(&Mechanism::EcdsaSha256, key, b"data");
     sign().unwrap();
 
-    // One 429 with Retry-After: retried, the call succeeds.
+    // One 429 with Retry-After: 2: the retry waits for it, the call succeeds (within the
+    // deadline of 3 s, or it would have failed).
     emu.reset_stats();
     emu.admin(
         "POST",
         "/faults/once",
-        r#"{"operation": "sign", "status": 429, "retry_after_s": 1}"#,
+        r#"{"operation": "sign", "status": 429, "retry_after_s": 2}"#,
     );
+    let t = Instant::now();
     sign().unwrap();
-    assert_eq!(ops(&emu.stats(), "sign"), 2);
+    let took = t.elapsed();
+    assert_eq!(ops(&emu.stats(), "sign"), 2, "the 429, then the retry");
+    assert!(
+        took >= Duration::from_secs(2),
+        "retried after {took:?}, before the Retry-After of 2 s"
+    );
+
+    // A Retry-After beyond the deadline: CKR_DEVICE_ERROR at the deadline, not after the
+    // Retry-After (the bound leaves room for a loaded machine).
+    emu.admin(
+        "POST",
+        "/faults/once",
+        r#"{"operation": "sign", "status": 429, "retry_after_s": 60}"#,
+    );
+    let t = Instant::now();
+    assert_eq!(rv(sign().unwrap_err()), RvError::DeviceError);
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "waited {:?} for a Retry-After of 60 s past a deadline of 3 s",
+        t.elapsed()
+    );
+    emu.admin("DELETE", "/faults", "");
+    sign().unwrap();
 
     // One 429 without Retry-After: retried after the SDK's backoff, the call succeeds.
     emu.reset_stats();

@@ -332,6 +332,15 @@ fn doctor_against_the_vault_and_its_failure_paths() {
     );
 }
 
+/// What `doctor` says of a configuration it refuses (exit 2, the configuration check).
+fn configuration_error(config: &Path) -> String {
+    let (code, v) = json(&["doctor", "--json"], config);
+    assert_eq!(code, 2, "{v}");
+    let (status, detail) = status_of(&v, "configuration").remove(0);
+    assert_eq!(status, "fail", "{v}");
+    detail
+}
+
 /// A local server answering as the Azure Instance Metadata Service does for
 /// `compute/location` (only with the `Metadata: true` header); its URL.
 fn instance_metadata(region: &'static str) -> String {
@@ -413,11 +422,7 @@ fn doctor_reports_the_vaults_region_and_warns_across_regions() {
     let (code, status, _) = doctor(&same, &["--imds-url", &imds]);
     assert_eq!((code, status.as_str()), (0, "ok"));
     // A region that is no Azure region name: the configuration names the key.
-    let bad = emu.config("bad", "region = \"West Europe\"");
-    let (code, v) = json(&["doctor", "--json"], &bad);
-    assert_eq!(code, 2, "{v}");
-    let (status, detail) = &status_of(&v, "configuration")[0];
-    assert_eq!(status, "fail");
+    let detail = configuration_error(&emu.config("bad", "region = \"West Europe\""));
     assert!(
         detail.contains("region") && detail.contains("westeurope"),
         "{detail}"
@@ -527,11 +532,8 @@ fn require_hsm_lists_only_hsm_keys_and_makes_hsm_keys() {
     );
 
     // A contradiction is named.
-    let both = emu.config_officer("both", "require_hsm = true\nhsm_keys = false");
-    let (code, v) = json(&["doctor", "--json"], &both);
-    assert_eq!(code, 2, "{v}");
-    let (status, detail) = &status_of(&v, "configuration")[0];
-    assert_eq!(status, "fail");
+    let detail =
+        configuration_error(&emu.config_officer("both", "require_hsm = true\nhsm_keys = false"));
     assert!(
         detail.contains("require_hsm") && detail.contains("hsm_keys = false"),
         "{detail}"
@@ -1351,18 +1353,7 @@ fn older_versions_work_through_pkcs11_after_a_rotation() {
         .unwrap();
         // RSA-OAEP with SHA-256 (XML Encryption's key transport) to the old public key.
         let secret = b"a session key for the old certificate";
-        let rsa = first.public_key().unwrap().rsa().unwrap();
-        let pkey = openssl::pkey::PKey::from_rsa(rsa).unwrap();
-        let mut enc = openssl::encrypt::Encrypter::new(&pkey).unwrap();
-        enc.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)
-            .unwrap();
-        enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha256())
-            .unwrap();
-        enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())
-            .unwrap();
-        let mut ct = vec![0; enc.encrypt_len(secret).unwrap()];
-        let n = enc.encrypt(secret, &mut ct).unwrap();
-        ct.truncate(n);
+        let ct = harness::oaep_sha256_encrypt(&first.public_key().unwrap(), secret);
         std::fs::write(dir.path().join("old.ct"), ct).unwrap();
         rotation_child(&config, dir.path(), "after");
 

@@ -26,6 +26,16 @@ umask 077
 # module's signing paths run as the least-privileged signer principal in tests/key_vault.rs
 # and tests/clients/managed-hsm.sh.
 field client_secret | tr -d '\n' >"$secret"
+credential() { # the [slot.credential] table of every slot here
+    cat <<CONF
+[slot.credential]
+type = "client-secret"
+tenant_id = "$(field tenant_id)"
+client_id = "$(field client_id)"
+client_secret_file = "$secret"
+authority_host = "$(field authority_host)"
+CONF
+}
 cat >"$WORK/config.toml" <<CONF
 [[slot]]
 label = "vault"
@@ -34,12 +44,7 @@ vault = "$(field vault_url)"
 ca_file = "$(field ca_file)"
 certificates = "sqlite://$WORK/certificates.db"
 allow_destroy = true
-[slot.credential]
-type = "client-secret"
-tenant_id = "$(field tenant_id)"
-client_id = "$(field client_id)"
-client_secret_file = "$secret"
-authority_host = "$(field authority_host)"
+$(credential)
 CONF
 admin=$(field admin_url)
 # The request counts below run on the vault slot alone (counts.toml); the clients run on
@@ -62,12 +67,7 @@ kind = "managed-hsm"
 hsm = "$(field hsm_url)"
 ca_file = "$(field ca_file)"
 certificates = "sqlite://$WORK/hsm-certificates.db"
-[slot.credential]
-type = "client-secret"
-tenant_id = "$(field tenant_id)"
-client_id = "$(field client_id)"
-client_secret_file = "$secret"
-authority_host = "$(field authority_host)"
+$(credential)
 CONF
 
 export IDENTIFY_PKCS11_CONFIG=$WORK/config.toml IDENTIFY_PKCS11_LOG=${IDENTIFY_PKCS11_LOG:-error}

@@ -261,3 +261,22 @@ impl Emulator {
         self.admin("POST", "/stats/reset", "");
     }
 }
+
+/// RSA-OAEP with SHA-256 and MGF1-SHA-256, no label (XML Encryption's key transport), by
+/// OpenSSL to `key`.
+pub fn oaep_sha256_encrypt(
+    key: &openssl::pkey::PKeyRef<openssl::pkey::Public>,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut enc = openssl::encrypt::Encrypter::new(key).unwrap();
+    enc.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)
+        .unwrap();
+    enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    let mut ct = vec![0; enc.encrypt_len(data).unwrap()];
+    let n = enc.encrypt(data, &mut ct).unwrap();
+    ct.truncate(n);
+    ct
+}
