@@ -666,6 +666,66 @@ fn faults_end_in_the_right_code_within_the_deadline() {
     sign().unwrap();
 }
 
+/// 200 threads sign through one slot, for 12 s, against the emulator's published
+/// (unscaled) limits: RSA-3072 software keys, 1,000 operations per vault per 10 s (each
+/// costs 4 units of the budget). The slot's rate budget (90 % by default: 90 signatures
+/// per second) makes them wait their turn: no call fails and the vault answers no 429. The
+/// load must reach the budget, or the test shows nothing (it says so).
+#[test]
+fn many_threads_sign_within_the_vaults_limits() {
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let emu = Emulator::start();
+    let m = load(&emu.config("vault", ""));
+    let key = find(m.session(), ObjectClass::PRIVATE_KEY, "rsa3072");
+    let pkcs11 = m.pkcs11.as_ref().expect("loaded");
+    let slot = pkcs11.get_slots_with_token().unwrap()[0];
+    emu.reset_stats();
+    let run = Duration::from_secs(12);
+    let start = Instant::now();
+    let results: Vec<(u64, Vec<String>)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..200)
+            .map(|_| {
+                scope.spawn(move || {
+                    let s = pkcs11.open_ro_session(slot).unwrap();
+                    let (mut signed, mut failed) = (0, Vec::new());
+                    while start.elapsed() < run {
+                        match s.sign(&Mechanism::Sha256RsaPkcs, key, b"data") {
+                            Ok(_) => signed += 1,
+                            Err(e) => failed.push(e.to_string()),
+                        }
+                    }
+                    (signed, failed)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let signed: u64 = results.iter().map(|r| r.0).sum();
+    let failed: Vec<&String> = results.iter().flat_map(|r| &r.1).collect();
+    let stats = emu.stats();
+    let throttled = stats["by_status"]["429"].as_u64().unwrap_or(0);
+    let rate = signed as f64 / elapsed;
+    eprintln!(
+        "200 threads, {elapsed:.1} s: {signed} signatures ({rate:.0}/s; budget 90/s, limit 100/s), {} failed, {throttled} answered 429, {} requests",
+        failed.len(),
+        stats["total_requests"]
+    );
+    assert!(
+        failed.is_empty(),
+        "{} calls failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert_eq!(throttled, 0, "the vault answered 429: {stats}");
+    assert!(
+        rate > 0.8 * 90.0,
+        "{rate:.0} signatures/s: the load stayed below the rate budget (90/s), so this run cannot show that the budget holds it back"
+    );
+}
+
 /// Answers the service damaged: a listing whose key bundles have no `kid` still lists
 /// every key apart (ids derived from the vault, name and version), and each signs; a
 /// signature that does not verify is an error (CKR_DEVICE_ERROR), never handed to the

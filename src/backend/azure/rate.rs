@@ -1,6 +1,7 @@
-//! The per-vault rate budget: a token bucket over Key Vault's published limits, shared by
-//! every session of the slot, so that many threads wait their turn here instead of making
-//! the vault answer 429 (FACTS.md §6.1).
+//! The per-vault rate budget: a token bucket over Key Vault's published limits (kept as a
+//! GCRA reservation, which serves waiters in turn), shared by every session of the slot, so
+//! that many threads wait their turn here instead of making the vault answer 429
+//! (FACTS.md §6.1).
 //!
 //! Limits are per vault per 10 seconds and weighted: one unit is one software RSA-2048 or
 //! EC operation out of 4,000; RSA-3072 costs 4, RSA-4096 8; HSM-protected keys cost twice
@@ -24,62 +25,81 @@ pub fn weight(rsa_bits: Option<usize>, hsm: bool) -> f64 {
 /// Units per 10 s of the published vault limit ("all other transactions", software RSA-2048).
 const VAULT_UNITS_PER_10S: f64 = 4000.0;
 
+/// The heaviest operation (RSA-4096, HSM-protected): the bucket always holds at least this
+/// much, when the budget allows that much in 10 s, so that every key can be used.
+const HEAVIEST: f64 = 16.0;
+
+/// The burst the bucket allows, in seconds of its refill. The vault counts a sliding
+/// 10-second window (estimated from the previous and current fixed windows, which can
+/// count a burst twice): a bucket holding a whole 10 s of budget would let a process send
+/// that burst and then the refill, nearly twice the budget, in one window, and draw 429s
+/// under load. A quarter second keeps the worst window at the budget plus 5 %
+/// (90 % + 2 × 2.25 % of the limit by default).
+const BURST_SECONDS: f64 = 0.25;
+
 pub struct RateBudget {
     capacity: f64,
     per_second: f64,
-    state: Mutex<(f64, Instant)>,
+    /// The theoretical arrival time (GCRA, the generic cell rate algorithm): when the
+    /// units reserved so far will have been paid for at `per_second`. A caller may start
+    /// once that time, plus its own units, is within the burst of now.
+    reserved_until: Mutex<Instant>,
 }
 
 impl RateBudget {
-    /// A budget of `fraction` of the published limit.
+    /// A budget of `fraction` of the published limit: refilled at that rate, with a burst
+    /// of [`BURST_SECONDS`] (at least the heaviest operation, at most the 10 s budget).
     pub fn new(fraction: f64) -> RateBudget {
-        let capacity = VAULT_UNITS_PER_10S * fraction;
+        let per_10s = VAULT_UNITS_PER_10S * fraction;
+        let per_second = per_10s / 10.0;
+        let capacity = (per_second * BURST_SECONDS).max(HEAVIEST).min(per_10s);
         RateBudget {
             capacity,
-            per_second: capacity / 10.0,
-            state: Mutex::new((capacity, Instant::now())),
+            per_second,
+            reserved_until: Mutex::new(Instant::now()),
         }
     }
 
-    /// Takes `units`, waiting (without holding the lock) until they are there; gives up
-    /// when that would pass `deadline`.
+    /// Reserves `units` and waits (without holding the lock) for the time they are paid
+    /// for; refuses at once, reserving nothing, when that time is past `deadline`.
+    /// Reservations are taken in turn, so callers are served first come, first served: a
+    /// token bucket that each waiter polls lets some of 200 threads starve past their
+    /// deadline while others are served again and again.
     pub fn acquire(&self, units: f64, deadline: Instant) -> Result<()> {
-        loop {
-            let wait = {
-                let mut s = self
-                    .state
-                    .lock()
-                    .map_err(|_| Error::Internal("rate budget lock poisoned".into()))?;
-                let now = Instant::now();
-                let refill = now.duration_since(s.1).as_secs_f64() * self.per_second;
-                s.0 = (s.0 + refill).min(self.capacity);
-                s.1 = now;
-                if s.0 >= units {
-                    s.0 -= units;
-                    return Ok(());
-                }
-                // More units than the bucket holds never come: refuse now. A wait too
-                // long for a Duration is past any deadline.
-                (units <= self.capacity)
-                    .then(|| Duration::try_from_secs_f64((units - s.0) / self.per_second).ok())
-                    .flatten()
-            };
-            let wait = wait.filter(|w| {
-                Instant::now()
-                    .checked_add(*w)
-                    .is_some_and(|t| t <= deadline)
-            });
-            let Some(wait) = wait else {
-                return Err(Error::Remote(
-                    ServiceFailure::Throttled,
-                    format!(
-                        "the slot's rate budget ({:.0} units per 10 s) is spent and would not refill before the deadline",
-                        self.capacity
-                    ),
-                ));
-            };
-            std::thread::sleep(wait);
+        let refused = || {
+            Error::Remote(
+                ServiceFailure::Throttled,
+                format!(
+                    "the slot's rate budget ({:.0} units per 10 s) is spent and would not refill before the deadline",
+                    self.per_second * 10.0
+                ),
+            )
+        };
+        // More units than the bucket holds never come; a time too long for a Duration is
+        // past any deadline.
+        if units > self.capacity {
+            return Err(refused());
         }
+        let cost = Duration::try_from_secs_f64(units / self.per_second).map_err(|_| refused())?;
+        let tolerance = Duration::try_from_secs_f64((self.capacity - units) / self.per_second)
+            .map_err(|_| refused())?;
+        let start = {
+            let mut reserved = self
+                .reserved_until
+                .lock()
+                .map_err(|_| Error::Internal("rate budget lock poisoned".into()))?;
+            let now = Instant::now();
+            let from = (*reserved).max(now);
+            let start = from.checked_sub(tolerance).unwrap_or(now).max(now);
+            let until = from.checked_add(cost).ok_or_else(refused)?;
+            if start > deadline {
+                return Err(refused());
+            }
+            *reserved = until;
+            start
+        };
+        std::thread::sleep(start.saturating_duration_since(Instant::now()));
+        Ok(())
     }
 }
 
@@ -114,8 +134,8 @@ mod tests {
             t.elapsed() < Duration::from_millis(50),
             "refused at once, not after waiting"
         );
-        let b = RateBudget::new(0.01); // 40 units, 4 per second
-        for _ in 0..40 {
+        let b = RateBudget::new(0.01); // 40 units per 10 s, 4 per second, a burst of 16
+        for _ in 0..16 {
             b.acquire(1.0, far).unwrap();
         }
         let t = Instant::now();
@@ -124,6 +144,21 @@ mod tests {
             t.elapsed() >= Duration::from_millis(200),
             "waited for the refill"
         );
+    }
+
+    #[test]
+    fn the_burst_is_a_quarter_second_of_the_budget() {
+        // The default 90 %: 360 units per second, a burst of 90. A burst of the whole
+        // 10 s budget (3,600) let 200 threads draw 429s from the vault
+        // (tests/key_vault.rs, many_threads_sign_within_the_vaults_limits).
+        let b = RateBudget::new(0.9);
+        assert_eq!(b.capacity, 90.0);
+        assert_eq!(b.per_second, 360.0);
+        // The heaviest operation always fits when the budget allows it in 10 s...
+        assert_eq!(RateBudget::new(0.004).capacity, 16.0);
+        // ...and the bucket never holds more than 10 s of budget.
+        assert_eq!(RateBudget::new(0.001).capacity, 4.0);
+        assert_eq!(RateBudget::new(10.0).capacity, 1000.0);
     }
 
     #[test]
