@@ -593,7 +593,7 @@ fn latency_verdict(o: &DoctorOptions, times: &[Duration]) -> Check {
 fn region_check(o: &DoctorOptions, a: &identify_pkcs11::admin::AzureConfig, store: &str) -> Check {
     let host = match &a.region {
         Some(r) => Some((r.clone(), "the slot's region")),
-        None => host_region(&o.imds_url).map(|r| (r, "Azure instance metadata")),
+        None => host_region_once(&o.imds_url).map(|r| (r, "Azure instance metadata")),
     };
     match host {
         None => check(
@@ -616,6 +616,12 @@ fn region_check(o: &DoctorOptions, a: &identify_pkcs11::admin::AzureConfig, stor
             ),
         ),
     }
+}
+
+/// `host_region`, asked once per run (every slot without a `region` compares with it).
+fn host_region_once(url: &str) -> Option<String> {
+    static ASKED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ASKED.get_or_init(|| host_region(url)).clone()
 }
 
 /// This host's Azure region from the Instance Metadata Service (`Metadata: true`, plain

@@ -56,6 +56,12 @@ pub fn map(e: azure_core::Error, what: &str) -> Error {
             };
             let detail = one_line(&message);
             match u16::from(*status) {
+                400..=499 if message.contains("standard vault") => Error::Remote(
+                    ServiceFailure::BadRequest,
+                    format!(
+                        "{what}: the vault is of the Standard tier, which keeps no HSM keys: use a Premium vault, or set hsm_keys = false (and no require_hsm) on this slot ({detail})"
+                    ),
+                ),
                 401 => Error::Remote(ServiceFailure::Auth, format!("{what}: 401 {code} {detail}")),
                 // The operation is not one the key allows (key_ops), or the key is outside
                 // its validity window (nbf/exp: sign, encrypt and wrap are refused there).
@@ -74,12 +80,6 @@ pub fn map(e: azure_core::Error, what: &str) -> Error {
                 }
                 403 => Error::Remote(ServiceFailure::Denied, denied(what, &inner, &message)),
                 404 => Error::ObjectGone(format!("{what}: not found in the vault ({detail})")),
-                400 if message.contains("standard vault") => Error::Remote(
-                    ServiceFailure::BadRequest,
-                    format!(
-                        "{what}: the vault is of the Standard tier, which keeps no HSM keys: use a Premium vault, or set hsm_keys = false (and no require_hsm) on this slot ({detail})"
-                    ),
-                ),
                 400 => Error::Remote(
                     ServiceFailure::BadRequest,
                     format!("{what}: 400 {code}: {detail}"),

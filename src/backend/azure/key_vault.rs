@@ -76,6 +76,25 @@ pub struct KeyVaultBackend {
 }
 
 impl KeyVaultBackend {
+    /// With `require_hsm`, a key this module just made must be kept in a FIPS 140 Level 3
+    /// HSM: a vault whose HSM keys are on an older platform makes them Level 2, which the
+    /// listing would hide. The call fails and says so (the version stays in the vault,
+    /// hidden, for the operator to delete) instead of reporting a key nobody can use.
+    fn level3_or_refused(&self, key: KeyRecord) -> Result<KeyRecord> {
+        if !self.cfg.require_hsm || key.protection == Protection::HsmLevel3 {
+            return Ok(key);
+        }
+        Err(Error::Remote(
+            ServiceFailure::BadRequest,
+            format!(
+                "{}: the new key {}/{} is kept below FIPS 140 Level 3 (a software key, or an HSM key on hsmPlatform 1 or an unreported platform), which require_hsm hides: delete it in the vault, and use a vault whose HSMs are FIPS 140-3 Level 3",
+                self.cfg.url,
+                key.name,
+                key.version.as_deref().unwrap_or("?")
+            ),
+        ))
+    }
+
     /// With `require_hsm`, leaves out the key versions not kept in a FIPS 140 Level 3 HSM
     /// and the certificates of their public keys, and notes them for `doctor`.
     fn hide_below_level3(&self, mut listing: Listing) -> Listing {
@@ -98,7 +117,7 @@ impl KeyVaultBackend {
             .map(|k| {
                 let why = match k.protection {
                     Protection::Software => "a software key",
-                    _ => "an HSM key at FIPS 140-2 Level 2 (hsmPlatform 1)",
+                    _ => "an HSM key below FIPS 140 Level 3: hsmPlatform 1, or not reported",
                 };
                 format!("{}/{} ({why})", k.name, k.version.as_deref().unwrap_or("?"))
             })
@@ -184,7 +203,7 @@ impl KeyVaultBackend {
     ) -> Result<Vec<u8>> {
         let algorithm = Self::decrypt_algorithm(request)?;
         let version = Self::version_of(key)?;
-        self.spend(key)?;
+        let left = self.spend(key)?;
         let mut params = KeyOperationParameters::default();
         params.algorithm = Some(algorithm);
         params.value = Some(data.to_vec());
@@ -192,7 +211,7 @@ impl KeyVaultBackend {
         let what = format!("{verb} with {}/{version}", key.name);
         let body = params.try_into().map_err(|e| errors::map(e, &what))?;
         let (keys, name) = (self.keys.clone(), key.name.clone());
-        let answer = self.runtime.run_spawned(self.deadline, async move {
+        let answer = self.runtime.run_spawned(left, async move {
             if unwrap {
                 keys.unwrap_key(&name, &version, body, None).await
             } else {
@@ -227,18 +246,20 @@ impl KeyVaultBackend {
         self.runtime.run(self.deadline, f)
     }
 
-    /// Waits for the rate budget before an operation on `key`.
-    fn spend(&self, key: &KeyRecord) -> Result<()> {
-        let Some(budget) = &self.budget else {
-            return Ok(());
-        };
-        let units = self
-            .weights
-            .lock()
-            .ok()
-            .and_then(|w| w.get(&key.stable_id).copied())
-            .unwrap_or(2.0);
-        budget.acquire(units, Instant::now() + self.deadline)
+    /// Waits for the rate budget before an operation on `key`; answers what is left of
+    /// the call's deadline for the request itself (the wait counts against it).
+    fn spend(&self, key: &KeyRecord) -> Result<Duration> {
+        let deadline = Instant::now() + self.deadline;
+        if let Some(budget) = &self.budget {
+            let units = self
+                .weights
+                .lock()
+                .ok()
+                .and_then(|w| w.get(&key.stable_id).copied())
+                .unwrap_or(2.0);
+            budget.acquire(units, deadline)?;
+        }
+        Ok(deadline.saturating_duration_since(Instant::now()))
     }
 
     fn version_of(key: &KeyRecord) -> Result<String> {
@@ -387,7 +408,7 @@ impl Backend for KeyVaultBackend {
     fn sign(&self, key: &KeyRecord, request: &SignRequest, data: &[u8]) -> Result<Vec<u8>> {
         let (algorithm, value) = Self::sign_params(request, data)?;
         let version = Self::version_of(key)?;
-        self.spend(key)?;
+        let left = self.spend(key)?;
         let mut params = SignParameters::default();
         params.algorithm = Some(algorithm);
         params.value = Some(value);
@@ -396,9 +417,9 @@ impl Backend for KeyVaultBackend {
         let mut o = KeyClientSignOptions::default();
         o.key_version = Some(version.clone());
         let (keys, name) = (self.keys.clone(), key.name.clone());
-        let answer = self.runtime.run_spawned(self.deadline, async move {
-            keys.sign(&name, body, Some(o)).await
-        })?;
+        let answer = self
+            .runtime
+            .run_spawned(left, async move { keys.sign(&name, body, Some(o)).await })?;
         crate::telemetry::note_request_id(match &answer {
             Ok(r) => super::request_id(r.headers()),
             Err(e) => super::error_request_id(e),
@@ -491,7 +512,7 @@ impl Backend for KeyVaultBackend {
                 }
             };
             if earlier == 0 {
-                return Ok(key);
+                return self.level3_or_refused(key);
             }
             tracing::warn!(
                 "generating key {key_name}: another client created the same key name first ({earlier} earlier version(s)); disabling the new version {version} (it stays in the vault, disabled) and trying the next free name"
@@ -516,7 +537,7 @@ impl Backend for KeyVaultBackend {
         };
         let params = self.create_params(&spec, &update, current.usage)?;
         // A create under an existing name makes a new version of that key.
-        self.create_version(&current.name, params)
+        self.level3_or_refused(self.create_version(&current.name, params)?)
     }
     fn store_certificate(
         &self,
@@ -546,7 +567,9 @@ impl Backend for KeyVaultBackend {
         name: &str,
         request: &crate::backend::IssueRequest<'_>,
     ) -> Result<Option<KeyRecord>> {
-        self.issue(name, request)
+        self.issue(name, request)?
+            .map(|k| self.level3_or_refused(k))
+            .transpose()
     }
 
     fn import_key(
@@ -556,7 +579,8 @@ impl Backend for KeyVaultBackend {
         chain: &[Vec<u8>],
         update: &ObjectUpdate,
     ) -> Result<KeyRecord> {
-        self.import(name, pkcs8_der, chain, update)
+        let record = self.import(name, pkcs8_der, chain, update)?;
+        self.level3_or_refused(record)
     }
 
     fn backup_key(&self, name: &str) -> Result<Vec<u8>> {

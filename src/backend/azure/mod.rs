@@ -166,8 +166,9 @@ impl AzureRuntime {
 
     fn timed_out(deadline: Duration) -> Error {
         let kind = ServiceFailure::Timeout;
+        // (What was left of the call's deadline: a rate-budget wait came first.)
         let m = format!(
-            "no answer within the deadline of {} s",
+            "no answer within the deadline ({:.1} s left for the request)",
             deadline.as_secs_f32()
         );
         tracing::error!("{m} — {}", kind.advice());

@@ -37,6 +37,9 @@ pub struct Config {
     /// Premium).
     #[serde(default)]
     pub standard_vaults: Vec<String>,
+    /// Vaults whose HSM keys report `hsmPlatform` "1" (FIPS 140-2 Level 2; default "2").
+    #[serde(default)]
+    pub hsm_platform_1_vaults: Vec<String>,
     /// The Azure region each vault or Managed HSM reports in `x-ms-keyvault-region`, by
     /// name (default "westus", as recorded).
     #[serde(default)]

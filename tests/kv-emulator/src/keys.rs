@@ -109,7 +109,14 @@ pub fn attributes(ctx: &Ctx<'_>, v: &KeyVersion) -> Value {
     if ctx.c.kind == Kind::Vault {
         a.insert(
             "hsmPlatform".into(),
-            (if v.is_hsm() { "2" } else { "0" }).into(),
+            (if !v.is_hsm() {
+                "0"
+            } else if ctx.c.hsm_platform_1 {
+                "1"
+            } else {
+                "2"
+            })
+            .into(),
         );
     }
     Value::Object(a)

@@ -381,8 +381,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             "regions: '{name}' names no served vault or Managed HSM"
         ));
     }
-    if let Some(name) = cfg.standard_vaults.iter().find(|n| !vaults.contains(*n)) {
-        return Err(format!("standard_vaults: '{name}' names no served vault"));
+    for (key, list) in [
+        ("standard_vaults", &cfg.standard_vaults),
+        ("hsm_platform_1_vaults", &cfg.hsm_platform_1_vaults),
+    ] {
+        if let Some(name) = list.iter().find(|n| !vaults.contains(*n)) {
+            return Err(format!("{key}: '{name}' names no served vault"));
+        }
     }
     let mut containers = HashMap::new();
     for (kind, list) in [(Kind::Vault, &vaults), (Kind::Hsm, &hsms)] {
@@ -398,6 +403,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 c.region = region.clone();
             }
             c.standard = kind == Kind::Vault && cfg.standard_vaults.contains(name);
+            c.hsm_platform_1 = kind == Kind::Vault && cfg.hsm_platform_1_vaults.contains(name);
             containers.insert(host, Arc::new(c));
         }
     }

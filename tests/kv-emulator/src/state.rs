@@ -191,6 +191,9 @@ pub struct Container {
     pub region: String,
     /// A vault of the Standard tier, which keeps no HSM keys (default: Premium).
     pub standard: bool,
+    /// A Premium vault whose HSM keys report `hsmPlatform` "1" (FIPS 140-2 Level 2) instead
+    /// of "2" (FIPS 140-3 Level 3).
+    pub hsm_platform_1: bool,
     state: Mutex<ContainerState>,
     pub throttle: Mutex<Throttle>,
 }
@@ -215,6 +218,7 @@ impl Container {
             base_url,
             region: "westus".into(),
             standard: false,
+            hsm_platform_1: false,
             state: Mutex::new(ContainerState::default()),
             throttle: Mutex::new(throttle),
         }
