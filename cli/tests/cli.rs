@@ -468,18 +468,7 @@ fn require_hsm_lists_only_hsm_keys_and_makes_hsm_keys() {
 
     let (code, _, err) = self_signed(&fips, "fips", "issued", "CN=fips.example", "ec:p256", &[]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = tool(
-        &[
-            "cert",
-            "import",
-            "--slot",
-            "fips",
-            "--password-file",
-            &op.path("pw.txt"),
-            &op.path("signing.pfx"),
-        ],
-        &fips,
-    );
+    let (code, _, err) = op.import_into(&fips, "fips", &[]);
     assert_eq!(code, 0, "{err}");
     let level3 = "hsm-fips-140-level-3".to_owned();
     let mut listed = names(&fips);
@@ -508,20 +497,7 @@ fn require_hsm_lists_only_hsm_keys_and_makes_hsm_keys() {
     // hsm_keys = true alone: imports are HSM keys too; software keys stay listed.
     let hsm_keys = emu.config_officer("hsmkeys", "hsm_keys = true");
     let other = Operator::new("other.example");
-    let (code, _, err) = tool(
-        &[
-            "cert",
-            "import",
-            "--slot",
-            "hsmkeys",
-            "--name",
-            "other",
-            "--password-file",
-            &other.path("pw.txt"),
-            &other.path("signing.pfx"),
-        ],
-        &hsm_keys,
-    );
+    let (code, _, err) = other.import_into(&hsm_keys, "hsmkeys", &["--name", "other"]);
     assert_eq!(code, 0, "{err}");
     let listed = names(&hsm_keys);
     assert!(
@@ -864,6 +840,15 @@ impl Operator {
 
     fn path(&self, name: &str) -> String {
         self.dir.path().join(name).display().to_string()
+    }
+
+    /// `cert import` of its PKCS#12 into `slot`, with `more` arguments.
+    fn import_into(&self, config: &Path, slot: &str, more: &[&str]) -> (i32, String, String) {
+        let (pw, pfx) = (self.path("pw.txt"), self.path("signing.pfx"));
+        let mut args = vec!["cert", "import", "--slot", slot, "--password-file", &pw];
+        args.extend(more);
+        args.push(&pfx);
+        tool(&args, config)
     }
 
     fn sha256(&self) -> String {
@@ -1345,15 +1330,9 @@ fn lifecycle_commands_fail_clearly_on_credentials_roles_and_throttling() {
 #[test]
 fn older_versions_work_through_pkcs11_after_a_rotation() {
     let emu = Emulator::start_with("cert_retry_after_s = 1\ncert_pending_polls = 1\n");
-    for (slot, config) in [
-        ("vault", emu.config_officer("vault", "")),
-        ("hsm", emu.config_hsm("hsm", "")),
-    ] {
+    for (slot, config) in rotation_slots(&emu, "") {
         let dir = tempfile::tempdir().unwrap();
-        let (code, first, err) =
-            self_signed(&config, slot, "idp", "CN=idp.example", "rsa:2048", &[]);
-        assert_eq!(code, 0, "{slot}: {err}");
-        let first = check_self_signed(&first, "idp.example");
+        let first = idp_certificate(&config, slot);
         rotation_child(&config, dir.path(), "before");
 
         let (code, second, err) = tool(
@@ -1385,29 +1364,45 @@ fn older_versions_work_through_pkcs11_after_a_rotation() {
         );
         let old_cert = openssl::x509::X509::from_der(&read("old-cert.der")).unwrap();
         assert_eq!(old_cert, first, "{slot}: the old version's certificate");
-        let verifies = |cert: &openssl::x509::X509, sig: &[u8]| {
-            let key = cert.public_key().unwrap();
-            let mut v =
-                openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
-            v.update(ROTATION_DATA).unwrap();
-            v.verify(sig).unwrap()
-        };
         assert!(
-            verifies(&old_cert, &read("old.sig")),
+            signed_by(&old_cert, &read("old.sig")),
             "{slot}: the signature made before"
         );
         assert!(
-            verifies(&second, &read("new.sig")),
+            signed_by(&second, &read("new.sig")),
             "{slot}: the name signs with the new key"
         );
         assert!(
-            !verifies(&first, &read("new.sig")),
+            !signed_by(&first, &read("new.sig")),
             "{slot}: not with the old one"
         );
     }
 }
 
 const ROTATION_DATA: &[u8] = b"signed before and after the rotation";
+
+/// A key-vault and a managed-hsm slot on `emu`, each with `extra`.
+fn rotation_slots(emu: &Emulator, extra: &str) -> [(&'static str, std::path::PathBuf); 2] {
+    [
+        ("vault", emu.config_officer("vault", extra)),
+        ("hsm", emu.config_hsm("hsm", extra)),
+    ]
+}
+
+/// `cert self-signed` of key idp (RSA-2048, CN=idp.example) in `slot`: its certificate.
+fn idp_certificate(config: &Path, slot: &str) -> openssl::x509::X509 {
+    let (code, pem, err) = self_signed(config, slot, "idp", "CN=idp.example", "rsa:2048", &[]);
+    assert_eq!(code, 0, "{slot}: {err}");
+    check_self_signed(&pem, "idp.example")
+}
+
+/// Whether `sig` is an RS256 signature of ROTATION_DATA by `cert`'s key.
+fn signed_by(cert: &openssl::x509::X509, sig: &[u8]) -> bool {
+    let key = cert.public_key().unwrap();
+    let mut v = openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
+    v.update(ROTATION_DATA).unwrap();
+    v.verify(sig).unwrap()
+}
 
 /// `rotation_pkcs11_child` at `step`, as a child process of this test binary.
 fn rotation_command(config: &Path, dir: &Path, step: &str) -> Command {
@@ -1456,15 +1451,9 @@ fn unix_ms() -> u128 {
 #[test]
 fn a_running_signer_picks_up_a_rotation_without_a_restart() {
     let emu = Emulator::start_with("cert_retry_after_s = 1\ncert_pending_polls = 1\n");
-    for (slot, config) in [
-        ("vault", emu.config_officer("vault", "refresh_seconds = 2")),
-        ("hsm", emu.config_hsm("hsm", "refresh_seconds = 2")),
-    ] {
+    for (slot, config) in rotation_slots(&emu, "refresh_seconds = 2") {
         let dir = tempfile::tempdir().unwrap();
-        let (code, first, err) =
-            self_signed(&config, slot, "idp", "CN=idp.example", "rsa:2048", &[]);
-        assert_eq!(code, 0, "{slot}: {err}");
-        let first = check_self_signed(&first, "idp.example");
+        let first = idp_certificate(&config, slot);
         let mut signer = rotation_command(&config, dir.path(), "loop")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -1494,13 +1483,6 @@ fn a_running_signer_picks_up_a_rotation_without_a_restart() {
         std::fs::write(dir.path().join("stop"), b"").unwrap();
         child_passed("loop", &signer.wait_with_output().unwrap());
 
-        let verifies = |cert: &openssl::x509::X509, sig: &[u8]| {
-            let key = cert.public_key().unwrap();
-            let mut v =
-                openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key).unwrap();
-            v.update(ROTATION_DATA).unwrap();
-            v.verify(sig).unwrap()
-        };
         let text = std::fs::read_to_string(&log).unwrap();
         let mut first_new: Option<u128> = None;
         let (mut old_count, mut new_count) = (0, 0);
@@ -1514,11 +1496,14 @@ fn a_running_signer_picks_up_a_rotation_without_a_restart() {
                 .step_by(2)
                 .map(|i| u8::from_str_radix(&sig[i..i + 2], 16).unwrap())
                 .collect::<Vec<u8>>();
-            if verifies(&second, &sig) {
+            if signed_by(&second, &sig) {
                 first_new.get_or_insert(at);
                 new_count += 1;
             } else {
-                assert!(verifies(&first, &sig), "{slot}: a signature by neither key");
+                assert!(
+                    signed_by(&first, &sig),
+                    "{slot}: a signature by neither key"
+                );
                 assert!(
                     first_new.is_none(),
                     "{slot}: the old key signed again after the new one had"
