@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod audit;
 mod backup;
 mod bench;
 mod cert;
@@ -264,7 +265,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Man { dir } => man_pages(&dir),
-        Command::Audit { since, json } => ops::audit(config.as_ref(), &since, json),
+        Command::Audit { since, json } => audit::audit(config.as_ref(), &since, json),
         Command::Cert {
             command:
                 CertCommand::SelfSigned {
