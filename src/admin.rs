@@ -3,8 +3,8 @@
 
 pub use crate::backend::azure::{client_options, credential, http_client};
 pub use crate::backend::{
-    Backend, CertRecord, IssueRequest, KeyRecord, KeySpec, KeyUsage, Listing, ObjectUpdate,
-    Protection, StoredCertificate,
+    Backend, BackupOf, CertRecord, IssueRequest, KeyBackup, KeyRecord, KeySpec, KeyUsage, Listing,
+    ObjectUpdate, Protection, StoredCertificate,
 };
 pub use crate::certdb::{CertDb, Location};
 pub use crate::config::{

@@ -1,13 +1,13 @@
 //! `backup` and `restore`: the store's own backup of each key (an opaque blob for vaults
-//! and Managed HSMs, the entry's files for a directory) and the certificate database's
-//! rows, under a manifest of SHA-256 checksums. A restore checks every checksum and every
+//! and Managed HSMs, a vault certificate's blob for a key that backs one, the entry's files
+//! for a directory) and the certificate database's rows, under a manifest of SHA-256 checksums. A restore checks every checksum and every
 //! conflict before it changes anything, and never replaces a key unless `--force`.
 
 use crate::cert::backend_of;
 use crate::ops;
 use identify_pkcs11::admin::Stores;
 use identify_pkcs11::admin::hex;
-use identify_pkcs11::admin::{KeyRecord, StoredCertificate};
+use identify_pkcs11::admin::{BackupOf, KeyBackup, KeyRecord, StoredCertificate};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -37,8 +37,26 @@ struct KeyEntry {
     /// The versions the blob holds (none for stores without versions), each with the
     /// SHA-256 of its public key: a restore recognises a key that is already there.
     versions: Vec<VersionEntry>,
+    /// What the blob is: the key's backup, or (a key-vault key that backs a vault
+    /// certificate) the certificate's, which holds the key. Absent: the key's.
+    #[serde(default, skip_serializing_if = "Object::is_key")]
+    object: Object,
     #[serde(flatten)]
     file: FileEntry,
+}
+
+#[derive(Serialize, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Object {
+    #[default]
+    Key,
+    Certificate,
+}
+
+impl Object {
+    fn is_key(&self) -> bool {
+        *self == Object::Key
+    }
 }
 
 #[derive(Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Clone)]
@@ -201,13 +219,17 @@ pub fn backup(o: &Backup) -> Result<()> {
         let mut keys = Vec::new();
         for name in &chosen {
             bar.set_message(format!("backing up {name}"));
-            let blob = backend
+            let backup = backend
                 .backup_key(name)
                 .map_err(|e| format!("backing up key {name:?} of slot {:?}: {e}", o.slot))?;
             keys.push(KeyEntry {
                 name: name.clone(),
                 versions: versions_of(listing.keys.iter(), name),
-                file: write(&o.out, &format!("keys/{name}.blob"), &blob)?,
+                object: match backup.of {
+                    BackupOf::Key => Object::Key,
+                    BackupOf::Certificate => Object::Certificate,
+                },
+                file: write(&o.out, &format!("keys/{name}.blob"), &backup.blob)?,
             });
             bar.inc(1);
         }
@@ -232,6 +254,7 @@ pub fn backup(o: &Backup) -> Result<()> {
                     serde_json::json!({
                         "name": k.name,
                         "versions": k.versions.len(),
+                        "object": k.object,
                         "bytes": k.file.bytes,
                         "sha256": k.file.sha256,
                     })
@@ -250,9 +273,14 @@ pub fn backup(o: &Backup) -> Result<()> {
         }
         for k in &manifest.keys {
             println!(
-                "{}  {} version(s)  {} bytes  sha256 {}",
+                "{}  {} version(s){}  {} bytes  sha256 {}",
                 k.name,
                 k.versions.len(),
+                if k.object.is_key() {
+                    ""
+                } else {
+                    " with their vault certificates"
+                },
                 k.file.bytes,
                 k.file.sha256
             );
@@ -311,7 +339,13 @@ pub fn restore(o: &Restore) -> Result<()> {
                 k.file.file
             ));
         }
-        blobs.push(read_checked(&o.dir, &k.file)?);
+        blobs.push(KeyBackup {
+            of: match k.object {
+                Object::Key => BackupOf::Key,
+                Object::Certificate => BackupOf::Certificate,
+            },
+            blob: read_checked(&o.dir, &k.file)?,
+        });
     }
     let rows: Vec<StoredCertificate> = {
         let bytes = read_checked(&o.dir, &manifest.certificates)?;

@@ -1288,14 +1288,15 @@ fn lifecycle_commands_fail_clearly_on_credentials_roles_and_throttling() {
         &reader,
     );
     assert_eq!(code, 1);
-    assert!(err.contains("Key Vault Crypto"), "{err}");
+    // (The seeded keys back vault certificates: their backup is the certificate's.)
+    assert!(err.contains("Key Vault Certificates Officer"), "{err}");
     // Throttled past the retries: the backup stops with the throttling error and what was
     // written is not a backup (no manifest).
-    let good = emu.config("good", "max_retries = 1\ndeadline_seconds = 3");
+    let good = emu.config_officer("good", "max_retries = 1\ndeadline_seconds = 3");
     emu.admin(
         "POST",
         "/faults/once",
-        r#"{"operation": "backup_key", "status": 429, "retry_after_s": 0, "times": 40}"#,
+        r#"{"operation": "backup_certificate", "status": 429, "retry_after_s": 0, "times": 40}"#,
     );
     let (code, _, err) = tool(
         &["backup", "--slot", "good", "--out", &out("throttled")],
@@ -1318,6 +1319,144 @@ fn lifecycle_commands_fail_clearly_on_credentials_roles_and_throttling() {
     );
     assert_eq!(code, 1);
     assert!(err.contains("slot \"good\""), "{err}");
+}
+
+/// A successful backup and restore of a key-vault slot. Two keys that back vault
+/// certificates, each rotated once (two versions of key and certificate), are backed up
+/// (through their certificates: the vault refuses a key backup of such a key), deleted and
+/// purged in the vault out of band (as `az keyvault certificate delete` and `purge` do),
+/// and restored; through PKCS#11 every restored version then has the certificate it had
+/// before, signs, and decrypts data encrypted to that certificate.
+#[test]
+fn key_vault_backup_restores_every_version_with_its_certificate() {
+    let emu = Emulator::start_with("cert_retry_after_s = 1\ncert_pending_polls = 1\n");
+    let config = emu.config_officer("vault", "");
+    let names = ["idp", "encryption"];
+    for name in names {
+        let subject = format!("CN={name}.example");
+        let (code, _, err) = self_signed(&config, "vault", name, &subject, "rsa:2048", &[]);
+        assert_eq!(code, 0, "{name}: {err}");
+        let (code, _, err) = tool(
+            &["cert", "rotate", "--slot", "vault", "--name", name],
+            &config,
+        );
+        assert_eq!(code, 0, "{name}: {err}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("names"), names.join("\n")).unwrap();
+    rotation_child(&config, dir.path(), "every");
+    let before = std::fs::read_to_string(dir.path().join("every")).unwrap();
+    assert_eq!(
+        before.lines().count(),
+        4,
+        "two versions of two keys: {before}"
+    );
+
+    let out = emu.dir.path().join("vault-backup");
+    let out_s = out.display().to_string();
+    let (code, text, err) = tool(
+        &[
+            "backup",
+            "--slot",
+            "vault",
+            "--out",
+            &out_s,
+            "--key",
+            "idp",
+            "--key",
+            "encryption",
+        ],
+        &config,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains("2 version(s) with their vault certificates"),
+        "{text}"
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    for k in manifest["keys"].as_array().unwrap() {
+        assert_eq!(k["object"], "certificate", "{k}");
+    }
+
+    let vault = OutOfBandVault::new(&emu);
+    for name in names {
+        vault.delete_and_purge(name);
+    }
+    for name in names {
+        assert_eq!(key_versions(&config, name), Vec::<Value>::new(), "{name}");
+    }
+
+    let (code, text, err) = tool(&["restore", "--slot", "vault", &out_s], &config);
+    assert_eq!(code, 0, "{err}");
+    assert!(text.contains("restored 2 key(s)"), "{text}");
+    std::fs::remove_file(dir.path().join("every")).unwrap();
+    rotation_child(&config, dir.path(), "every");
+    let after = std::fs::read_to_string(dir.path().join("every")).unwrap();
+    assert_eq!(after, before, "every version back, with its certificate");
+}
+
+/// The emulator's vault reached with the SDK as the officer principal, outside the module.
+struct OutOfBandVault {
+    rt: tokio::runtime::Runtime,
+    certificates: azure_security_keyvault_certificates::CertificateClient,
+}
+
+impl OutOfBandVault {
+    fn new(emu: &Emulator) -> OutOfBandVault {
+        use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
+        use identify_pkcs11::admin::{client_options, http_client};
+        let ca = std::fs::read(emu.field("ca_file")).unwrap();
+        let deadline = std::time::Duration::from_secs(10);
+        let http = http_client(Some(&ca), deadline).unwrap();
+        let options = client_options(&http, 0, deadline, Some(&emu.field("authority_host")));
+        let cred = ClientSecretCredential::new(
+            &emu.field("tenant_id"),
+            emu.field("client_id"),
+            azure_core::credentials::Secret::new(emu.field("client_secret")),
+            Some(ClientSecretCredentialOptions {
+                client_options: options.clone(),
+            }),
+        )
+        .unwrap();
+        let o = azure_security_keyvault_certificates::CertificateClientOptions {
+            client_options: options,
+            ..Default::default()
+        };
+        let certificates = azure_security_keyvault_certificates::CertificateClient::new(
+            &emu.field("vault_url"),
+            cred,
+            Some(o),
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        OutOfBandVault { rt, certificates }
+    }
+
+    /// Deletes certificate `name` (and with it its key) and purges it, retrying the purge
+    /// while the vault is still deleting (for at most 30 s).
+    fn delete_and_purge(&self, name: &str) {
+        self.rt
+            .block_on(self.certificates.delete_certificate(name, None))
+            .unwrap_or_else(|e| panic!("delete {name}: {e}"));
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match self
+                .rt
+                .block_on(self.certificates.purge_deleted_certificate(name, None))
+            {
+                Ok(_) => return,
+                Err(e) if std::time::Instant::now() < until => {
+                    eprintln!("purge {name}: {e}; again");
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                }
+                Err(e) => panic!("purge {name}: {e}"),
+            }
+        }
+    }
 }
 
 /// Older versions through PKCS#11 after `cert rotate`, on a key-vault slot (the vault
@@ -1580,6 +1719,59 @@ fn rotation_pkcs11_child() {
                 writeln!(log, "{} {line}", unix_ms()).unwrap();
                 log.flush().unwrap();
             }
+        }
+        "every" => {
+            // Every private key of the names in the file `names` (each version): its label,
+            // CKA_ID and certificate; it signs and decrypts (RSA-OAEP SHA-256 to its
+            // certificate's key). One line per key, sorted.
+            let names = std::fs::read_to_string(dir.join("names")).unwrap();
+            let named = |label: &str| {
+                names
+                    .lines()
+                    .any(|n| label == n || label.starts_with(&format!("{n}/")))
+            };
+            let oaep = PkcsOaepParams::new(
+                cryptoki::mechanism::MechanismType::SHA256,
+                PkcsMgfType::MGF1_SHA256,
+                PkcsOaepSource::empty(),
+            );
+            let mut lines = Vec::new();
+            let keys = s
+                .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+                .unwrap();
+            for key in keys {
+                let attrs = s
+                    .get_attributes(key, &[AttributeType::Label, AttributeType::Id])
+                    .unwrap();
+                let [Attribute::Label(label), Attribute::Id(id)] = &attrs[..] else {
+                    panic!("{attrs:?}");
+                };
+                let label = String::from_utf8(label.clone()).unwrap();
+                if !named(&label) {
+                    continue;
+                }
+                let cert = one(&[
+                    Attribute::Class(ObjectClass::CERTIFICATE),
+                    Attribute::Id(id.clone()),
+                ]);
+                let der = match &s.get_attributes(cert, &[AttributeType::Value]).unwrap()[..] {
+                    [Attribute::Value(der)] => der.clone(),
+                    other => panic!("{other:?}"),
+                };
+                let x509 = openssl::x509::X509::from_der(&der).unwrap();
+                let sig = s
+                    .sign(&Mechanism::Sha256RsaPkcs, key, ROTATION_DATA)
+                    .unwrap();
+                assert!(signed_by(&x509, &sig), "{label} signs");
+                let secret = format!("a session key for {label}");
+                let ct =
+                    harness::oaep_sha256_encrypt(&x509.public_key().unwrap(), secret.as_bytes());
+                let plain = s.decrypt(&Mechanism::RsaPkcsOaep(oaep), key, &ct).unwrap();
+                assert_eq!(plain, secret.as_bytes(), "{label} decrypts");
+                lines.push(format!("{label} {}\n", hex(&openssl::sha::sha256(&der))));
+            }
+            lines.sort();
+            write("every", lines.concat().as_bytes());
         }
         "before" => {
             let sig = s.sign(&Mechanism::Sha256RsaPkcs, private("idp"), ROTATION_DATA);

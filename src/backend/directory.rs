@@ -523,8 +523,11 @@ impl Backend for DirectoryBackend {
         self.rotate(current)
     }
 
-    fn backup_key(&self, name: &str) -> Result<Vec<u8>> {
-        self.backup(name)
+    fn backup_key(&self, name: &str) -> Result<super::KeyBackup> {
+        Ok(super::KeyBackup {
+            of: super::BackupOf::Key,
+            blob: self.backup(name)?,
+        })
     }
 
     fn stored_certificates(
@@ -538,8 +541,13 @@ impl Backend for DirectoryBackend {
         self.restore_loose(certificates)
     }
 
-    fn restore_key(&self, name: &str, blob: &[u8], replace: bool) -> Result<()> {
-        self.restore(name, blob, replace)
+    fn restore_key(&self, name: &str, backup: &super::KeyBackup, replace: bool) -> Result<()> {
+        if backup.of != super::BackupOf::Key {
+            return Err(Error::ActionProhibited(format!(
+                "the backup of {name:?} is a Key Vault certificate; a directory restores only its own keys"
+            )));
+        }
+        self.restore(name, &backup.blob, replace)
     }
 
     fn delete_key(&self, stable_id: &str) -> Result<()> {

@@ -103,6 +103,23 @@ pub struct CertRecord {
     pub managed: bool,
 }
 
+/// What the blob of a key's backup holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupOf {
+    /// The key, every version of it.
+    Key,
+    /// A Key Vault certificate with the key it manages, every version of both: a vault
+    /// backs up such a key only through its certificate.
+    Certificate,
+}
+
+/// One key's backup: an opaque blob only a store of the same kind restores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyBackup {
+    pub of: BackupOf,
+    pub blob: Vec<u8>,
+}
+
 /// A certificate as a store keeps it beside its keys (the certificate database of
 /// key-vault and managed-hsm slots): what a backup saves and a restore puts back.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -327,15 +344,15 @@ pub trait Backend: Send + Sync {
     }
     /// The store's backup of key `name` (all its versions): an opaque blob only a store of
     /// the same kind restores.
-    fn backup_key(&self, _name: &str) -> Result<Vec<u8>> {
+    fn backup_key(&self, _name: &str) -> Result<KeyBackup> {
         Err(crate::error::Error::ActionProhibited(format!(
             "{} slots have no key backup",
             self.kind()
         )))
     }
-    /// Restore key `name` from `backup_key`'s blob. A key of that name in the store is an
+    /// Restore key `name` from `backup_key`'s backup. A key of that name in the store is an
     /// error unless `replace`, which deletes it first (where deleting is allowed).
-    fn restore_key(&self, _name: &str, _blob: &[u8], _replace: bool) -> Result<()> {
+    fn restore_key(&self, _name: &str, _backup: &KeyBackup, _replace: bool) -> Result<()> {
         Err(crate::error::Error::ActionProhibited(format!(
             "{} slots have no key restore",
             self.kind()

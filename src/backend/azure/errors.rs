@@ -8,6 +8,7 @@
 //! | 403 ForbiddenByRbac / AccessDenied | `Remote(Denied)` | CKR_FUNCTION_FAILED |
 //! | 403 KeyOperationForbidden, nbf/exp window | `KeyFunctionNotPermitted` | CKR_KEY_FUNCTION_NOT_PERMITTED |
 //! | 403 disabled key, 404 | `ObjectGone` | CKR_KEY_HANDLE_INVALID |
+//! | 403 on a key that backs a certificate ("associated with a certificate") | `ActionProhibited` | CKR_ACTION_PROHIBITED |
 //! | 400 BadParameter (a Standard vault refusing an HSM key: named so) | `Remote(BadRequest)` | CKR_FUNCTION_FAILED |
 //! | 429 after retries and the rate budget | `Remote(Throttled)` | CKR_DEVICE_ERROR |
 //! | 5xx after retries, connection failure | `Remote(Unavailable)` | CKR_DEVICE_ERROR |
@@ -72,6 +73,13 @@ pub fn map(e: azure_core::Error, what: &str) -> Error {
                 {
                     tracing::warn!("{what}: 403 {inner}: {detail}");
                     Error::KeyFunctionNotPermitted
+                }
+                // A key that backs a vault certificate: backed up, restored and deleted only
+                // through the certificate (not a missing permission).
+                403 if message.contains("associated with a certificate") => {
+                    Error::ActionProhibited(format!(
+                        "{what}: the key backs a vault certificate; the vault allows this only through the certificate ({detail})"
+                    ))
                 }
                 403 if message.contains("disabled") || inner.contains("Disabled") => {
                     Error::ObjectGone(format!(

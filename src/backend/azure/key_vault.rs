@@ -9,6 +9,7 @@
 //! (`crate::certdb`), shared by every server configured with the same database.
 
 mod algorithms;
+mod backup;
 mod database;
 mod lifecycle;
 mod listing;
@@ -525,12 +526,17 @@ impl Backend for KeyVaultBackend {
         self.level3_or_refused(record)
     }
 
-    fn backup_key(&self, name: &str) -> Result<Vec<u8>> {
+    fn backup_key(&self, name: &str) -> Result<crate::backend::KeyBackup> {
         self.backup(name)
     }
 
-    fn restore_key(&self, name: &str, blob: &[u8], replace: bool) -> Result<()> {
-        self.restore(name, blob, replace)
+    fn restore_key(
+        &self,
+        name: &str,
+        backup: &crate::backend::KeyBackup,
+        replace: bool,
+    ) -> Result<()> {
+        self.restore(name, backup, replace)
     }
 
     fn stored_certificates(

@@ -25,7 +25,7 @@ use crate::state::{
     PendingIssue, PendingOp,
 };
 use crate::x509::{self, Profile};
-use crate::{cert_import, cert_secret};
+use crate::{cert_backup, cert_import, cert_secret};
 
 pub const PKCS12: &str = "application/x-pkcs12";
 pub const PEM: &str = "application/x-pem-file";
@@ -47,6 +47,8 @@ pub async fn handle(ctx: &Ctx<'_>, op: Operation) -> ApiResult<Reply> {
         O::ListDeletedCertificates => list_deleted(ctx),
         O::RecoverCertificate => recover(ctx),
         O::PurgeCertificate => purge(ctx),
+        O::BackupCertificate => cert_backup::backup(ctx),
+        O::RestoreCertificate => cert_backup::restore(ctx),
         O::GetSecret => cert_secret::secret(ctx),
         _ => Err(ApiError::bad_parameter(
             "This operation is not supported by the emulator.",

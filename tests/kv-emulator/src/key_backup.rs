@@ -1,5 +1,6 @@
 //! Key backup and restore: an opaque blob, AES-256-GCM under the emulator's backup key,
-//! restorable into the same kind of container under a free name.
+//! restorable into the same kind of container under a free name. A key that backs a
+//! certificate is backed up with its certificate (`cert_backup`), as the service requires.
 
 use std::sync::Arc;
 
@@ -15,42 +16,41 @@ use crate::pipeline::Ctx;
 use crate::reply::{ApiError, ApiResult, Reply};
 use crate::state::{KeyAttrs, KeyObject, KeyVersion};
 
-const BACKUP_MAGIC: &[u8] = b"KVEMUBK1";
+const KEY_MAGIC: &[u8] = b"KVEMUBK1";
 
-pub fn backup(ctx: &Ctx<'_>) -> ApiResult<Reply> {
-    let name = ctx.name()?;
-    let doc = {
-        let st = ctx.c.lock();
-        let obj = st
-            .keys
-            .get(&lc(name))
-            .ok_or_else(|| not_found(name, None))?;
-        let mut versions = Vec::new();
-        for v in &obj.versions {
-            versions.push(json!({
-                "version": v.version,
-                "kty": v.kty,
-                "key_ops": v.key_ops,
-                "pkcs8": b64::url(&v.material.private_pkcs8_der()?),
-                "enabled": v.attrs.enabled,
-                "nbf": v.attrs.nbf,
-                "exp": v.attrs.exp,
-                "created": v.attrs.created,
-                "updated": v.attrs.updated,
-                "exportable": v.attrs.exportable,
-                "tags": v.tags,
-                "release_policy": v.release_policy,
-            }));
-        }
-        json!({"kind": ctx.c.kind.as_str(), "name": obj.name, "managed": obj.managed, "versions": versions})
-    };
+/// A key and all its versions, private material included, as a backup holds it.
+pub fn key_doc(obj: &KeyObject) -> ApiResult<Value> {
+    let mut versions = Vec::new();
+    for v in &obj.versions {
+        versions.push(json!({
+            "version": v.version,
+            "kty": v.kty,
+            "key_ops": v.key_ops,
+            "pkcs8": b64::url(&v.material.private_pkcs8_der()?),
+            "enabled": v.attrs.enabled,
+            "nbf": v.attrs.nbf,
+            "exp": v.attrs.exp,
+            "created": v.attrs.created,
+            "updated": v.attrs.updated,
+            "exportable": v.attrs.exportable,
+            "tags": v.tags,
+            "release_policy": v.release_policy,
+        }));
+    }
+    Ok(json!({"name": obj.name, "managed": obj.managed, "versions": versions}))
+}
+
+/// `doc` (made by `key_doc` in a container of `kind`) sealed under the backup key: what
+/// the service's `value` carries. `magic` tells a key backup from a certificate backup.
+pub fn seal(ctx: &Ctx<'_>, magic: &[u8], mut doc: Value) -> ApiResult<Reply> {
+    doc["kind"] = ctx.c.kind.as_str().into();
     let iv = ids::random_bytes(12);
     let mut tag = [0u8; 16];
     let ct = encrypt_aead(
         Cipher::aes_256_gcm(),
         &ctx.app.backup_key,
         Some(&iv),
-        BACKUP_MAGIC,
+        magic,
         doc.to_string().as_bytes(),
         &mut tag,
     )
@@ -61,31 +61,33 @@ pub fn backup(ctx: &Ctx<'_>) -> ApiResult<Reply> {
             format!("backup encryption failed: {e}"),
         )
     })?;
-    let mut blob = BACKUP_MAGIC.to_vec();
+    let mut blob = magic.to_vec();
     blob.extend_from_slice(&iv);
     blob.extend_from_slice(&tag);
     blob.extend_from_slice(&ct);
     Ok(Reply::ok(json!({"value": b64::url(&blob)})))
 }
 
-fn bad_backup() -> ApiError {
+pub fn bad_backup() -> ApiError {
     ApiError::bad_parameter("Backup blob contains invalid or corrupt version.")
 }
 
-pub fn restore(ctx: &Ctx<'_>) -> ApiResult<Reply> {
+/// The document of a restore request's blob, checked to be a `magic` backup made in a
+/// container of this kind.
+pub fn open(ctx: &Ctx<'_>, magic: &[u8]) -> ApiResult<Value> {
     let body = params::object(ctx.body, "request body")?;
     let blob = params::req_bytes(body, "value")?;
-    if blob.len() < BACKUP_MAGIC.len() + 28 || !blob.starts_with(BACKUP_MAGIC) {
+    if blob.len() < magic.len() + 28 || !blob.starts_with(magic) {
         return Err(bad_backup());
     }
-    let rest = &blob[BACKUP_MAGIC.len()..];
+    let rest = &blob[magic.len()..];
     let (iv, rest) = rest.split_at(12);
     let (tag, ct) = rest.split_at(16);
     let plain = decrypt_aead(
         Cipher::aes_256_gcm(),
         &ctx.app.backup_key,
         Some(iv),
-        BACKUP_MAGIC,
+        magic,
         ct,
         tag,
     )
@@ -96,6 +98,30 @@ pub fn restore(ctx: &Ctx<'_>) -> ApiResult<Reply> {
             "The backup was made in a different kind of container (vault vs. Managed HSM) and cannot be restored here.",
         ));
     }
+    Ok(doc)
+}
+
+pub fn backup(ctx: &Ctx<'_>) -> ApiResult<Reply> {
+    let name = ctx.name()?;
+    let doc = {
+        let st = ctx.c.lock();
+        let obj = st
+            .keys
+            .get(&lc(name))
+            .ok_or_else(|| not_found(name, None))?;
+        if obj.managed {
+            // The service's answer, as quoted in a public report (Azure/azure-powershell#20142).
+            return Err(ApiError::forbidden(
+                "Operation \"backup\" is not allowed on this Key, since it is associated with a certificate. Perform the operation on the corresponding certificate. For more information refer to https://docs.microsoft.com/en-us/azure/key-vault/certificates/about-certificates#composition-of-a-certificate",
+            ));
+        }
+        key_doc(obj)?
+    };
+    seal(ctx, KEY_MAGIC, doc)
+}
+
+/// The key a backup document holds.
+pub fn key_from_doc(doc: &Value) -> ApiResult<KeyObject> {
     let name = doc
         .get("name")
         .and_then(Value::as_str)
@@ -153,6 +179,19 @@ pub fn restore(ctx: &Ctx<'_>) -> ApiResult<Reply> {
             release_policy: v.get("release_policy").filter(|p| !p.is_null()).cloned(),
         });
     }
+    let obj = KeyObject {
+        name,
+        versions,
+        managed,
+        rotation_policy: None,
+    };
+    obj.current().ok_or_else(bad_backup)?;
+    Ok(obj)
+}
+
+pub fn restore(ctx: &Ctx<'_>) -> ApiResult<Reply> {
+    let obj = key_from_doc(&open(ctx, KEY_MAGIC)?)?;
+    let name = obj.name.clone();
     let key = lc(&name);
     let mut st = ctx.c.lock();
     if st.deleted_keys.contains_key(&key) {
@@ -163,12 +202,6 @@ pub fn restore(ctx: &Ctx<'_>) -> ApiResult<Reply> {
             "There is a key with the same name {name} in the vault; a backup can only be restored under a free name."
         )));
     }
-    let obj = KeyObject {
-        name: name.clone(),
-        versions,
-        managed,
-        rotation_policy: None,
-    };
     let current = obj.current().ok_or_else(bad_backup)?;
     let body = bundle(ctx, &obj, current)?;
     st.keys.insert(key, obj);

@@ -7,6 +7,7 @@ mod admin;
 mod app;
 mod auth;
 mod b64;
+mod cert_backup;
 mod cert_import;
 mod cert_policy;
 mod cert_secret;

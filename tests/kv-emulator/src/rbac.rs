@@ -203,6 +203,8 @@ pub fn action(kind: Kind, op: Operation) -> String {
             O::UpdateCertificate | O::UpdateCertificatePolicy => "certificates/update/action",
             O::PurgeCertificate => "certificates/purge/action",
             O::RecoverCertificate => "certificates/recover/action",
+            O::BackupCertificate => "certificates/backup/action",
+            O::RestoreCertificate => "certificates/restore/action",
             O::GetSecret => "secrets/getSecret/action",
             _ => "certificates/read",
         },

@@ -46,6 +46,8 @@ pub enum Operation {
     ListDeletedCertificates,
     RecoverCertificate,
     PurgeCertificate,
+    BackupCertificate,
+    RestoreCertificate,
     GetSecret,
     Token,
     /// A route the service has but the emulator does not implement.
@@ -95,6 +97,8 @@ impl Operation {
             O::ListDeletedCertificates => "list_deleted_certificates",
             O::RecoverCertificate => "recover_certificate",
             O::PurgeCertificate => "purge_certificate",
+            O::BackupCertificate => "backup_certificate",
+            O::RestoreCertificate => "restore_certificate",
             O::GetSecret => "get_secret",
             O::Token => "token",
             O::Unsupported => "unsupported",
@@ -119,6 +123,8 @@ impl Operation {
                 | O::ListDeletedCertificates
                 | O::RecoverCertificate
                 | O::PurgeCertificate
+                | O::BackupCertificate
+                | O::RestoreCertificate
                 | O::GetSecret
         )
     }
@@ -144,6 +150,7 @@ impl Operation {
                 | O::ImportCertificate
                 | O::UpdateCertificate
                 | O::UpdateCertificatePolicy
+                | O::RestoreCertificate
         )
     }
 }
@@ -342,6 +349,9 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, RouteError> {
                 wrong
             }
         }
+        [c, r] if is(c, "certificates") && is(r, "restore") && post => {
+            route(O::RestoreCertificate, None, None)
+        }
         [c, w]
             if is(c, "certificates")
                 && (is(w, "contacts") || is(w, "issuers") || is(w, "restore")) =>
@@ -398,7 +408,7 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, RouteError> {
                 }
             } else if is(w, "backup") {
                 if post {
-                    route(O::Unsupported, n, None)
+                    route(O::BackupCertificate, n, None)
                 } else {
                     wrong
                 }
@@ -495,6 +505,13 @@ mod tests {
         assert_eq!(p(Method::GET, "/keys").op, Operation::ListKeys);
         assert_eq!(p(Method::GET, "/keys/").op, Operation::ListKeys);
         assert_eq!(p(Method::POST, "/keys/restore").op, Operation::RestoreKey);
+        assert_eq!(
+            p(Method::POST, "/certificates/restore").op,
+            Operation::RestoreCertificate
+        );
+        let backup = p(Method::POST, "/certificates/idp/backup");
+        assert_eq!(backup.op, Operation::BackupCertificate);
+        assert_eq!(backup.name.as_deref(), Some("idp"));
         assert_eq!(
             p(Method::GET, "/keys/k/versions").op,
             Operation::ListKeyVersions

@@ -1,8 +1,8 @@
 //! The operator's lifecycle writes to a vault or Managed HSM: certificates the vault issues
-//! itself, imports, and key backup / restore.
+//! itself and imports (backup and restore are in `backup`).
 
 use super::{KeyVaultBackend, TAG_LABEL, errors};
-use crate::backend::{IssueRequest, KeyRecord, KeySpec, ObjectUpdate, StoredCertificate};
+use crate::backend::{IssueRequest, KeyRecord, KeySpec, ObjectUpdate};
 use crate::certdb::NewCert;
 use crate::error::{Error, Result};
 use azure_security_keyvault_certificates::models::{
@@ -11,16 +11,14 @@ use azure_security_keyvault_certificates::models::{
     KeyType as CertKeyType, KeyUsageType, LifetimeAction, LifetimeActionTrigger,
     LifetimeActionType, SecretProperties, X509CertificateProperties,
 };
-use azure_security_keyvault_keys::models::{
-    CurveName, ImportKeyParameters, JsonWebKey, KeyType, RestoreKeyParameters,
-};
+use azure_security_keyvault_keys::models::{CurveName, ImportKeyParameters, JsonWebKey, KeyType};
 use openssl::pkey::{Id, PKey, Private};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a certificate the vault issues may take (Key Vault polls every 10 s; an
 /// RSA-HSM key takes tens of seconds).
-const ISSUE_BOUND: Duration = Duration::from_secs(300);
+pub(super) const ISSUE_BOUND: Duration = Duration::from_secs(300);
 
 /// Key Vault's policy counts validity in whole months: `days` rounded up.
 fn months(days: u32) -> i32 {
@@ -247,103 +245,6 @@ impl KeyVaultBackend {
             }
         }
         Ok(record)
-    }
-
-    pub(super) fn backup(&self, name: &str) -> Result<Vec<u8>> {
-        let what = format!("back up key {name}");
-        self.run(self.keys.backup_key(name, None))?
-            .map_err(|e| errors::map(e, &what))?
-            .into_model()
-            .map_err(|e| errors::map(e, &what))?
-            .value
-            .ok_or_else(|| Error::Backend(format!("{what}: no blob in the answer")))
-    }
-
-    pub(super) fn restore(&self, name: &str, blob: &[u8], replace: bool) -> Result<()> {
-        if self.run(self.exists(name))?? {
-            if !replace {
-                return Err(Error::ActionProhibited(format!(
-                    "{} already has a key {name:?}",
-                    self.cfg.url
-                )));
-            }
-            self.delete_and_purge(name)?;
-        }
-        let params = RestoreKeyParameters {
-            key_backup: Some(blob.to_vec()),
-        };
-        let what = format!("restore key {name}");
-        let body = params.try_into().map_err(|e| errors::map(e, &what))?;
-        self.run(self.keys.restore_key(body, None))?
-            .map(|_| ())
-            .map_err(|e| errors::map(e, &what))
-    }
-
-    /// Deletes key `name` and purges it, so that its name is free for a restore. Needs
-    /// `allow_destroy`; the purge is retried while the service is still deleting.
-    fn delete_and_purge(&self, name: &str) -> Result<()> {
-        if !self.cfg.allow_destroy {
-            return Err(Error::ActionProhibited(format!(
-                "replacing key {name:?} deletes it from {}; set allow_destroy = true in the slot to allow it",
-                self.cfg.url
-            )));
-        }
-        let what = format!("delete key {name}");
-        self.run(self.keys.delete_key(name, None))?
-            .map_err(|e| errors::map(e, &what))?;
-        let what = format!("purge key {name}");
-        let until = Instant::now() + ISSUE_BOUND;
-        loop {
-            match self.run(self.keys.purge_deleted_key(name, None))? {
-                Ok(_) => return Ok(()),
-                // 409 ObjectIsBeingDeleted, or 404 while the deletion is not yet visible.
-                Err(e)
-                    if matches!(e.http_status().map(u16::from), Some(404 | 409))
-                        && Instant::now() < until =>
-                {
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                Err(e) => return Err(errors::map(e, &what)),
-            }
-        }
-    }
-
-    pub(super) fn stored(&self, keys: Option<&[String]>) -> Result<Vec<StoredCertificate>> {
-        Ok(self
-            .local_certificates
-            .list()?
-            .into_iter()
-            .filter(|r| match (keys, &r.key_name) {
-                (None, _) => true,
-                (Some(k), Some(n)) => k.contains(n),
-                (Some(_), None) => false,
-            })
-            .map(|r| StoredCertificate {
-                key_name: r.key_name,
-                key_version: r.key_version,
-                label: r.label,
-                cka_id: crate::crypto::hex::encode(&r.cka_id),
-                der: openssl::base64::encode_block(&r.der),
-            })
-            .collect())
-    }
-
-    pub(super) fn restore_stored(&self, certificates: &[StoredCertificate]) -> Result<usize> {
-        let decoded = certificates
-            .iter()
-            .map(|c| c.decode().map(|(der, id)| (c, der, id)))
-            .collect::<Result<Vec<_>>>()?;
-        let before = self.local_certificates.list()?.len();
-        for (c, der, id) in &decoded {
-            self.local_certificates.insert(&NewCert {
-                key_name: c.key_name.as_deref(),
-                key_version: c.key_version.as_deref(),
-                cka_id: id,
-                label: &c.label,
-                der,
-            })?;
-        }
-        Ok(self.local_certificates.list()?.len().saturating_sub(before))
     }
 }
 
