@@ -14,7 +14,7 @@ pub use crate::config::{
 /// Lower-case hex, as the module writes ids and thumbprints.
 pub use crate::crypto::hex::encode as hex;
 pub use crate::crypto::time::{now_rfc3339_millis, rfc3339_of};
-pub use crate::crypto::{Curve, HashAlg, PublicInfo, SignRequest};
+pub use crate::crypto::{Curve, DecryptRequest, HashAlg, PublicInfo, SignRequest};
 pub use crate::error::rv_name;
 pub use crate::mechanism::check_signature;
 use crate::module::Module;

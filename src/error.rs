@@ -108,7 +108,7 @@ impl ServiceFailure {
                 "check the slot's [slot.credential]: tenant, client id and secret or certificate"
             }
             ServiceFailure::Denied => {
-                "assign that role to the principal at the vault's or the key's scope"
+                "grant the principal what the message names, with the command it gives"
             }
             ServiceFailure::BadRequest => {
                 "the service refused the request; check the key type and algorithm"

@@ -131,7 +131,9 @@ enum Command {
     Doctor {
         #[command(flatten)]
         on: On,
-        /// Also make a test signature with the current version of every signing key.
+        /// Also make a test signature with the current version of every signing key, and a
+        /// test decryption (RSA-OAEP SHA-256) with every RSA key that decrypts: with the
+        /// listing, every permission a signing server needs is then tried.
         #[arg(long)]
         sign: bool,
         /// Round trips timed for the latency median.

@@ -452,6 +452,11 @@ fn slot_checks(o: &DoctorOptions, store: &StoreConfig, backend: &dyn Backend) ->
         for k in listing.keys.iter().filter(|k| k.current && k.usage.sign) {
             checks.push(sign_check(backend, k));
         }
+        for k in listing.keys.iter().filter(|k| k.current && k.usage.decrypt) {
+            if let Some(c) = decrypt_check(backend, k) {
+                checks.push(c);
+            }
+        }
     }
     for c in &listing.certificates {
         checks.push(match cert_facts(&c.der) {
@@ -685,6 +690,55 @@ fn sign_check(backend: &dyn Backend, key: &KeyRecord) -> Check {
         ),
         Err(e) => check("test signature", Status::Fail, format!("{}: {e}", key.name)),
     }
+}
+
+/// A test decryption through the store of data encrypted here to the key's public key
+/// (RSA-OAEP SHA-256, XML Encryption's key transport); None for a key that is not RSA.
+fn decrypt_check(backend: &dyn Backend, key: &KeyRecord) -> Option<Check> {
+    use identify_pkcs11::admin::{DecryptRequest, HashAlg};
+    let public = openssl::pkey::PKey::public_key_from_der(&key.spki_der).ok()?;
+    if public.id() != openssl::pkey::Id::RSA {
+        return None;
+    }
+    let secret = openssl::sha::sha256(b"identify-pkcs11 doctor decrypt");
+    let encrypted = (|| -> std::result::Result<Vec<u8>, openssl::error::ErrorStack> {
+        let mut enc = openssl::encrypt::Encrypter::new(&public)?;
+        enc.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)?;
+        enc.set_rsa_oaep_md(openssl::hash::MessageDigest::sha256())?;
+        enc.set_rsa_mgf1_md(openssl::hash::MessageDigest::sha256())?;
+        let mut out = vec![0; enc.encrypt_len(&secret)?];
+        let n = enc.encrypt(&secret, &mut out)?;
+        out.truncate(n);
+        Ok(out)
+    })();
+    let request = DecryptRequest::RsaOaep {
+        hash: HashAlg::Sha256,
+        mgf_hash: HashAlg::Sha256,
+        label: Vec::new(),
+    };
+    Some(
+        match encrypted.map_err(|e| e.to_string()).and_then(|ct| {
+            backend
+                .decrypt(key, &request, &ct)
+                .map_err(|e| e.to_string())
+        }) {
+            Ok(plain) if plain == secret => check(
+                "test decryption",
+                Status::Ok,
+                format!("{}: decrypted what was encrypted to it", key.name),
+            ),
+            Ok(_) => check(
+                "test decryption",
+                Status::Fail,
+                format!("{}: decrypted to other bytes", key.name),
+            ),
+            Err(e) => check(
+                "test decryption",
+                Status::Fail,
+                format!("{}: {e}", key.name),
+            ),
+        },
+    )
 }
 
 fn report(as_json: bool, results: &[(Option<String>, Vec<Check>)]) {

@@ -232,6 +232,87 @@ role = "Key Vault Reader"
 scope = "vault"
 "#;
 
+/// The vault uses access policies (enableRbacAuthorization false): the default principal
+/// may do everything, `policy-reader` may only read keys and certificates, and
+/// `policy-signer` has what a signing server needs.
+const WITH_ACCESS_POLICIES: &str = r#"
+access_policy_vaults = ["testvault"]
+
+[[principal]]
+client_id = "policy-reader"
+client_secret = "reader-secret"
+
+[[principal]]
+client_id = "policy-signer"
+client_secret = "signer-secret"
+
+[[access_policy]]
+principal = "0c1d2e3f-4a5b-4c6d-8e7f-a0b1c2d3e4f5"
+keys = ["all"]
+certificates = ["all"]
+secrets = ["all"]
+
+[[access_policy]]
+principal = "policy-reader"
+keys = ["get", "list"]
+certificates = ["get", "list"]
+
+[[access_policy]]
+principal = "policy-signer"
+keys = ["get", "list", "sign", "decrypt", "unwrapKey"]
+certificates = ["get", "list"]
+"#;
+
+/// A vault with access policies instead of Azure RBAC: `doctor --sign` tries every
+/// permission a signing server needs; the one missing is named with the exact
+/// `az keyvault set-policy` that grants it, and the module's error (the same text)
+/// does not send the operator to role assignments.
+#[test]
+fn doctor_names_the_missing_access_policy_permission() {
+    let emu = Emulator::start_with(WITH_ACCESS_POLICIES);
+    let reader = emu.config_as("reader", "", "policy-reader", "reader-secret");
+    let (code, v) = json(&["doctor", "--json", "--sign"], &reader);
+    assert_eq!(code, 2, "{v}");
+    assert_eq!(status_of(&v, "list keys")[0].0, "ok", "{v}");
+    let grant = "az keyvault set-policy --name testvault --spn policy-reader --key-permissions get list sign decrypt unwrapKey";
+    for (check, permission) in [("test signature", "sign"), ("test decryption", "decrypt")] {
+        let failed = status_of(&v, check);
+        assert!(!failed.is_empty(), "no {check} in {v}");
+        for (s, d) in failed {
+            assert_eq!(s, "fail", "{d}");
+            assert!(
+                d.contains(&format!("has no keys permission \"{permission}\" in the access policies of vault testvault")) && d.contains(grant),
+                "{check}: {d}"
+            );
+            assert!(
+                !d.contains("role"),
+                "{check}: no role on a policy vault: {d}"
+            );
+        }
+    }
+    let signer = emu.config_as("signer", "", "policy-signer", "signer-secret");
+    let (code, v) = json(
+        &["doctor", "--json", "--sign", "--latency-warn-ms", "5000"],
+        &signer,
+    );
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(status_of(&v, "test signature").len(), 3, "{v}");
+    assert_eq!(status_of(&v, "test decryption").len(), 2, "{v}");
+    // The operator's commands on a policy vault: a missing certificate permission is
+    // named the same way.
+    let (code, _, err) = self_signed(&signer, "signer", "n", "CN=n", "rsa:2048", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("has no certificates permission \"create\"")
+            && err
+                .contains("--certificate-permissions get list create import update backup restore"),
+        "{err}"
+    );
+    let officer = emu.config_officer("officer", "");
+    let (code, _, err) = self_signed(&officer, "officer", "n", "CN=n", "rsa:2048", &[]);
+    assert_eq!(code, 0, "{err}");
+}
+
 #[test]
 fn doctor_against_the_vault_and_its_failure_paths() {
     let emu = Emulator::start_with(WITH_READER);
@@ -250,6 +331,9 @@ fn doctor_against_the_vault_and_its_failure_paths() {
         assert_eq!(status_of(&v, name)[0].0, "ok", "{name}: {v}");
     }
     assert_eq!(status_of(&v, "test signature").len(), 3, "{v}");
+    let decrypted = status_of(&v, "test decryption");
+    assert_eq!(decrypted.len(), 2, "the two RSA keys: {v}");
+    assert!(decrypted.iter().all(|(s, _)| s == "ok"), "{decrypted:?}");
 
     // Wrong credentials: the token check fails and says what to check.
     let wrong = emu.config_as("wrong", "", &emu.field("client_id"), "not-the-secret");
@@ -269,7 +353,8 @@ fn doctor_against_the_vault_and_its_failure_paths() {
     assert!(
         signed
             .iter()
-            .all(|(s, d)| s == "fail" && d.contains("Key Vault Crypto User")),
+            .all(|(s, d)| s == "fail"
+                && d.contains("az role assignment create --role \"Key Vault Crypto User\" --assignee reader-app --scope /subscriptions/")),
         "{signed:?}"
     );
 

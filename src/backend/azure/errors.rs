@@ -135,26 +135,141 @@ pub fn map(e: azure_core::Error, what: &str) -> Error {
     err
 }
 
-/// The text of a 403 ForbiddenByRbac: the action Azure names in its message and the
-/// built-in role that grants it (FACTS.md §RBAC), so the operator knows what to assign.
+/// The text of a 403 that denies the caller: what is missing and the exact command that
+/// grants it. Azure RBAC (ForbiddenByRbac) names the data action and the resource, so the
+/// least built-in role that grants it is named with its `az role assignment create`; a
+/// vault with access policies (AccessDenied) names the object kind and the permission, so
+/// `az keyvault set-policy` is given with that permission among those a slot needs.
 fn denied(what: &str, inner: &str, message: &str) -> String {
-    let action = message.split(['\r', '\n']).find_map(|l| {
-        let l = l.trim().strip_prefix("Action:")?.trim();
-        Some(l.trim_matches('\'').to_owned())
-    });
-    let caller = message
-        .split(['\r', '\n'])
-        .find_map(|l| l.trim().strip_prefix("Caller:").map(str::trim));
-    match action {
+    if let Some(d) = policy_denial(message) {
+        return format!(
+            "{what}: 403 {inner}: the principal ({}) has no {} permission \"{}\" in the access policies of vault {}; grant it: {}",
+            d.caller,
+            d.object,
+            d.permission,
+            d.vault,
+            d.set_policy()
+        );
+    }
+    let line = |key: &str| {
+        message.split(['\r', '\n']).find_map(|l| {
+            let l = l.trim().strip_prefix(key)?.trim();
+            Some(l.trim_matches('\'').to_owned())
+        })
+    };
+    match line("Action:") {
         Some(action) => {
-            let role = role_for(&action)
-                .map(|r| format!("; the built-in role \"{r}\" grants it"))
-                .unwrap_or_default();
+            let caller = line("Caller:");
+            let role = role_for(&action).map_or_else(String::new, |r| {
+                // A Managed HSM keeps its own role assignments (local RBAC).
+                let hsm = action.contains("/managedHsm/").then(|| {
+                    let name = line("Vault:");
+                    let name = name.as_deref().and_then(|v| v.split(';').next());
+                    format!(
+                        "az keyvault role assignment create --hsm-name {}",
+                        name.unwrap_or("<hsm name>")
+                    )
+                });
+                let grant = match (caller.as_deref().and_then(appid), line("Resource:")) {
+                    (Some(app), Some(scope)) => format!(
+                        ": {} --role \"{r}\" --assignee {app} --scope {scope}",
+                        hsm.unwrap_or_else(|| "az role assignment create".into())
+                    ),
+                    _ => String::new(),
+                };
+                format!("; the built-in role \"{r}\" grants it{grant}")
+            });
             let caller = caller.map(|c| format!(" ({c})")).unwrap_or_default();
             format!("{what}: 403 {inner}: the principal{caller} may not perform {action}{role}")
         }
         None => format!("{what}: 403 {inner}: {}", one_line(message)),
     }
+}
+
+/// The `appid=` of a caller description (`appid=…;oid=…;iss=…`).
+fn appid(caller: &str) -> Option<&str> {
+    caller
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("appid="))
+        .filter(|a| !a.is_empty())
+}
+
+/// What an access-policy vault's 403 says is missing.
+struct PolicyDenial<'a> {
+    caller: &'a str,
+    object: &'a str,
+    permission: &'a str,
+    vault: &'a str,
+}
+
+/// The permissions a slot uses, by object kind, as `az keyvault set-policy` names them:
+/// the signing server's (listing, sign, decrypt, unwrap) and the operator tool's
+/// (certificates, rotation, import, backup and restore, `--force`'s delete and purge).
+const POLICY_NEEDS: [(&str, &str, &[&str]); 3] = [
+    (
+        "keys",
+        "--key-permissions",
+        &[
+            "get",
+            "list",
+            "sign",
+            "decrypt",
+            "unwrapKey",
+            "create",
+            "import",
+            "update",
+            "backup",
+            "restore",
+        ],
+    ),
+    (
+        "certificates",
+        "--certificate-permissions",
+        &[
+            "get", "list", "create", "import", "update", "backup", "restore",
+        ],
+    ),
+    ("secrets", "--secret-permissions", &["get"]),
+];
+
+impl PolicyDenial<'_> {
+    /// `az keyvault set-policy` with the missing permission and the others a slot uses of
+    /// that kind: the command replaces the principal's list for the kind, so it must name
+    /// them all.
+    fn set_policy(&self) -> String {
+        let app = appid(self.caller).unwrap_or("<client id>");
+        let (flag, needs) = POLICY_NEEDS
+            .iter()
+            .find(|(o, _, _)| *o == self.object)
+            .map_or(("--key-permissions", &[][..]), |(_, f, n)| (*f, *n));
+        let mut list: Vec<&str> = needs.to_vec();
+        if !list.iter().any(|p| p.eq_ignore_ascii_case(self.permission)) {
+            list.push(self.permission);
+        }
+        format!(
+            "az keyvault set-policy --name {} --spn {app} {flag} {} (it replaces the principal's {} permissions: these are all a slot and the operator's commands use)",
+            self.vault,
+            list.join(" "),
+            self.object
+        )
+    }
+}
+
+/// Parses "The user, group or application '<caller>' does not have <object> <permission>
+/// permission on key vault '<vault>;location=<region>'. …".
+fn policy_denial(message: &str) -> Option<PolicyDenial<'_>> {
+    let (head, rest) = message.split_once(" does not have ")?;
+    let caller = head.rsplit_once('\'').map(|(h, _)| h)?;
+    let caller = caller.rsplit_once('\'').map(|(_, c)| c)?;
+    let (wanted, rest) = rest.split_once(" permission on key vault '")?;
+    let (object, permission) = wanted.split_once(' ')?;
+    let vault = rest.split([';', '\'']).next()?;
+    Some(PolicyDenial {
+        caller,
+        object,
+        permission,
+        vault,
+    })
 }
 
 /// The least built-in role that grants a Key Vault / Managed HSM data action.
@@ -237,7 +352,18 @@ mod tests {
         let m = "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid=app;oid=obj;iss=https://sts/t/\r\nAction: 'Microsoft.KeyVault/vaults/keys/sign/action'\r\nResource: 'x'\r\nAssignment: (not found)\r\nDecisionReason: 'DeniedWithNoValidRBAC' \r\n";
         assert_eq!(
             denied("sign with k/1", "ForbiddenByRbac", m),
-            "sign with k/1: 403 ForbiddenByRbac: the principal (appid=app;oid=obj;iss=https://sts/t/) may not perform Microsoft.KeyVault/vaults/keys/sign/action; the built-in role \"Key Vault Crypto User\" grants it"
+            "sign with k/1: 403 ForbiddenByRbac: the principal (appid=app;oid=obj;iss=https://sts/t/) may not perform Microsoft.KeyVault/vaults/keys/sign/action; the built-in role \"Key Vault Crypto User\" grants it: az role assignment create --role \"Key Vault Crypto User\" --assignee app --scope x"
+        );
+        let hsm = m
+            .replace("vaults/keys", "managedHsm/keys")
+            .replace("Resource: 'x'", "Resource: '/keys/k'")
+            + "Vault: myhsm;location=westus\r\n";
+        assert!(
+            denied("sign", "ForbiddenByRbac", &hsm).ends_with(
+                "grants it: az keyvault role assignment create --hsm-name myhsm --role \"Managed HSM Crypto User\" --assignee app --scope /keys/k"
+            ),
+            "{}",
+            denied("sign", "ForbiddenByRbac", &hsm)
         );
         for (action, role) in [
             (
@@ -272,10 +398,40 @@ mod tests {
         ] {
             assert_eq!(role_for(action), role, "{action}");
         }
+        // With the resource named, the command that assigns the role.
+        let with_resource = m.replace(
+            "Resource: 'x'",
+            "Resource: '/subscriptions/s/resourcegroups/g/providers/microsoft.keyvault/vaults/v'",
+        );
+        assert!(
+            denied("sign", "ForbiddenByRbac", &with_resource).ends_with(
+                "grants it: az role assignment create --role \"Key Vault Crypto User\" --assignee app --scope /subscriptions/s/resourcegroups/g/providers/microsoft.keyvault/vaults/v"
+            ),
+            "{}",
+            denied("sign", "ForbiddenByRbac", &with_resource)
+        );
         // No Action line: the message as one line.
         assert_eq!(
             denied("w", "Forbidden", "no\r\nthing"),
             "w: 403 Forbidden: no; thing"
+        );
+    }
+
+    #[test]
+    fn access_policy_denial_names_the_permission_and_the_set_policy_command() {
+        let m = "The user, group or application 'appid=app-1;oid=obj;iss=https://sts.windows.net/t/' does not have keys sign permission on key vault 'policyvault;location=westus'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287";
+        assert_eq!(
+            denied("sign with k/1", "AccessDenied", m),
+            "sign with k/1: 403 AccessDenied: the principal (appid=app-1;oid=obj;iss=https://sts.windows.net/t/) has no keys permission \"sign\" in the access policies of vault policyvault; grant it: az keyvault set-policy --name policyvault --spn app-1 --key-permissions get list sign decrypt unwrapKey create import update backup restore (it replaces the principal's keys permissions: these are all a slot and the operator's commands use)"
+        );
+        // A permission a slot does not otherwise use is added to the list.
+        let purge = m.replace("keys sign", "certificates purge");
+        assert!(
+            denied("w", "AccessDenied", &purge).contains(
+                "--certificate-permissions get list create import update backup restore purge ("
+            ),
+            "{}",
+            denied("w", "AccessDenied", &purge)
         );
     }
 

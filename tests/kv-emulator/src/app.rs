@@ -58,6 +58,7 @@ pub struct App {
     pub issuer: TokenIssuer,
     pub principals: Principals,
     pub rbac: Rbac,
+    pub policies: crate::policies::Policies,
     pub faults: Faults,
     pub stats: Stats,
     pub identity_header: String,

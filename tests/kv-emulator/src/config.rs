@@ -50,6 +50,28 @@ pub struct Config {
     pub principals: Vec<PrincipalConfig>,
     #[serde(default, rename = "role_assignment")]
     pub role_assignments: Vec<RoleAssignmentConfig>,
+    /// Vaults that use access policies instead of Azure RBAC (`enableRbacAuthorization`
+    /// false), by name: role assignments do not apply to them, `[[access_policy]]` does.
+    #[serde(default)]
+    pub access_policy_vaults: Vec<String>,
+    #[serde(default, rename = "access_policy")]
+    pub access_policies: Vec<AccessPolicyConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessPolicyConfig {
+    /// A principal's client id.
+    pub principal: String,
+    /// The vault (one of `access_policy_vaults`; default: the `--vault` one).
+    pub vault: Option<String>,
+    /// Permissions, as `az keyvault set-policy` names them ("get", "list", "sign", "all", …).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub certificates: Vec<String>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -24,6 +24,7 @@ mod login;
 mod paging;
 mod params;
 mod pipeline;
+mod policies;
 mod rbac;
 mod reply;
 mod routing;
@@ -49,6 +50,7 @@ use crate::app::{App, Settings, resource_url};
 use crate::auth::{Principal, Principals, TokenIssuer};
 use crate::config::Config;
 use crate::faults::Faults;
+use crate::policies::{AccessPolicy, Policies};
 use crate::rbac::{Assignment, Rbac, Role};
 use crate::state::{Container, Kind};
 use crate::stats::Stats;
@@ -372,6 +374,36 @@ async fn run(cli: Cli) -> Result<(), String> {
         });
     }
 
+    // Access policies.
+    let mut policies = Policies::default();
+    for name in &cfg.access_policy_vaults {
+        if !vaults.contains(name) {
+            return Err(format!(
+                "access_policy_vaults: '{name}' names no served vault"
+            ));
+        }
+        policies.vaults.insert(name.to_ascii_lowercase());
+    }
+    for (i, p) in cfg.access_policies.iter().enumerate() {
+        let vault = p.vault.clone().unwrap_or_else(|| cli.vault.clone());
+        if !policies.governs(&vault) {
+            return Err(format!(
+                "access_policy[{i}]: vault '{vault}' is not in access_policy_vaults"
+            ));
+        }
+        let policy = AccessPolicy {
+            client_id: p.principal.clone(),
+            vault: vault.to_ascii_lowercase(),
+            keys: p.keys.clone(),
+            certificates: p.certificates.clone(),
+            secrets: p.secrets.clone(),
+        };
+        policy
+            .validate()
+            .map_err(|e| format!("access_policy[{i}]: {e}"))?;
+        policies.policies.push(policy);
+    }
+
     // Containers.
     if let Some(name) = cfg
         .regions
@@ -447,6 +479,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         issuer,
         principals,
         rbac,
+        policies,
         faults: Faults::default(),
         stats: Stats::default(),
         identity_header: identity_header.clone(),
