@@ -461,10 +461,13 @@ fn standard_vault_child() {
 /// One module, every kind: a directory slot, a key-vault slot and a managed-hsm slot in one
 /// process. Each lists and signs on its own. A fourth slot's vault never answers (its
 /// address leads to a listener that accepts and stays silent): a search there fails with
-/// CKR_DEVICE_ERROR once its listing's time is up, and while it waits the directory,
-/// key-vault and managed-hsm slots search and sign as before.
+/// CKR_DEVICE_ERROR once its listing's time is up. A fifth, managed-hsm slot's certificate
+/// database is locked by another writer (an open write transaction on its SQLite file): its
+/// listing waits for the lock (10 s), then lists the HSM's keys without the database's
+/// certificates. While both wait, the directory, key-vault and managed-hsm slots search
+/// and sign as before.
 #[test]
-fn a_stalled_vault_delays_no_other_slot() {
+fn a_stalled_vault_or_a_locked_database_delays_no_other_slot() {
     let _turn = TURN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -474,6 +477,11 @@ fn a_stalled_vault_delays_no_other_slot() {
     // One try, a short deadline: the stalled search ends within seconds.
     let stalled = emu.config("stalled", "deadline_seconds = 2\nmax_retries = 0");
     let hsm = emu.config_hsm("hsm", "");
+    let locked = emu.config_hsm("locked", "");
+    // Another process's writer holds the locked slot's database (SQLite's write lock; a
+    // process's own connections would not see each other's locks across the module's and
+    // this binary's copies of SQLite).
+    let mut holder = hold_database(&emu.dir.path().join("locked.certificates.db"));
     // The stalled vault: the same host name on a port whose listener never answers (the
     // token endpoint stays the emulator's).
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -503,6 +511,7 @@ fn a_stalled_vault_delays_no_other_slot() {
         std::fs::read_to_string(&vault).unwrap(),
         std::fs::read_to_string(&hsm).unwrap(),
         stalled_text,
+        std::fs::read_to_string(&locked).unwrap(),
     ]
     .join("\n");
     std::fs::write(&config, text).unwrap();
@@ -525,12 +534,20 @@ fn a_stalled_vault_delays_no_other_slot() {
         sign_on(label);
     }
     let done = std::sync::atomic::AtomicBool::new(false);
+    let locked_done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
         let stalled = scope.spawn(|| {
             let s = pkcs11.open_ro_session(slot_of("stalled")).unwrap();
             let r = s.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)]);
             done.store(true, std::sync::atomic::Ordering::SeqCst);
             r
+        });
+        let locked = scope.spawn(|| {
+            let t = Instant::now();
+            let s = pkcs11.open_ro_session(slot_of("locked")).unwrap();
+            let r = s.find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)]);
+            locked_done.store(true, std::sync::atomic::Ordering::SeqCst);
+            (r, t.elapsed())
         });
         // The stalled slot's search has reached the silent listener: it is waiting now.
         accepted
@@ -543,9 +560,54 @@ fn a_stalled_vault_delays_no_other_slot() {
             !done.load(std::sync::atomic::Ordering::SeqCst),
             "the other slots waited for the stalled one"
         );
+        assert!(
+            !locked_done.load(std::sync::atomic::Ordering::SeqCst),
+            "the other slots waited for the locked database's slot"
+        );
         let e = stalled.join().unwrap().unwrap_err();
         assert_eq!(rv(e), RvError::DeviceError);
+        let (found, waited) = locked.join().unwrap();
+        let found = found.expect("the locked slot lists its keys without the database");
+        assert!(!found.is_empty(), "the HSM's keys");
+        // It did wait for the lock (the lock was real), and answered after it.
+        assert!(waited >= Duration::from_secs(5), "answered after {waited:?}");
+        eprintln!("the locked database's slot answered after {waited:?}");
     });
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
+
+/// Starts `hold_database_child` on `path` and returns once it holds the write lock.
+fn hold_database(path: &std::path::Path) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "hold_database_child", "--nocapture"])
+        .env("HOLD_DATABASE", path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let held = std::io::BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l == "held");
+    assert!(held, "the holder never took the lock");
+    child
+}
+
+#[test]
+#[ignore = "a helper: a_stalled_vault_or_a_locked_database_delays_no_other_slot runs it in a child process"]
+fn hold_database_child() {
+    let path = std::env::var_os("HOLD_DATABASE").expect("HOLD_DATABASE");
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.pragma_update(None, "journal_mode", "WAL").unwrap();
+    db.execute_batch("BEGIN IMMEDIATE; CREATE TABLE held (a INTEGER);")
+        .unwrap();
+    println!("held");
+    // Until the parent closes stdin or kills this process.
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+    drop(db);
 }
 
 /// `plain` encrypted by OpenSSL with AES-256-GCM under `aes`, decrypted by the module
