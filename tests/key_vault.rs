@@ -570,7 +570,10 @@ fn a_stalled_vault_or_a_locked_database_delays_no_other_slot() {
         let found = found.expect("the locked slot lists its keys without the database");
         assert!(!found.is_empty(), "the HSM's keys");
         // It did wait for the lock (the lock was real), and answered after it.
-        assert!(waited >= Duration::from_secs(5), "answered after {waited:?}");
+        assert!(
+            waited >= Duration::from_secs(5),
+            "answered after {waited:?}"
+        );
         eprintln!("the locked database's slot answered after {waited:?}");
     });
     let _ = holder.kill();
@@ -1243,6 +1246,86 @@ fn a_key_deleted_during_a_listing_is_left_out() {
         })
         .collect();
     assert!(!labels.iter().any(|l| l == "aaa-doomed"), "{labels:?}");
+}
+
+/// A refresh of a vault nobody changed costs its list pages only (keys, certificates):
+/// no version is listed or fetched again. A key that got a new version out of band has its
+/// versions listed again and only the new one fetched (versions are immutable: each is
+/// fetched once per process), and it is current through PKCS#11 at that refresh. A full
+/// listing (`full_refresh_seconds`) lists every key's versions again, still fetching none.
+#[test]
+fn refreshes_list_only_what_changed_and_fetch_each_version_once() {
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let emu = Emulator::start();
+    let vault = OutOfBand::new(&emu);
+    vault.create_ec("delta");
+    let m = load(&emu.config_officer("vault", "refresh_seconds = 1"));
+    let s = m.session();
+    let before = find(s, ObjectClass::PRIVATE_KEY, "delta");
+    let point = |key| match &s.get_attributes(key, &[AttributeType::EcPoint]).unwrap()[..] {
+        [Attribute::EcPoint(p)] => p.clone(),
+        other => panic!("{other:?}"),
+    };
+    let old_point = point(before);
+    // The refresher lists the slot every second: wait for `n` listings after a reset.
+    let refreshed = |n: u64| {
+        emu.reset_stats();
+        let t = Instant::now();
+        while ops(&emu.stats(), "list_keys") < n {
+            assert!(t.elapsed() < Duration::from_secs(60), "no refresh");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The listing that asked for the list has finished its other requests.
+        std::thread::sleep(Duration::from_millis(500));
+        emu.stats()
+    };
+    let stats = refreshed(2);
+    for op in [
+        "list_key_versions",
+        "get_key",
+        "get_certificate",
+        "list_certificate_versions",
+    ] {
+        assert_eq!(ops(&stats, op), 0, "{op}: {stats}");
+    }
+    assert!(ops(&stats, "list_certificates") >= 1, "{stats}");
+
+    // A new version of one key: its versions listed, the new one fetched, nothing else.
+    vault.create_ec("delta");
+    let t = Instant::now();
+    let stats = loop {
+        let stats = refreshed(1);
+        if ops(&stats, "list_key_versions") > 0 {
+            break stats;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the change was never seen"
+        );
+    };
+    assert_eq!(
+        (ops(&stats, "list_key_versions"), ops(&stats, "get_key")),
+        (1, 1),
+        "{stats}"
+    );
+    let t = Instant::now();
+    while point(find(s, ObjectClass::PRIVATE_KEY, "delta")) == old_point {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the new version is not current"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(m);
+
+    // Every refresh a full listing: every key's versions listed again, none fetched.
+    let m = load(&emu.config_officer("full", "refresh_seconds = 1\nfull_refresh_seconds = 1"));
+    find(m.session(), ObjectClass::PRIVATE_KEY, "delta");
+    let stats = refreshed(2);
+    assert!(ops(&stats, "list_key_versions") >= 4, "4 keys: {stats}");
+    assert_eq!(ops(&stats, "get_key"), 0, "{stats}");
 }
 
 /// The vault as another application changes it: the official SDK, default principal.

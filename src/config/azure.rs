@@ -21,6 +21,7 @@ pub(super) struct AzureView<'a> {
     deadline_seconds: &'a Option<toml::Spanned<u64>>,
     max_retries: &'a Option<toml::Spanned<u32>>,
     rate_budget: &'a Option<toml::Spanned<f64>>,
+    full_refresh_seconds: &'a Option<toml::Spanned<u64>>,
     region: &'a Option<toml::Spanned<String>>,
     certificates: &'a Option<toml::Spanned<String>>,
     certificates_dir: &'a Option<toml::Spanned<PathBuf>>,
@@ -44,6 +45,7 @@ macro_rules! azure_view {
             deadline_seconds: &$t.deadline_seconds,
             max_retries: &$t.max_retries,
             rate_budget: &$t.rate_budget,
+            full_refresh_seconds: &$t.full_refresh_seconds,
             region: &$t.region,
             certificates: &$t.certificates,
             certificates_dir: &$t.certificates_dir,
@@ -148,6 +150,12 @@ pub(super) fn azure_slot(
         None => Ok(default),
     };
     let deadline_seconds = seconds(s.deadline_seconds, "deadline_seconds", 10, 300)?;
+    let full_refresh_seconds = seconds(
+        s.full_refresh_seconds,
+        "full_refresh_seconds",
+        3600,
+        7 * 86_400,
+    )?;
     let max_retries = match s.max_retries {
         Some(r) if *r.get_ref() > 10 => {
             return Err(at(r.span(), "max_retries", "must be 0 to 10".into()));
@@ -251,6 +259,7 @@ pub(super) fn azure_slot(
         deadline_seconds,
         max_retries,
         rate_budget,
+        full_refresh_seconds,
         region,
         certificates,
         hsm_random: s.hsm_random.unwrap_or(false),

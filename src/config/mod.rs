@@ -282,6 +282,9 @@ pub struct AzureConfig {
     /// Share of the published per-vault limits this module allows itself (a multiple when
     /// the vault's limits were raised).
     pub rate_budget: f64,
+    /// How often a refresh lists the versions of every key (and certificate) again; the
+    /// refreshes in between list them only for keys whose list entry changed.
+    pub full_refresh_seconds: u64,
     /// The Azure region this slot's servers run in, when the operator says (`doctor`
     /// warns when the store reports another).
     pub region: Option<String>,

@@ -94,6 +94,7 @@ macro_rules! azure_table {
                 deadline_seconds: Option<Spanned<u64>>,
                 max_retries: Option<Spanned<u32>>,
                 rate_budget: Option<Spanned<f64>>,
+                full_refresh_seconds: Option<Spanned<u64>>,
                 region: Option<Spanned<String>>,
                 certificates: Option<Spanned<String>>,
                 /// Replaced by `certificates`; named in the error.

@@ -66,6 +66,14 @@ impl RateBudget {
     /// token bucket that each waiter polls lets some of 200 threads starve past their
     /// deadline while others are served again and again.
     pub fn acquire(&self, units: f64, deadline: Instant) -> Result<()> {
+        let start = self.reserve(units, deadline)?;
+        std::thread::sleep(start.saturating_duration_since(Instant::now()));
+        Ok(())
+    }
+
+    /// Reserves `units` as [`RateBudget::acquire`] does, without waiting: the time the
+    /// caller may start (an async caller sleeps until then without blocking its thread).
+    pub fn reserve(&self, units: f64, deadline: Instant) -> Result<Instant> {
         let refused = || {
             Error::Remote(
                 ServiceFailure::Throttled,
@@ -98,8 +106,7 @@ impl RateBudget {
             *reserved = until;
             start
         };
-        std::thread::sleep(start.saturating_duration_since(Instant::now()));
-        Ok(())
+        Ok(start)
     }
 }
 

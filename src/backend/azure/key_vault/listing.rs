@@ -1,5 +1,6 @@
 //! Listing a vault: keys and versions (each fetched for its public key), filters, certificates; JWK to SPKI.
 
+use super::memory::{KnownKey, ListedVersion, ListingMemory, fingerprint};
 use super::*;
 
 impl KeyVaultBackend {
@@ -18,86 +19,99 @@ impl KeyVaultBackend {
         name_ok && tags_ok
     }
 
-    /// Lists keys, versions (each fetched for its public key) and certificates.
-    pub(super) async fn list_remote(&self) -> Result<(Vec<(KeyRecord, f64)>, Vec<CertRecord>)> {
-        let mut names = Vec::new();
+    /// Lists keys, versions (each fetched for its public key, once per process) and
+    /// certificates. Keys run concurrently (LIST_CONCURRENCY), each request paid from the
+    /// slot's rate budget; a key whose list entry is unchanged since the last listing keeps
+    /// its versions without a request, except at a full listing (`full_refresh_seconds`).
+    pub(super) async fn list_remote(
+        &self,
+        until: Instant,
+    ) -> Result<(Vec<(KeyRecord, f64)>, Vec<CertRecord>)> {
+        let every = Duration::from_secs(self.cfg.full_refresh_seconds);
+        let (full, known) = {
+            let memory = self.memory();
+            (memory.full_due(every), memory.keys.clone())
+        };
+        let mut entries = Vec::new();
         let mut pager = self
             .keys
             .list_key_properties(None)
             .map_err(|e| errors::map(e, "listing keys"))?;
+        self.pay(1.0, until).await?;
         while let Some(item) = pager
             .try_next()
             .await
             .map_err(|e| errors::map(e, "listing keys"))?
         {
+            // One request per page of 25.
+            if entries.len() % 25 == 24 {
+                self.pay(1.0, until).await?;
+            }
             let Ok(id) = item.resource_id() else { continue };
             if self.wanted(&id.name, item.tags.as_ref()) {
-                names.push(id.name);
+                let a = item.attributes.as_ref();
+                let fields = [
+                    a.and_then(|a| a.enabled).map(|e| e.to_string()),
+                    a.and_then(|a| a.created).map(|t| t.to_string()),
+                    a.and_then(|a| a.updated).map(|t| t.to_string()),
+                    a.and_then(|a| a.not_before).map(|t| t.to_string()),
+                    a.and_then(|a| a.expires).map(|t| t.to_string()),
+                    item.managed.map(|m| m.to_string()),
+                ];
+                entries.push((id.name, fingerprint(&fields, item.tags.as_ref())));
             }
         }
-        let mut versions = Vec::new();
-        for name in &names {
-            match self.enabled_versions(name).await {
-                Ok(v) => versions.extend(v),
-                // Deleted by another client since the names were listed: not an error.
-                Err(Error::ObjectGone(m)) => tracing::info!("{m}"),
-                Err(e) => return Err(e),
-            }
-        }
-        // The newest enabled version of each key is its current one.
-        let mut newest: HashMap<String, i64> = HashMap::new();
-        for (name, _, created) in &versions {
-            let e = newest.entry(name.clone()).or_insert(*created);
-            *e = (*e).max(*created);
-        }
-        // Versions made within the same second (a rotation right after a creation) tie on
-        // `created`: the service's own answer for the key without a version decides.
-        let mut tied: HashMap<String, usize> = HashMap::new();
-        for (name, _, created) in &versions {
-            if newest.get(name) == Some(created) {
-                *tied.entry(name.clone()).or_default() += 1;
-            }
-        }
-        let mut decided: HashMap<String, String> = HashMap::new();
-        for name in tied.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k) {
-            let what = format!("reading the current version of {name}");
-            let read = match self.keys.get_key(name, None).await {
-                Ok(r) => r.into_model().map_err(|e| errors::map(e, &what)),
-                Err(e) => Err(errors::map(e, &what)),
-            };
-            let key = match read {
-                Ok(key) => key,
-                // Deleted meanwhile: its versions are not fetched either.
-                Err(Error::ObjectGone(m)) => {
-                    tracing::info!("{m}");
-                    continue;
+        let names: Vec<String> = entries.iter().map(|(n, _)| n.clone()).collect();
+        let listed: Vec<Result<Option<(String, KnownKey)>>> =
+            futures::stream::iter(entries.into_iter().map(|(name, fingerprint)| {
+                let before = known
+                    .get(&name)
+                    .filter(|k| !full && k.fingerprint == fingerprint);
+                async move {
+                    match before {
+                        Some(k) => Ok(Some((name, k.clone()))),
+                        None => self.list_key(name, fingerprint, until).await,
+                    }
                 }
-                Err(e) => return Err(e),
-            };
-            if let Some(v) = key.resource_id().ok().and_then(|id| id.version) {
-                decided.insert(name.clone(), v);
-            }
-        }
-        let fetched: Vec<Result<Option<(KeyRecord, f64)>>> =
-            futures::stream::iter(versions.into_iter().map(|(name, version, created)| {
-                let current = match decided.get(&name) {
-                    Some(v) => *v == version,
-                    None => newest.get(&name) == Some(&created),
-                };
-                async move { self.fetch_version(&name, &version, current).await }
             }))
             .buffer_unordered(LIST_CONCURRENCY)
             .collect()
             .await;
-        let mut keys = Vec::new();
-        for f in fetched {
-            match f {
-                Ok(Some(k)) => keys.push(k),
-                Ok(None) => {}
-                // A version that vanished or was disabled meanwhile is not an error.
-                Err(Error::ObjectGone(m)) => tracing::info!("{m}"),
-                Err(e) => return Err(e),
+        let mut now_known = HashMap::new();
+        for l in listed {
+            if let Some((name, k)) = l? {
+                now_known.insert(name, k);
             }
+        }
+        let mut keys = Vec::new();
+        {
+            let mut memory = self.memory();
+            for (name, k) in &now_known {
+                for v in &k.versions {
+                    let id = self.version_id(name, &v.version);
+                    let Some(Some((record, weight))) = memory.versions.get(&id) else {
+                        continue;
+                    };
+                    let mut record = record.clone();
+                    record.current = k.current.as_deref() == Some(v.version.as_str());
+                    let tags = v.tags.as_ref();
+                    record.label = tags.and_then(|t| t.get(TAG_LABEL)).cloned();
+                    record.id = tags
+                        .and_then(|t| t.get(TAG_ID))
+                        .and_then(|h| crate::crypto::hex::decode(h));
+                    keys.push((record, *weight));
+                }
+            }
+            if full {
+                // Versions no longer listed are forgotten (deleted keys, disabled versions).
+                let listed: std::collections::HashSet<String> = now_known
+                    .iter()
+                    .flat_map(|(n, k)| k.versions.iter().map(|v| self.version_id(n, &v.version)))
+                    .collect();
+                memory.versions.retain(|id, _| listed.contains(id));
+                memory.full_at = Some(Instant::now());
+            }
+            memory.keys = now_known;
         }
         // Never two current versions of one name (a tie the service did not settle).
         keys.sort_by(|a, b| (&a.0.name, &a.0.version).cmp(&(&b.0.name, &b.0.version)));
@@ -111,7 +125,7 @@ impl KeyVaultBackend {
         // refused the certificate listing: its keys are still listed and usable, and the
         // certificates of the database still pair with them.
         let certificates = match &self.certificates {
-            Some(c) => match self.list_certificates(c, &names).await {
+            Some(c) => match self.list_certificates(c, &names, full, until).await {
                 Ok(certificates) => certificates,
                 Err(Error::Remote(ServiceFailure::Denied, m)) => {
                     tracing::warn!(
@@ -126,8 +140,117 @@ impl KeyVaultBackend {
         Ok((keys, certificates))
     }
 
-    /// The enabled versions of key `name`: (name, version, created).
-    async fn enabled_versions(&self, name: &str) -> Result<Vec<(String, String, i64)>> {
+    /// The listing memory; a poisoned lock still yields it (it only saves requests).
+    fn memory(&self) -> std::sync::MutexGuard<'_, ListingMemory> {
+        self.memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A write through this module changed key `name`: the next listing lists its
+    /// versions (and its certificate's) again.
+    pub(super) fn forget(&self, name: &str) {
+        self.memory().forget(name);
+    }
+
+    /// The memory's id of version `name/version` (the lower-case key id).
+    fn version_id(&self, name: &str, version: &str) -> String {
+        format!(
+            "{}/keys/{name}/{version}",
+            self.cfg.url.trim_end_matches('/')
+        )
+        .to_ascii_lowercase()
+    }
+
+    /// Waits for `units` of the slot's rate budget (none on a Managed HSM), without
+    /// blocking the runtime's thread.
+    pub(super) async fn pay(&self, units: f64, until: Instant) -> Result<()> {
+        if let Some(budget) = &self.budget {
+            let start = budget.reserve(units, until)?;
+            tokio::time::sleep_until(start.into()).await;
+        }
+        Ok(())
+    }
+
+    /// Key `name`'s enabled versions, which is current, and the public part of each
+    /// version not fetched before (into the memory). None: deleted since it was listed.
+    async fn list_key(
+        &self,
+        name: String,
+        fingerprint: String,
+        until: Instant,
+    ) -> Result<Option<(String, KnownKey)>> {
+        let versions = match self.enabled_versions(&name, until).await {
+            Ok(v) => v,
+            // Deleted by another client since the names were listed: not an error.
+            Err(Error::ObjectGone(m)) => {
+                tracing::info!("{m}");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        // The newest enabled version is the current one. Versions made within the same
+        // second (a rotation right after a creation) tie on `created`: the service's own
+        // answer for the key without a version decides.
+        let newest = versions.iter().map(|v| v.created).max();
+        let tied: Vec<&ListedVersion> = versions
+            .iter()
+            .filter(|v| Some(v.created) == newest)
+            .collect();
+        let current = match tied[..] {
+            [] => None,
+            [one] => Some(one.version.clone()),
+            _ => {
+                let what = format!("reading the current version of {name}");
+                self.pay(1.0, until).await?;
+                let read = match self.keys.get_key(&name, None).await {
+                    Ok(r) => r.into_model().map_err(|e| errors::map(e, &what)),
+                    Err(e) => Err(errors::map(e, &what)),
+                };
+                match read {
+                    Ok(key) => key.resource_id().ok().and_then(|id| id.version),
+                    // Deleted meanwhile: its versions are not fetched either.
+                    Err(Error::ObjectGone(m)) => {
+                        tracing::info!("{m}");
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        for v in &versions {
+            let id = self.version_id(&name, &v.version);
+            if self.memory().versions.contains_key(&id) {
+                continue;
+            }
+            self.pay(1.0, until).await?;
+            match self.fetch_version(&name, &v.version, false).await {
+                Ok(fetched) => {
+                    // A heavier key (RSA-3072 and up, HSM) costs more than the unit paid.
+                    if let Some((_, w)) = &fetched
+                        && *w > 1.0
+                    {
+                        self.pay(w - 1.0, until).await?;
+                    }
+                    self.memory().versions.insert(id, fetched);
+                }
+                // A version that vanished or was disabled meanwhile is not an error.
+                Err(Error::ObjectGone(m)) => tracing::info!("{m}"),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some((
+            name,
+            KnownKey {
+                fingerprint,
+                versions,
+                current,
+            },
+        )))
+    }
+
+    /// The enabled versions of key `name`.
+    async fn enabled_versions(&self, name: &str, until: Instant) -> Result<Vec<ListedVersion>> {
         let mut versions = Vec::new();
         let mut o = KeyClientListKeyPropertiesVersionsOptions::default();
         o.maxresults = Some(25);
@@ -136,7 +259,13 @@ impl KeyVaultBackend {
             .keys
             .list_key_properties_versions(name, Some(o))
             .map_err(|e| errors::map(e, &what))?;
+        self.pay(1.0, until).await?;
+        let mut seen = 0usize;
         while let Some(item) = pager.try_next().await.map_err(|e| errors::map(e, &what))? {
+            seen += 1;
+            if seen.is_multiple_of(25) {
+                self.pay(1.0, until).await?;
+            }
             let enabled = item
                 .attributes
                 .as_ref()
@@ -149,9 +278,13 @@ impl KeyVaultBackend {
                 .map(azure_core::time::OffsetDateTime::unix_timestamp)
                 .unwrap_or(0);
             if let (true, Ok(id)) = (enabled, item.resource_id())
-                && let Some(v) = id.version
+                && let Some(version) = id.version
             {
-                versions.push((name.to_owned(), v, created));
+                versions.push(ListedVersion {
+                    version,
+                    created,
+                    tags: item.tags.clone(),
+                });
             }
         }
         Ok(versions)
@@ -184,25 +317,33 @@ impl KeyVaultBackend {
         ))
     }
 
+    /// The vault's certificates of the keys in `key_names`: each with its older versions.
+    /// A certificate whose list entry is unchanged keeps its records without a request,
+    /// except at a full listing.
     pub(super) async fn list_certificates(
         &self,
         client: &CertificateClient,
         key_names: &[String],
+        full: bool,
+        until: Instant,
     ) -> Result<Vec<CertRecord>> {
-        let mut out = Vec::new();
+        let mut entries = Vec::new();
         let mut pager = client
             .list_certificate_properties(None)
             .map_err(|e| errors::map(e, "listing certificates"))?;
+        self.pay(1.0, until).await?;
+        let mut seen = 0usize;
         while let Some(item) = pager
             .try_next()
             .await
             .map_err(|e| errors::map(e, "listing certificates"))?
         {
-            let enabled = item
-                .attributes
-                .as_ref()
-                .and_then(|a| a.enabled)
-                .unwrap_or(true);
+            seen += 1;
+            if seen.is_multiple_of(25) {
+                self.pay(1.0, until).await?;
+            }
+            let a = item.attributes.as_ref();
+            let enabled = a.and_then(|a| a.enabled).unwrap_or(true);
             let Some(name) = item
                 .id
                 .as_deref()
@@ -214,30 +355,81 @@ impl KeyVaultBackend {
             if !enabled || !key_names.iter().any(|k| k.eq_ignore_ascii_case(&name)) {
                 continue;
             }
-            let what = format!("reading certificate {name}");
-            let cert = client
-                .get_certificate(&name, None)
-                .await
-                .map_err(|e| errors::map(e, &what))?
-                .into_model()
-                .map_err(|e| errors::map(e, &what))?;
-            let Some(current) = cert.id.clone() else {
-                continue;
-            };
-            if let Some(der) = cert.cer {
-                out.push(CertRecord {
-                    stable_id: current.to_ascii_lowercase(),
-                    label: name.clone(),
-                    id: None,
-                    der,
-                    authority: false,
-                    managed: true,
-                });
-            }
-            // Older versions: their keys stay listed for decryption, and an application
-            // finds such a key by its certificate.
-            out.extend(self.older_certificates(client, &name, &current).await?);
+            let fields = [
+                item.x509_thumbprint
+                    .as_deref()
+                    .map(crate::crypto::hex::encode),
+                a.and_then(|a| a.created).map(|t| t.to_string()),
+                a.and_then(|a| a.updated).map(|t| t.to_string()),
+                a.and_then(|a| a.not_before).map(|t| t.to_string()),
+                a.and_then(|a| a.expires).map(|t| t.to_string()),
+            ];
+            entries.push((name, fingerprint(&fields, item.tags.as_ref())));
         }
+        let known = self.memory().certificates.clone();
+        let read: Vec<Result<(String, String, Vec<CertRecord>)>> =
+            futures::stream::iter(entries.into_iter().map(|(name, fingerprint)| {
+                let before = known
+                    .get(&name)
+                    .filter(|(f, _)| !full && *f == fingerprint)
+                    .map(|(_, records)| records.clone());
+                async move {
+                    let records = match before {
+                        Some(records) => records,
+                        None => self.read_certificate(client, &name, until).await?,
+                    };
+                    Ok((name, fingerprint, records))
+                }
+            }))
+            .buffer_unordered(LIST_CONCURRENCY)
+            .collect()
+            .await;
+        let mut out = Vec::new();
+        let mut now_known = HashMap::new();
+        for r in read {
+            let (name, fingerprint, records) = r?;
+            out.extend(records.iter().cloned());
+            now_known.insert(name, (fingerprint, records));
+        }
+        self.memory().certificates = now_known;
+        Ok(out)
+    }
+
+    /// Certificate `name`'s current version and its older ones.
+    async fn read_certificate(
+        &self,
+        client: &CertificateClient,
+        name: &str,
+        until: Instant,
+    ) -> Result<Vec<CertRecord>> {
+        let what = format!("reading certificate {name}");
+        self.pay(1.0, until).await?;
+        let cert = client
+            .get_certificate(name, None)
+            .await
+            .map_err(|e| errors::map(e, &what))?
+            .into_model()
+            .map_err(|e| errors::map(e, &what))?;
+        let Some(current) = cert.id.clone() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        if let Some(der) = cert.cer {
+            out.push(CertRecord {
+                stable_id: current.to_ascii_lowercase(),
+                label: name.to_owned(),
+                id: None,
+                der,
+                authority: false,
+                managed: true,
+            });
+        }
+        // Older versions: their keys stay listed for decryption, and an application
+        // finds such a key by its certificate.
+        out.extend(
+            self.older_certificates(client, name, &current, until)
+                .await?,
+        );
         Ok(out)
     }
 
@@ -248,8 +440,10 @@ impl KeyVaultBackend {
         client: &CertificateClient,
         name: &str,
         current: &str,
+        until: Instant,
     ) -> Result<Vec<CertRecord>> {
         let what = format!("listing the versions of certificate {name}");
+        self.pay(1.0, until).await?;
         let mut older = Vec::new();
         let mut pager = client
             .list_certificate_properties_versions(name, None)
@@ -283,6 +477,7 @@ impl KeyVaultBackend {
             let der = match known {
                 Some(der) => Some(der),
                 None => {
+                    self.pay(1.0, until).await?;
                     let mut o = azure_security_keyvault_certificates::models::CertificateClientGetCertificateOptions::default();
                     o.certificate_version = Some(version.clone());
                     let der = client
