@@ -19,7 +19,10 @@
 //! leaves taken only inside a backend, with none of the above held; so is the PIN-check
 //! semaphore (`config::verify_pin`, at most 4 argon2 verifications at once), which C_Login
 //! takes before the session table, and the wrong-PIN counts (`session::tries`), a leaf
-//! taken and released around the verification, never across it.
+//! taken and released around the verification, never across it. So is each slot's listing
+//! gate (`object::ListingGate`: one listing at a time), taken with none of these held and
+//! released before the listing; a search that waits for another's listing waits on its
+//! condition variable, bounded.
 //!
 //! Debug builds (every `cargo test`) check this on every acquisition and panic — before
 //! waiting — on a violation, so a test that takes locks out of order fails instead of

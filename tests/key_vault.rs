@@ -47,7 +47,19 @@ impl Drop for Loaded {
     }
 }
 
+/// The module loaded over `config` and logged in on its first slot, which is listed (a
+/// search without a label): a test's request counts start after the first listing.
 fn load(config: &std::path::Path) -> Loaded {
+    let m = load_unlisted(config);
+    m.session()
+        .find_objects(&[Attribute::Class(ObjectClass::CERTIFICATE)])
+        .unwrap();
+    m
+}
+
+/// As `load`, before any search: the slot is listed lazily, by the first search that
+/// needs it (a search by label is first answered from a lookup of that key).
+fn load_unlisted(config: &std::path::Path) -> Loaded {
     // SAFETY: tests take turns (TURN) and no other thread reads the environment now.
     unsafe { std::env::set_var("IDENTIFY_PKCS11_CONFIG", config) };
     let pkcs11 = Pkcs11::new(module_path()).unwrap();
@@ -109,7 +121,7 @@ fn only_sign_and_decrypt_cross_the_network() {
     let emu = Emulator::start();
     let m = load(&emu.config("vault", ""));
     let s = m.session();
-    // The first listing happens here, lazily.
+    // The slot was listed by `load`.
     let key = find(s, ObjectClass::PRIVATE_KEY, "rsa2048");
     emu.reset_stats();
 
@@ -993,7 +1005,7 @@ fn untrusted_tls_and_a_refused_credential_fail_the_search() {
         (&untrusted_path, "untrusted TLS"),
         (&wrong, "refused credential"),
     ] {
-        let m = load(config);
+        let m = load_unlisted(config);
         let t = Instant::now();
         let e = m
             .session()
@@ -1217,7 +1229,7 @@ fn a_key_deleted_during_a_listing_is_left_out() {
     let vault = OutOfBand::new(&emu);
     // Listed first (names come back in order), so that its versions are the held request.
     vault.create_ec("aaa-doomed");
-    let m = load(&emu.config_officer("vault", ""));
+    let m = load_unlisted(&emu.config_officer("vault", ""));
     let s = m.session();
     emu.admin(
         "POST",
@@ -1246,6 +1258,65 @@ fn a_key_deleted_during_a_listing_is_left_out() {
         })
         .collect();
     assert!(!labels.iter().any(|l| l == "aaa-doomed"), "{labels:?}");
+}
+
+/// The first search by label is answered from a lookup of that key alone (one GET of the
+/// key, one of its certificate), without waiting for the whole listing: here the listing's
+/// request is held by the vault, and the search answers all the same. The key signs; once
+/// the listing is in, the same search gives the same handle and the key is there once.
+#[test]
+fn the_first_search_by_label_does_not_wait_for_the_listing() {
+    let _turn = TURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let emu = Emulator::start();
+    let m = load_unlisted(&emu.config("vault", "refresh_seconds = 2\ndeadline_seconds = 2"));
+    let s = m.session();
+    emu.admin(
+        "POST",
+        "/faults/once",
+        r#"{"operation": "list_keys", "stall_ms": 600000, "times": 1000}"#,
+    );
+    emu.reset_stats();
+    let key = find(s, ObjectClass::PRIVATE_KEY, "rsa2048");
+    let cert = find(s, ObjectClass::CERTIFICATE, "rsa2048");
+    // Answered: the token, the key, its certificate (each client's first request also
+    // meets the 401 challenge that names the token's audience); nothing listed.
+    let stats = emu.stats();
+    assert_eq!(stats["by_status"]["200"], 3, "{stats}");
+    assert!(
+        ops(&stats, "get_key") <= 2
+            && ops(&stats, "get_certificate") <= 2
+            && ops(&stats, "list_key_versions") == 0,
+        "{stats}"
+    );
+    let sig = s.sign(&Mechanism::Sha256RsaPkcs, key, b"message").unwrap();
+    let der = match &s.get_attributes(cert, &[AttributeType::Value]).unwrap()[..] {
+        [Attribute::Value(der)] => der.clone(),
+        other => panic!("{other:?}"),
+    };
+    let public = openssl::x509::X509::from_der(&der)
+        .unwrap()
+        .public_key()
+        .unwrap();
+    let mut v =
+        openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &public).unwrap();
+    v.update(b"message").unwrap();
+    assert!(v.verify(&sig).unwrap(), "signed by the certificate's key");
+
+    // The listing: a search without a label waits for it.
+    emu.admin("DELETE", "/faults", "");
+    let all = s
+        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+        .unwrap();
+    assert!(all.len() >= 3, "{all:?}");
+    assert_eq!(find(s, ObjectClass::PRIVATE_KEY, "rsa2048"), key);
+    assert_eq!(find(s, ObjectClass::CERTIFICATE, "rsa2048"), cert);
+    assert_eq!(
+        labelled(s, "rsa2048"),
+        3,
+        "private key, public key, certificate: once each"
+    );
 }
 
 /// A refresh of a vault nobody changed costs its list pages only (keys, certificates):

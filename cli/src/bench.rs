@@ -37,10 +37,10 @@ pub struct Options {
 
 /// The emulator, started by the shared launcher (tests/kv-launch), seeded and with the
 /// bench's configuration file.
-struct Emulator(kv_launch::Emulator);
+pub(crate) struct Emulator(pub(crate) kv_launch::Emulator);
 
 impl Emulator {
-    fn start(bin: &Path, seed: &Path) -> Result<Emulator> {
+    pub(crate) fn start(bin: &Path, seed: &Path) -> Result<Emulator> {
         let emulator = kv_launch::Emulator::start(&kv_launch::Launch {
             bin,
             seed_dir: seed,
@@ -57,6 +57,11 @@ impl Emulator {
     }
 
     fn config(&self, rate_budget: f64) -> Result<PathBuf> {
+        self.config_with(rate_budget, "")
+    }
+
+    /// The bench's configuration file, with `extra` lines in the slot table.
+    pub(crate) fn config_with(&self, rate_budget: f64, extra: &str) -> Result<PathBuf> {
         let secret = self.0.dir.path().join("secret");
         std::fs::write(&secret, self.0.field("client_secret")?).map_err(|e| e.to_string())?;
         #[cfg(unix)]
@@ -67,7 +72,7 @@ impl Emulator {
         }
         let path = self.0.dir.path().join("config.toml");
         let text = format!(
-            "[[slot]]\nlabel = \"bench\"\nkind = \"key-vault\"\nvault = {:?}\nca_file = {:?}\ncertificates = \"sqlite:{}\"\nrate_budget = {rate_budget}\n[slot.credential]\ntype = \"client-secret\"\ntenant_id = {:?}\nclient_id = {:?}\nclient_secret_file = {secret:?}\nauthority_host = {:?}\n",
+            "[[slot]]\nlabel = \"bench\"\nkind = \"key-vault\"\nvault = {:?}\nca_file = {:?}\ncertificates = \"sqlite:{}\"\nrate_budget = {rate_budget}\n{extra}[slot.credential]\ntype = \"client-secret\"\ntenant_id = {:?}\nclient_id = {:?}\nclient_secret_file = {secret:?}\nauthority_host = {:?}\n",
             self.0.field("vault_url")?,
             self.0.field("ca_file")?,
             self.0.dir.path().join("certificates.db").display(),

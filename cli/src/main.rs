@@ -8,6 +8,7 @@ use std::process::ExitCode;
 mod audit;
 mod backup;
 mod bench;
+mod bench_listing;
 mod cert;
 mod demo;
 mod ops;
@@ -231,6 +232,10 @@ enum Command {
         /// Latency the emulator adds to every request, in milliseconds.
         #[arg(long, default_value_t = 20)]
         latency_ms: u64,
+        /// Instead of signing: list vaults of these many keys (comma-separated), and
+        /// report the first search's time and requests and a refresh's requests.
+        #[arg(long, value_delimiter = ',')]
+        listing: Vec<usize>,
     },
 }
 
@@ -373,6 +378,7 @@ fn main() -> ExitCode {
             threads,
             seconds,
             latency_ms,
+            listing,
         } => (|| {
             let beside = |name: &str| -> Result<PathBuf, String> {
                 let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -391,12 +397,26 @@ fn main() -> ExitCode {
                     }
                 },
                 kv_load: beside("kv-load")?,
-                fixtures: seed_dir,
+                fixtures: seed_dir.clone(),
                 key,
                 threads,
                 seconds,
                 latency_ms,
             };
+            if !listing.is_empty() {
+                if let Ok(n) = std::env::var(bench_listing::INNER) {
+                    let n = n
+                        .parse()
+                        .map_err(|_| format!("{}: {n}", bench_listing::INNER))?;
+                    return bench_listing::measure(&o.module, n);
+                }
+                return bench_listing::run(&bench_listing::Options {
+                    emulator: o.emulator,
+                    fixtures: seed_dir,
+                    keys: listing,
+                    latency_ms,
+                });
+            }
             if std::env::var_os(bench::INNER).is_some() {
                 bench::measure(&o)
             } else {

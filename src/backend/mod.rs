@@ -251,6 +251,12 @@ pub trait Backend: Send + Sync {
     }
     /// Everything the store holds now.
     fn list(&self) -> Result<Listing>;
+    /// The current version of key `name` and its certificates, read from the store at
+    /// once, for a first search by label that should not wait for the whole listing
+    /// (remote stores). `None`: the store has no such lookup, or no key of that name.
+    fn lookup(&self, _name: &str) -> Result<Option<Listing>> {
+        Ok(None)
+    }
     /// Sign `data` (a digest, or raw input for `RsaPkcs1 { hash: None }`) with a key version.
     fn sign(&self, key: &KeyRecord, request: &SignRequest, data: &[u8]) -> Result<Vec<u8>>;
     /// Decrypt with a key version.

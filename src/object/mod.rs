@@ -5,6 +5,8 @@
 //! never waits for the network once the first listing is in.
 
 pub mod attributes;
+mod gate;
+mod lookup;
 pub mod refresher;
 mod session_objects;
 pub mod template;
@@ -16,6 +18,7 @@ use crate::lock_order::{self, Level};
 use crate::telemetry::CacheCounts;
 use attributes::Attributes;
 use cryptoki_sys::*;
+use gate::ListingGate;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -140,6 +143,8 @@ struct SlotObjects {
     /// The metrics' counters.
     counters: Counters,
     state: lock_order::RwLock<SlotState>,
+    /// One listing of the slot at a time.
+    gate: ListingGate,
     /// Tests: runs once between a listing's build and its apply (the window a C_Logout
     /// can fall into).
     #[cfg(test)]
@@ -196,6 +201,12 @@ struct SlotState {
     generation: u64,
     objects: BTreeMap<CK_OBJECT_HANDLE, Arc<Object>>,
     queries: HashMap<QueryKey, (u64, Vec<CK_OBJECT_HANDLE>)>,
+    /// Before the first listing: the labels whose key was looked up on its own (a first
+    /// search by label answered at once); their objects are in `objects` until the
+    /// listing replaces them (same stable ids, so the same handles).
+    looked_up: std::collections::HashSet<String>,
+    /// When the first of them was looked up.
+    looked_up_at: Option<Instant>,
 }
 
 /// Bounds the query cache; NSS and Java repeat a handful of templates, not thousands.
@@ -218,6 +229,7 @@ impl ObjectCache {
                     background: Default::default(),
                     counters: Counters::default(),
                     state: lock_order::RwLock::new(Level::SlotObjects, SlotState::default()),
+                    gate: ListingGate::default(),
                     #[cfg(test)]
                     after_build: Default::default(),
                 })
@@ -317,6 +329,12 @@ impl ObjectCache {
     pub fn refresh_due(&self, slot: usize) -> Result<Option<Instant>> {
         let so = self.slot(slot)?;
         let state = so.state.read().map_err(lock_err)?;
+        // A slot answered from lookups only is listed at once, in the background.
+        if state.loaded_at.is_none()
+            && let Some(since) = state.looked_up_at
+        {
+            return Ok(Some(state.retry_at.unwrap_or(since)));
+        }
         Ok(state
             .loaded_at
             .map(|t| t + so.ttl)
@@ -330,6 +348,26 @@ impl ObjectCache {
 
     fn refresh_as(&self, slot: usize, why: Refresh) -> Result<()> {
         let so = self.slot(slot)?;
+        if why != Refresh::Force && self.fresh(so, why)? {
+            return Ok(());
+        }
+        // One listing at a time for searches and the refresher: a search waits for the
+        // one in flight and is served by it; the refresher never waits (that listing is
+        // the refresh). A write's forced listing waits for none: it must reflect the write,
+        // and the epoch below drops any listing that started before it.
+        let _gate = if why == Refresh::Force {
+            None
+        } else {
+            let Some((gate, waited)) = so.gate.enter(why == Refresh::Search) else {
+                return Ok(());
+            };
+            // Served by the listing it waited for, or by one that ended just before.
+            let _ = waited;
+            if self.fresh(so, why)? {
+                return Ok(());
+            }
+            Some(gate)
+        };
         // `Force` follows a write through this module: it supersedes every listing that
         // started before (they may predate the write), by moving the epoch on. A listing
         // is applied only if no other was applied, and no write noted, since it started.
@@ -355,6 +393,10 @@ impl ObjectCache {
             Err(e) => {
                 so.counters.failed_listings.fetch_add(1, Ordering::Relaxed);
                 let mut state = so.state.write().map_err(lock_err)?;
+                // A slot served from lookups is not listed again before then either.
+                if why != Refresh::Force && !state.looked_up.is_empty() {
+                    state.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE.min(so.ttl));
+                }
                 if state.loaded_at.is_some() && why != Refresh::Force {
                     state.retry_at = Some(Instant::now() + RETRY_AFTER_FAILURE.min(so.ttl));
                     // NotInitialized: cancelled by C_Finalize, nothing to report.
@@ -384,6 +426,8 @@ impl ObjectCache {
             .collect();
         state.objects = built;
         state.objects.extend(sessions);
+        state.looked_up.clear();
+        state.looked_up_at = None;
         state.loaded_at = Some(Instant::now());
         state.retry_at = None;
         so.counters.listings.fetch_add(1, Ordering::Relaxed);
@@ -391,6 +435,19 @@ impl ObjectCache {
         state.generation += 1;
         state.queries.clear();
         Ok(())
+    }
+
+    /// Whether `so` needs no listing for `why` now (listed within its TTL, waiting after
+    /// a failure, or refreshed by the background thread).
+    fn fresh(&self, so: &SlotObjects, why: Refresh) -> Result<bool> {
+        let state = so.state.read().map_err(lock_err)?;
+        let Some(loaded) = state.loaded_at else {
+            return Ok(false);
+        };
+        let now = Instant::now();
+        Ok(now - loaded < so.ttl
+            || state.retry_at.is_some_and(|r| now < r)
+            || (why == Refresh::Search && so.background.load(Ordering::Acquire)))
     }
 
     fn build(
@@ -551,6 +608,9 @@ impl ObjectCache {
         template: &[(CK_ATTRIBUTE_TYPE, Vec<u8>)],
         logged_in: bool,
     ) -> Result<Vec<CK_OBJECT_HANDLE>> {
+        if let Some(found) = self.find_before_listing(slot, template, logged_in)? {
+            return Ok(found);
+        }
         self.refresh(slot, false)?;
         let so = self.slot(slot)?;
         let mut key: Vec<(CK_ATTRIBUTE_TYPE, Vec<u8>)> = template.to_vec();

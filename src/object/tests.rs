@@ -59,10 +59,12 @@ fn handles_are_stable_across_refreshes_and_never_reused() {
 }
 
 /// A store whose listing can be held after it has read the directory, to let a write
-/// and a forced refresh overtake it.
+/// and a forced refresh overtake it; it counts its listings, each taking `delay`.
 struct HeldListing {
     inner: DirectoryBackend,
     hold: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    lists: std::sync::atomic::AtomicU32,
+    delay: Duration,
 }
 
 impl Backend for HeldListing {
@@ -73,6 +75,8 @@ impl Backend for HeldListing {
         true
     }
     fn list(&self) -> Result<Listing> {
+        self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(self.delay);
         let listing = self.inner.list();
         let held = self.hold.lock().unwrap().take();
         if let Some(rx) = held {
@@ -130,6 +134,8 @@ fn a_stale_listing_never_overwrites_a_newer_one() {
             writable: true,
         }),
         hold: Mutex::new(Some(rx)),
+        lists: Default::default(),
+        delay: Duration::ZERO,
     });
     let c = Arc::new(ObjectCache::new(vec![SlotStore {
         backend: b.clone() as Arc<dyn Backend>,
@@ -420,4 +426,39 @@ fn a_pkcs12_chain_lists_its_authorities_as_category_2() {
             AttrLookup::Value(&issuer.to_der().unwrap())
         );
     }
+}
+
+/// Many threads' first searches of a slot make one listing (they wait for the one in
+/// flight), and the background refresher does not start another meanwhile.
+#[test]
+fn concurrent_first_searches_make_one_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(HeldListing {
+        inner: DirectoryBackend::new(DirectoryConfig {
+            path: dir.path().to_owned(),
+            pkcs12_password: None,
+            writable: false,
+        }),
+        hold: Mutex::new(None),
+        lists: Default::default(),
+        delay: Duration::from_millis(300),
+    });
+    let c = Arc::new(ObjectCache::new(vec![SlotStore {
+        backend: b.clone() as Arc<dyn Backend>,
+        ttl: Duration::from_secs(60),
+        login_required: false,
+    }]));
+    c.set_background(0).unwrap();
+    let threads: Vec<_> = (0..50)
+        .map(|_| {
+            let c = c.clone();
+            std::thread::spawn(move || c.find(0, &[], true).map(|f| f.len()))
+        })
+        .collect();
+    // The refresher's turn, while the searches' listing may be in flight: nothing to do.
+    c.refresh_stale(0).unwrap();
+    for t in threads {
+        assert_eq!(t.join().unwrap().unwrap(), 0);
+    }
+    assert_eq!(b.lists.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

@@ -340,6 +340,27 @@ impl Backend for KeyVaultBackend {
             .labels_name_current_versions())
     }
 
+    fn lookup(&self, name: &str) -> Result<Option<Listing>> {
+        let bound = self.deadline;
+        let Some((key, weight, certificates)) = self
+            .runtime
+            .run(bound, self.lookup_remote(name, Instant::now() + bound))??
+        else {
+            return Ok(None);
+        };
+        // Its rate weight, until the listing sets every key's.
+        if let Ok(mut w) = self.weights.lock() {
+            w.insert(key.stable_id.clone(), weight);
+        }
+        let mut certificates = certificates;
+        certificates.extend(self.database_certificates());
+        let listing = Listing {
+            keys: vec![key],
+            certificates,
+        };
+        Ok(Some(self.hide_below_level3(listing)))
+    }
+
     fn hidden_keys(&self) -> Vec<String> {
         self.hidden.lock().map(|h| h.clone()).unwrap_or_default()
     }

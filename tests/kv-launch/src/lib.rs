@@ -133,7 +133,14 @@ impl Emulator {
     /// One admin request; the answer's body as JSON (`Null` when it is not JSON). A status
     /// other than 2xx is an error naming the request.
     pub fn admin(&self, method: &str, path: &str, body: &str) -> Result<Value, String> {
-        let url = self.field("admin_url")?;
+        admin(&self.field("admin_url")?, method, path, body)
+    }
+}
+
+/// One request to the admin interface at `url` (the ready file's `admin_url`), for a
+/// process that did not start the emulator; as [`Emulator::admin`].
+pub fn admin(url: &str, method: &str, path: &str, body: &str) -> Result<Value, String> {
+    {
         let addr = url.trim_start_matches("http://");
         let mut s = std::net::TcpStream::connect(addr).map_err(text("the admin interface"))?;
         write!(

@@ -140,6 +140,82 @@ impl KeyVaultBackend {
         Ok((keys, certificates))
     }
 
+    /// Key `name`'s current version (kept in the memory: the full listing will not fetch
+    /// it again) and its vault certificate: one GET each. None when the vault has no
+    /// such key, or the slot does not show it.
+    pub(super) async fn lookup_remote(
+        &self,
+        name: &str,
+        until: Instant,
+    ) -> Result<Option<(KeyRecord, f64, Vec<CertRecord>)>> {
+        if name.is_empty()
+            || name.len() > 127
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Ok(None);
+        }
+        let what = format!("reading key {name}");
+        self.pay(1.0, until).await?;
+        let key = match self.keys.get_key(name, None).await {
+            Ok(r) => r.into_model().map_err(|e| errors::map(e, &what))?,
+            Err(e) if matches!(e.http_status().map(u16::from), Some(403 | 404)) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(errors::map(e, &what)),
+        };
+        if !key
+            .attributes
+            .as_ref()
+            .and_then(|a| a.enabled)
+            .unwrap_or(true)
+            || !self.wanted(name, key.tags.as_ref())
+        {
+            return Ok(None);
+        }
+        let Some(version) = key.resource_id().ok().and_then(|id| id.version) else {
+            return Ok(None);
+        };
+        let Some((record, weight)) = key_record(
+            self.cfg.service,
+            &self.cfg.url,
+            name,
+            &version,
+            true,
+            &key,
+            &what,
+        ) else {
+            return Ok(None);
+        };
+        self.memory().versions.insert(
+            self.version_id(name, &version),
+            Some((record.clone(), weight)),
+        );
+        let mut certificates = Vec::new();
+        if let Some(client) = &self.certificates {
+            let what = format!("reading certificate {name}");
+            self.pay(1.0, until).await?;
+            match client.get_certificate(name, None).await {
+                Ok(r) => {
+                    let cert = r.into_model().map_err(|e| errors::map(e, &what))?;
+                    if let (Some(id), Some(der)) = (cert.id, cert.cer) {
+                        certificates.push(CertRecord {
+                            stable_id: id.to_ascii_lowercase(),
+                            label: name.to_owned(),
+                            id: None,
+                            der,
+                            authority: false,
+                            managed: true,
+                        });
+                    }
+                }
+                // No certificate of that name, or none the principal may read.
+                Err(e) if matches!(e.http_status().map(u16::from), Some(403 | 404)) => {}
+                Err(e) => return Err(errors::map(e, &what)),
+            }
+        }
+        Ok(Some((record, weight, certificates)))
+    }
+
     /// The listing memory; a poisoned lock still yields it (it only saves requests).
     fn memory(&self) -> std::sync::MutexGuard<'_, ListingMemory> {
         self.memory
