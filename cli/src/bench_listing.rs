@@ -1,8 +1,9 @@
 //! `identify-pkcs11 bench --listing 100,1000,5000`: a vault of N EC keys, every tenth with
 //! two versions, on the emulator with injected latency and the vault's real (unscaled)
 //! limits, listed by the module through the C ABI at the default rate budget: per N the
-//! time of C_Initialize, the time and requests until the first search answers, and the
-//! requests of a refresh of the unchanged vault.
+//! time of C_Initialize, the time and requests until the first search (by label) answers,
+//! until the whole listing is in (times from the start of C_Initialize), and the requests
+//! of a refresh of the unchanged vault.
 //!
 //! The keys are made as another application would (the official SDK, with the emulator's
 //! limits raised for the filling only); the module runs in a child process, which reads
@@ -23,6 +24,7 @@ pub struct Options {
     pub fixtures: PathBuf,
     pub keys: Vec<usize>,
     pub latency_ms: u64,
+    pub rate_budget: f64,
 }
 
 /// Set in the child that measures: the vault's key count.
@@ -34,12 +36,19 @@ const REFRESH_SECONDS: u64 = 3;
 
 pub fn run(o: &Options) -> Result<()> {
     println!(
-        "A vault of N EC keys (every tenth with two versions) at {} ms, the vault's real limits, rate_budget 0.9",
-        o.latency_ms
+        "A vault of N EC keys (every tenth with two versions) at {} ms, the vault's real limits, rate_budget {}",
+        o.latency_ms, o.rate_budget
     );
     println!(
-        "{:>6} {:>9} {:>14} {:>16} {:>15} {:>17}",
-        "keys", "versions", "C_Initialize", "first answer", "its requests", "refresh requests"
+        "{:>6} {:>9} {:>14} {:>11} {:>9} {:>13} {:>9} {:>9}",
+        "keys",
+        "versions",
+        "C_Initialize",
+        "first answer",
+        "requests",
+        "whole listing",
+        "requests",
+        "refresh"
     );
     for &n in &o.keys {
         let emu = Emulator::start(&o.emulator, &o.fixtures)?;
@@ -51,7 +60,10 @@ pub fn run(o: &Options) -> Result<()> {
             "/faults",
             &format!(r#"{{"latency_ms": {}}}"#, o.latency_ms),
         )?;
-        let config = emu.config_with(0.9, &format!("refresh_seconds = {REFRESH_SECONDS}\n"))?;
+        let config = emu.config_with(
+            o.rate_budget,
+            &format!("refresh_seconds = {REFRESH_SECONDS}\n"),
+        )?;
         emu.0.admin("POST", "/stats/reset", "")?;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let status = Command::new(exe)
@@ -150,6 +162,20 @@ pub fn measure(module: &std::path::Path, n: usize) -> Result<()> {
         return Err(format!("{} keys labelled k00000", found.len()));
     }
     let first_requests = total(&admin("GET", "/stats")?);
+    // The whole listing (in the background since the first answer): a search without a
+    // label waits for it.
+    let all = s
+        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+        .map_err(|e| format!("C_FindObjects: {e}"))?;
+    let listed = t0.elapsed();
+    let listing_requests = total(&admin("GET", "/stats")?) - first_requests;
+    let versions = n + n.div_ceil(10);
+    if all.len() < versions {
+        return Err(format!(
+            "{} private keys listed, {versions} expected",
+            all.len()
+        ));
+    }
     // A refresh of the unchanged vault: from the reset until the refresher's listing is
     // done (no request for a second).
     admin("POST", "/stats/reset")?;
@@ -169,12 +195,14 @@ pub fn measure(module: &std::path::Path, n: usize) -> Result<()> {
         }
     };
     println!(
-        "{:>6} {:>9} {:>11.0} ms {:>14.2} s {:>15} {:>17}",
+        "{:>6} {:>9} {:>11.0} ms {:>9.2} s {:>9} {:>11.2} s {:>9} {:>9}",
         n,
-        n + n.div_ceil(10),
+        versions,
         init.as_secs_f64() * 1000.0,
         first.as_secs_f64(),
         first_requests,
+        listed.as_secs_f64(),
+        listing_requests,
         refresh_requests
     );
     Ok(())

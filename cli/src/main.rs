@@ -236,6 +236,9 @@ enum Command {
         /// report the first search's time and requests and a refresh's requests.
         #[arg(long, value_delimiter = ',')]
         listing: Vec<usize>,
+        /// The slot's rate_budget for --listing (a share of the vault's published limits).
+        #[arg(long, default_value_t = 0.9)]
+        rate_budget: f64,
     },
 }
 
@@ -379,6 +382,7 @@ fn main() -> ExitCode {
             seconds,
             latency_ms,
             listing,
+            rate_budget,
         } => (|| {
             let beside = |name: &str| -> Result<PathBuf, String> {
                 let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -415,6 +419,7 @@ fn main() -> ExitCode {
                     fixtures: seed_dir,
                     keys: listing,
                     latency_ms,
+                    rate_budget,
                 });
             }
             if std::env::var_os(bench::INNER).is_some() {

@@ -32,23 +32,27 @@ impl KeyVaultBackend {
             let memory = self.memory();
             (memory.full_due(every), memory.keys.clone())
         };
-        let mut entries = Vec::new();
-        let mut pager = self
+        // Each key is listed as soon as its page arrives, while the next pages come.
+        let pager = self
             .keys
             .list_key_properties(None)
             .map_err(|e| errors::map(e, "listing keys"))?;
         self.pay(1.0, until).await?;
-        while let Some(item) = pager
-            .try_next()
-            .await
-            .map_err(|e| errors::map(e, "listing keys"))?
-        {
-            // One request per page of 25.
-            if entries.len() % 25 == 24 {
-                self.pay(1.0, until).await?;
-            }
-            let Ok(id) = item.resource_id() else { continue };
-            if self.wanted(&id.name, item.tags.as_ref()) {
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        let (seen, known) = (&seen, &known);
+        let listed: Vec<Result<Option<(String, KnownKey)>>> = pager
+            .map(|item| async move {
+                let item = item.map_err(|e| errors::map(e, "listing keys"))?;
+                // One request per page of 25.
+                if seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 25 == 24 {
+                    self.pay(1.0, until).await?;
+                }
+                let Ok(id) = item.resource_id() else {
+                    return Ok(None);
+                };
+                if !self.wanted(&id.name, item.tags.as_ref()) {
+                    return Ok(None);
+                }
                 let a = item.attributes.as_ref();
                 let fields = [
                     a.and_then(|a| a.enabled).map(|e| e.to_string()),
@@ -58,22 +62,15 @@ impl KeyVaultBackend {
                     a.and_then(|a| a.expires).map(|t| t.to_string()),
                     item.managed.map(|m| m.to_string()),
                 ];
-                entries.push((id.name, fingerprint(&fields, item.tags.as_ref())));
-            }
-        }
-        let names: Vec<String> = entries.iter().map(|(n, _)| n.clone()).collect();
-        let listed: Vec<Result<Option<(String, KnownKey)>>> =
-            futures::stream::iter(entries.into_iter().map(|(name, fingerprint)| {
-                let before = known
-                    .get(&name)
-                    .filter(|k| !full && k.fingerprint == fingerprint);
-                async move {
-                    match before {
-                        Some(k) => Ok(Some((name, k.clone()))),
-                        None => self.list_key(name, fingerprint, until).await,
-                    }
+                let fingerprint = fingerprint(&fields, item.tags.as_ref());
+                match known
+                    .get(&id.name)
+                    .filter(|k| !full && k.fingerprint == fingerprint)
+                {
+                    Some(k) => Ok(Some((id.name, k.clone()))),
+                    None => self.list_key(id.name, fingerprint, until).await,
                 }
-            }))
+            })
             .buffer_unordered(LIST_CONCURRENCY)
             .collect()
             .await;
@@ -83,6 +80,7 @@ impl KeyVaultBackend {
                 now_known.insert(name, k);
             }
         }
+        let names: Vec<String> = now_known.keys().cloned().collect();
         let mut keys = Vec::new();
         {
             let mut memory = self.memory();
