@@ -2,8 +2,9 @@
 //! lists each slot again when its TTL has passed, so that C_FindObjects is served from
 //! the cache without waiting for the network (ARCHITECTURE.md §4: "refresh is periodic
 //! and bounded"). The first listing of a slot stays lazy: it happens at the first search
-//! that needs it, on the caller's thread, so C_Initialize needs no network. A slot never
-//! searched is never listed.
+//! that needs it, on the caller's thread, so C_Initialize needs no network; a slot whose
+//! first searches were answered from lookups (`ObjectCache::find_before_listing`) is listed
+//! by this thread at once. A slot never searched is never listed.
 //!
 //! C_Finalize stops the thread and waits for it within a bound; a listing in flight is
 //! cut short by the network runtime's cancellation (`AzureRuntime::cancel`).
