@@ -9,6 +9,7 @@ mod audit;
 mod backup;
 mod bench;
 mod bench_listing;
+mod bench_local;
 mod cert;
 mod demo;
 mod ops;
@@ -239,6 +240,10 @@ enum Command {
         /// The slot's rate_budget for --listing (a share of the vault's published limits).
         #[arg(long, default_value_t = 0.9)]
         rate_budget: f64,
+        /// Instead: RSA-2048 C_Sign with a directory store (the --seed-dir keys) on one
+        /// thread, beside `openssl speed rsa2048`, for --seconds each, twice.
+        #[arg(long)]
+        local: bool,
     },
 }
 
@@ -383,6 +388,7 @@ fn main() -> ExitCode {
             latency_ms,
             listing,
             rate_budget,
+            local,
         } => (|| {
             let beside = |name: &str| -> Result<PathBuf, String> {
                 let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -407,6 +413,12 @@ fn main() -> ExitCode {
                 seconds,
                 latency_ms,
             };
+            if local {
+                if std::env::var_os(bench_local::INNER).is_some() {
+                    return bench_local::measure(&o.module, o.seconds);
+                }
+                return bench_local::run(&seed_dir, o.seconds);
+            }
             if !listing.is_empty() {
                 if let Ok(n) = std::env::var(bench_listing::INNER) {
                     let n = n

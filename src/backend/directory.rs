@@ -413,6 +413,10 @@ impl DirectoryBackend {
 }
 
 impl Backend for DirectoryBackend {
+    fn rsa_signs_with_openssl(&self) -> bool {
+        true
+    }
+
     fn kind(&self) -> &'static str {
         "directory"
     }

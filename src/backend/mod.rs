@@ -240,6 +240,13 @@ pub trait Backend: Send + Sync {
     fn remote(&self) -> bool {
         false
     }
+    /// Whether the store's RSA signatures are made by OpenSSL in this process, whose RSA
+    /// checks its CRT result against faults before it answers: the module then does not
+    /// verify them again. False (the default) for remote and opaque stores, whose every
+    /// signature is verified before it reaches the caller.
+    fn rsa_signs_with_openssl(&self) -> bool {
+        false
+    }
     /// Refuses, at C_SignInit, what the store cannot sign (so C_Sign does not fail with a
     /// parameter error). `request` carries the mechanism's parameters.
     fn check_sign(&self, _key: &KeyRecord, _request: &SignRequest) -> Result<()> {
