@@ -1409,21 +1409,7 @@ struct OutOfBand {
 #[allow(clippy::field_reassign_with_default)]
 impl OutOfBand {
     fn new(emu: &Emulator) -> OutOfBand {
-        use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
-        use identify_pkcs11::admin::{client_options, http_client};
-        let ca = std::fs::read(emu.field("ca_file")).unwrap();
-        let deadline = Duration::from_secs(10);
-        let http = http_client(Some(&ca), deadline).unwrap();
-        let options = client_options(&http, 0, deadline, Some(&emu.field("authority_host")));
-        let cred = ClientSecretCredential::new(
-            &emu.field("tenant_id"),
-            emu.field("client_id"),
-            azure_core::credentials::Secret::new(emu.field("client_secret")),
-            Some(ClientSecretCredentialOptions {
-                client_options: options.clone(),
-            }),
-        )
-        .unwrap();
+        let (cred, options) = emu.sdk_access();
         let mut o = azure_security_keyvault_keys::KeyClientOptions::default();
         o.client_options = options;
         let keys =

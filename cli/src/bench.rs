@@ -157,17 +157,8 @@ fn reference_runs(o: &Options, emu: &Emulator) -> Result<String> {
 
 /// The measurement, in the child process (the configuration is in the environment).
 pub fn measure(o: &Options) -> Result<()> {
-    let pkcs11 = Arc::new(
-        Pkcs11::new(&o.module).map_err(|e| format!("loading {}: {e}", o.module.display()))?,
-    );
-    pkcs11
-        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .map_err(|e| format!("C_Initialize: {e}"))?;
-    let slot = *pkcs11
-        .get_slots_with_token()
-        .map_err(|e| e.to_string())?
-        .first()
-        .ok_or("no slot")?;
+    let (pkcs11, slot) = initialized(&o.module)?;
+    let pkcs11 = Arc::new(pkcs11);
     // Warm up: the first listing and the token happen here, outside the measurement.
     {
         let s = pkcs11.open_ro_session(slot).map_err(|e| e.to_string())?;
@@ -259,7 +250,25 @@ pub fn measure(o: &Options) -> Result<()> {
     Ok(())
 }
 
-fn find_key(s: &cryptoki::session::Session, label: &str) -> Result<cryptoki::object::ObjectHandle> {
+/// The module at `module`, initialized (its configuration from the environment), and its
+/// first slot with a token.
+pub(crate) fn initialized(module: &Path) -> Result<(Pkcs11, cryptoki::slot::Slot)> {
+    let pkcs11 = Pkcs11::new(module).map_err(|e| format!("loading {}: {e}", module.display()))?;
+    pkcs11
+        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .map_err(|e| format!("C_Initialize: {e}"))?;
+    let slot = *pkcs11
+        .get_slots_with_token()
+        .map_err(|e| e.to_string())?
+        .first()
+        .ok_or("no slot")?;
+    Ok((pkcs11, slot))
+}
+
+pub(crate) fn find_key(
+    s: &cryptoki::session::Session,
+    label: &str,
+) -> Result<cryptoki::object::ObjectHandle> {
     s.find_objects(&[
         Attribute::Class(ObjectClass::PRIVATE_KEY),
         Attribute::Label(label.as_bytes().to_vec()),

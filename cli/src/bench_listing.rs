@@ -10,7 +10,6 @@
 //! its configuration from the environment.
 
 use crate::bench::Emulator;
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::object::{Attribute, ObjectClass};
 use futures::StreamExt;
 use std::path::PathBuf;
@@ -140,16 +139,8 @@ pub fn measure(module: &std::path::Path, n: usize) -> Result<()> {
     let admin = |method: &str, path: &str| kv_launch::admin(&admin_url, method, path, "");
     let total = |v: &serde_json::Value| v["total_requests"].as_u64().unwrap_or(0);
     let t0 = Instant::now();
-    let pkcs11 = Pkcs11::new(module).map_err(|e| format!("loading {}: {e}", module.display()))?;
-    pkcs11
-        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .map_err(|e| format!("C_Initialize: {e}"))?;
+    let (pkcs11, slot) = crate::bench::initialized(module)?;
     let init = t0.elapsed();
-    let slot = *pkcs11
-        .get_slots_with_token()
-        .map_err(|e| e.to_string())?
-        .first()
-        .ok_or("no slot")?;
     let s = pkcs11.open_ro_session(slot).map_err(|e| e.to_string())?;
     let found = s
         .find_objects(&[

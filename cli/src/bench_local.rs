@@ -3,10 +3,8 @@
 //! one thread) measured in the same run, so that the module's share of the physical limit
 //! is read off one machine at one time.
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, ObjectClass};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -69,25 +67,10 @@ fn openssl_speed(seconds: u64) -> Result<f64> {
 }
 
 /// The measurement, in the child: prints signatures per second.
-pub fn measure(module: &PathBuf, seconds: u64) -> Result<()> {
-    let pkcs11 = Pkcs11::new(module).map_err(|e| format!("loading {}: {e}", module.display()))?;
-    pkcs11
-        .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .map_err(|e| format!("C_Initialize: {e}"))?;
-    let slot = *pkcs11
-        .get_slots_with_token()
-        .map_err(|e| e.to_string())?
-        .first()
-        .ok_or("no slot")?;
+pub fn measure(module: &Path, seconds: u64) -> Result<()> {
+    let (pkcs11, slot) = crate::bench::initialized(module)?;
     let s = pkcs11.open_ro_session(slot).map_err(|e| e.to_string())?;
-    let key = *s
-        .find_objects(&[
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::Label(b"rsa2048".to_vec()),
-        ])
-        .map_err(|e| e.to_string())?
-        .first()
-        .ok_or("no private key labelled rsa2048")?;
+    let key = crate::bench::find_key(&s, "rsa2048")?;
     let sign = || s.sign(&Mechanism::Sha256RsaPkcs, key, b"benchmark payload");
     sign().map_err(|e| format!("C_Sign: {e}"))?;
     let (start, until) = (Instant::now(), Duration::from_secs(seconds));

@@ -1489,21 +1489,7 @@ struct OutOfBandVault {
 
 impl OutOfBandVault {
     fn new(emu: &Emulator) -> OutOfBandVault {
-        use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
-        use identify_pkcs11::admin::{client_options, http_client};
-        let ca = std::fs::read(emu.field("ca_file")).unwrap();
-        let deadline = std::time::Duration::from_secs(10);
-        let http = http_client(Some(&ca), deadline).unwrap();
-        let options = client_options(&http, 0, deadline, Some(&emu.field("authority_host")));
-        let cred = ClientSecretCredential::new(
-            &emu.field("tenant_id"),
-            emu.field("client_id"),
-            azure_core::credentials::Secret::new(emu.field("client_secret")),
-            Some(ClientSecretCredentialOptions {
-                client_options: options.clone(),
-            }),
-        )
-        .unwrap();
+        let (cred, options) = emu.sdk_access();
         let o = azure_security_keyvault_certificates::CertificateClientOptions {
             client_options: options,
             ..Default::default()

@@ -253,6 +253,33 @@ impl Emulator {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The default principal's credential and the SDK's client options (the emulator's CA
+    /// and authority): another application reaching the emulator with the official SDK,
+    /// outside the module.
+    pub fn sdk_access(
+        &self,
+    ) -> (
+        std::sync::Arc<azure_identity::ClientSecretCredential>,
+        azure_core::http::ClientOptions,
+    ) {
+        use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
+        use identify_pkcs11::admin::{client_options, http_client};
+        let ca = std::fs::read(self.field("ca_file")).unwrap();
+        let deadline = std::time::Duration::from_secs(10);
+        let http = http_client(Some(&ca), deadline).unwrap();
+        let options = client_options(&http, 0, deadline, Some(&self.field("authority_host")));
+        let cred = ClientSecretCredential::new(
+            &self.field("tenant_id"),
+            self.field("client_id"),
+            azure_core::credentials::Secret::new(self.field("client_secret")),
+            Some(ClientSecretCredentialOptions {
+                client_options: options.clone(),
+            }),
+        )
+        .unwrap();
+        (cred, options)
+    }
+
     pub fn stats(&self) -> serde_json::Value {
         self.admin("GET", "/stats", "")
     }

@@ -628,48 +628,7 @@ impl Backend for KeyVaultBackend {
             }
             return Ok(());
         }
-        if !stable_id.starts_with("https://") || !stable_id.contains("/keys/") {
-            return Err(Error::ActionProhibited(
-                "the vault's certificates are managed in the vault".into(),
-            ));
-        }
-        let url =
-            url::Url::parse(stable_id).map_err(|e| Error::Internal(format!("{stable_id}: {e}")))?;
-        let mut segs = url.path_segments().into_iter().flatten().skip(1);
-        let (Some(name), Some(version)) = (
-            segs.next().map(str::to_owned),
-            segs.next().map(str::to_owned),
-        ) else {
-            return Err(Error::Internal(format!(
-                "{stable_id}: no key name and version"
-            )));
-        };
-        let what = format!("update tags of {name}/{version}");
-        self.forget(&name);
-        let current = self
-            .run(async {
-                let mut o = KeyClientGetKeyOptions::default();
-                o.key_version = Some(version.clone());
-                self.keys.get_key(&name, Some(o)).await
-            })?
-            .map_err(|e| errors::map(e, &what))?
-            .into_model()
-            .map_err(|e| errors::map(e, &what))?;
-        let mut tags = current.tags.unwrap_or_default();
-        if let Some(l) = &update.label {
-            tags.insert(TAG_LABEL.to_owned(), l.clone());
-        }
-        if let Some(i) = &update.id {
-            tags.insert(TAG_ID.to_owned(), crate::crypto::hex::encode(i));
-        }
-        let mut params = UpdateKeyPropertiesParameters::default();
-        params.tags = Some(tags);
-        let body = params.try_into().map_err(|e| errors::map(e, &what))?;
-        let mut o = KeyClientUpdateKeyPropertiesOptions::default();
-        o.key_version = Some(version.clone());
-        self.run(self.keys.update_key_properties(&name, body, Some(o)))?
-            .map(|_| ())
-            .map_err(|e| errors::map(e, &what))
+        self.update_key_tags(stable_id, update)
     }
 }
 
