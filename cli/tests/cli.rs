@@ -274,14 +274,16 @@ fn doctor_names_the_missing_access_policy_permission() {
     let (code, v) = json(&["doctor", "--json", "--sign"], &reader);
     assert_eq!(code, 2, "{v}");
     assert_eq!(status_of(&v, "list keys")[0].0, "ok", "{v}");
-    let grant = "az keyvault set-policy --name testvault --spn policy-reader --key-permissions get list sign decrypt unwrapKey";
+    let grant = "--key-permissions get list sign decrypt unwrapKey create import update backup restore delete purge";
     for (check, permission) in [("test signature", "sign"), ("test decryption", "decrypt")] {
         let failed = status_of(&v, check);
         assert!(!failed.is_empty(), "no {check} in {v}");
         for (s, d) in failed {
             assert_eq!(s, "fail", "{d}");
             assert!(
-                d.contains(&format!("has no keys permission \"{permission}\" in the access policies of vault testvault")) && d.contains(grant),
+                d.contains(&format!("has no keys permission \"{permission}\" in the access policies of vault testvault"))
+                    && d.contains("az keyvault set-policy --name testvault --object-id ")
+                    && d.contains(grant),
                 "{check}: {d}"
             );
             assert!(
@@ -351,10 +353,11 @@ fn doctor_against_the_vault_and_its_failure_paths() {
     let signed = status_of(&v, "test signature");
     assert!(!signed.is_empty(), "no test signature in {v}");
     assert!(
-        signed
-            .iter()
-            .all(|(s, d)| s == "fail"
-                && d.contains("az role assignment create --role \"Key Vault Crypto User\" --assignee reader-app --scope /subscriptions/")),
+        signed.iter().all(|(s, d)| s == "fail"
+            && d.contains(
+                "az role assignment create --role \"Key Vault Crypto User\" --assignee-object-id "
+            )
+            && d.contains(" --scope /subscriptions/")),
         "{signed:?}"
     );
 

@@ -37,7 +37,7 @@ impl ObjectCache {
                 .map(|o| o.handle)
                 .collect()
         };
-        {
+        let epoch = {
             let state = so.state.read().map_err(lock_err)?;
             if state.loaded_at.is_some() || !so.background.load(Ordering::Acquire) {
                 return Ok(None);
@@ -47,7 +47,8 @@ impl ObjectCache {
                 so.counters.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok((!found.is_empty()).then_some(found));
             }
-        }
+            state.epoch
+        };
         lock_order::assert_none_held("a store lookup");
         so.counters.misses.fetch_add(1, Ordering::Relaxed);
         let listing = match so.backend.lookup(label) {
@@ -60,8 +61,9 @@ impl ObjectCache {
         };
         let built = self.build(slot, so, &listing)?;
         let mut state = so.state.write().map_err(lock_err)?;
-        if state.loaded_at.is_some() {
-            // The listing landed meanwhile: search it.
+        if state.loaded_at.is_some() || state.epoch != epoch {
+            // The listing landed meanwhile (search it), or a logout gave private objects
+            // new handles: the objects built here carry the old ones.
             return Ok(None);
         }
         state.objects.extend(built);

@@ -355,22 +355,25 @@ impl ObjectCache {
         // one in flight and is served by it; the refresher never waits (that listing is
         // the refresh). A write's forced listing waits for none: it must reflect the write,
         // and the epoch below drops any listing that started before it.
-        let _gate = if why == Refresh::Force {
+        let mut gate = if why == Refresh::Force {
             None
         } else {
-            let Some((gate, waited)) = so.gate.enter(why == Refresh::Search) else {
+            let Some((mut gate, waited)) = so.gate.enter(why == Refresh::Search) else {
                 return Ok(());
             };
-            // Served by the listing it waited for, or by one that ended just before.
-            let _ = waited;
+            // Served by the listing it waited for (or one that ended just before), or
+            // failed with it: a search of a slot never listed gets that listing's error
+            // rather than making the same requests again.
             if self.fresh(so, why)? {
                 return Ok(());
             }
+            if let gate::Waited::For(Some(e)) = waited {
+                // Passed on to the next waiter too, as it opens the gate again.
+                gate.failed(&e);
+                return Err(e);
+            }
             Some(gate)
         };
-        // `Force` follows a write through this module: it supersedes every listing that
-        // started before (they may predate the write), by moving the epoch on. A listing
-        // is applied only if no other was applied, and no write noted, since it started.
         let started = {
             let mut state = so.state.write().map_err(lock_err)?;
             if why != Refresh::Force && state.loaded_at.is_some() {
@@ -391,6 +394,9 @@ impl ObjectCache {
         let listing = match so.backend.list() {
             Ok(l) => l,
             Err(e) => {
+                if let Some(g) = gate.as_mut() {
+                    g.failed(&e);
+                }
                 so.counters.failed_listings.fetch_add(1, Ordering::Relaxed);
                 let mut state = so.state.write().map_err(lock_err)?;
                 // A slot served from lookups is not listed again before then either.

@@ -462,3 +462,37 @@ fn concurrent_first_searches_make_one_listing() {
     }
     assert_eq!(b.lists.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// When that one listing fails, the searches that waited for it get its error; they do
+/// not list one after another (each as long as the listing).
+#[test]
+fn searches_waiting_for_a_failed_listing_get_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(HeldListing {
+        inner: DirectoryBackend::new(DirectoryConfig {
+            path: dir.path().join("missing"),
+            pkcs12_password: None,
+            writable: false,
+        }),
+        hold: Mutex::new(None),
+        lists: Default::default(),
+        delay: Duration::from_millis(300),
+    });
+    let c = Arc::new(ObjectCache::new(vec![SlotStore {
+        backend: b.clone() as Arc<dyn Backend>,
+        ttl: Duration::from_secs(60),
+        login_required: false,
+    }]));
+    let threads: Vec<_> = (0..20)
+        .map(|_| {
+            let c = c.clone();
+            std::thread::spawn(move || c.find(0, &[], true).map(|f| f.len()))
+        })
+        .collect();
+    for t in threads {
+        assert!(t.join().unwrap().is_err());
+    }
+    let lists = b.lists.load(std::sync::atomic::Ordering::SeqCst);
+    // The threads that arrived after it ended list again, at most a few.
+    assert!(lists <= 3, "{lists} listings for 20 searches");
+}

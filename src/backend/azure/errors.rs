@@ -170,9 +170,9 @@ fn denied(what: &str, inner: &str, message: &str) -> String {
                         name.unwrap_or("<hsm name>")
                     )
                 });
-                let grant = match (caller.as_deref().and_then(appid), line("Resource:")) {
-                    (Some(app), Some(scope)) => format!(
-                        ": {} --role \"{r}\" --assignee {app} --scope {scope}",
+                let grant = match (caller.as_deref().and_then(object_id), line("Resource:")) {
+                    (Some(oid), Some(scope)) => format!(
+                        ": {} --role \"{r}\" --assignee-object-id {oid} --scope {scope}",
                         hsm.unwrap_or_else(|| "az role assignment create".into())
                     ),
                     _ => String::new(),
@@ -186,11 +186,13 @@ fn denied(what: &str, inner: &str, message: &str) -> String {
     }
 }
 
-/// The `appid=` of a caller description (`appid=…;oid=…;iss=…`).
-fn appid(caller: &str) -> Option<&str> {
+/// The `oid=` of a caller description (`appid=…;oid=…;iss=…`): the principal's object
+/// id, which names a user signed in with the Azure CLI as well as an application (whose
+/// `appid` would be the Azure CLI's own for such a user).
+fn object_id(caller: &str) -> Option<&str> {
     caller
         .split(';')
-        .find_map(|p| p.trim().strip_prefix("appid="))
+        .find_map(|p| p.trim().strip_prefix("oid="))
         .filter(|a| !a.is_empty())
 }
 
@@ -204,7 +206,8 @@ struct PolicyDenial<'a> {
 
 /// The permissions a slot uses, by object kind, as `az keyvault set-policy` names them:
 /// the signing server's (listing, sign, decrypt, unwrap) and the operator tool's
-/// (certificates, rotation, import, backup and restore, `--force`'s delete and purge).
+/// (certificates, rotation, import, backup and restore, `restore --force`'s delete and
+/// purge, and C_DestroyObject's delete where `allow_destroy` is set).
 const POLICY_NEEDS: [(&str, &str, &[&str]); 3] = [
     (
         "keys",
@@ -220,13 +223,15 @@ const POLICY_NEEDS: [(&str, &str, &[&str]); 3] = [
             "update",
             "backup",
             "restore",
+            "delete",
+            "purge",
         ],
     ),
     (
         "certificates",
         "--certificate-permissions",
         &[
-            "get", "list", "create", "import", "update", "backup", "restore",
+            "get", "list", "create", "import", "update", "backup", "restore", "delete", "purge",
         ],
     ),
     ("secrets", "--secret-permissions", &["get"]),
@@ -237,7 +242,7 @@ impl PolicyDenial<'_> {
     /// that kind: the command replaces the principal's list for the kind, so it must name
     /// them all.
     fn set_policy(&self) -> String {
-        let app = appid(self.caller).unwrap_or("<client id>");
+        let oid = object_id(self.caller).unwrap_or("<object id>");
         let (flag, needs) = POLICY_NEEDS
             .iter()
             .find(|(o, _, _)| *o == self.object)
@@ -247,7 +252,7 @@ impl PolicyDenial<'_> {
             list.push(self.permission);
         }
         format!(
-            "az keyvault set-policy --name {} --spn {app} {flag} {} (it replaces the principal's {} permissions: these are all a slot and the operator's commands use)",
+            "az keyvault set-policy --name {} --object-id {oid} {flag} {} (it replaces the principal's {} permissions: these are all a slot and the operator's commands use)",
             self.vault,
             list.join(" "),
             self.object
@@ -352,7 +357,7 @@ mod tests {
         let m = "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\nCaller: appid=app;oid=obj;iss=https://sts/t/\r\nAction: 'Microsoft.KeyVault/vaults/keys/sign/action'\r\nResource: 'x'\r\nAssignment: (not found)\r\nDecisionReason: 'DeniedWithNoValidRBAC' \r\n";
         assert_eq!(
             denied("sign with k/1", "ForbiddenByRbac", m),
-            "sign with k/1: 403 ForbiddenByRbac: the principal (appid=app;oid=obj;iss=https://sts/t/) may not perform Microsoft.KeyVault/vaults/keys/sign/action; the built-in role \"Key Vault Crypto User\" grants it: az role assignment create --role \"Key Vault Crypto User\" --assignee app --scope x"
+            "sign with k/1: 403 ForbiddenByRbac: the principal (appid=app;oid=obj;iss=https://sts/t/) may not perform Microsoft.KeyVault/vaults/keys/sign/action; the built-in role \"Key Vault Crypto User\" grants it: az role assignment create --role \"Key Vault Crypto User\" --assignee-object-id obj --scope x"
         );
         let hsm = m
             .replace("vaults/keys", "managedHsm/keys")
@@ -360,7 +365,7 @@ mod tests {
             + "Vault: myhsm;location=westus\r\n";
         assert!(
             denied("sign", "ForbiddenByRbac", &hsm).ends_with(
-                "grants it: az keyvault role assignment create --hsm-name myhsm --role \"Managed HSM Crypto User\" --assignee app --scope /keys/k"
+                "grants it: az keyvault role assignment create --hsm-name myhsm --role \"Managed HSM Crypto User\" --assignee-object-id obj --scope /keys/k"
             ),
             "{}",
             denied("sign", "ForbiddenByRbac", &hsm)
@@ -405,7 +410,7 @@ mod tests {
         );
         assert!(
             denied("sign", "ForbiddenByRbac", &with_resource).ends_with(
-                "grants it: az role assignment create --role \"Key Vault Crypto User\" --assignee app --scope /subscriptions/s/resourcegroups/g/providers/microsoft.keyvault/vaults/v"
+                "grants it: az role assignment create --role \"Key Vault Crypto User\" --assignee-object-id obj --scope /subscriptions/s/resourcegroups/g/providers/microsoft.keyvault/vaults/v"
             ),
             "{}",
             denied("sign", "ForbiddenByRbac", &with_resource)
@@ -422,13 +427,13 @@ mod tests {
         let m = "The user, group or application 'appid=app-1;oid=obj;iss=https://sts.windows.net/t/' does not have keys sign permission on key vault 'policyvault;location=westus'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287";
         assert_eq!(
             denied("sign with k/1", "AccessDenied", m),
-            "sign with k/1: 403 AccessDenied: the principal (appid=app-1;oid=obj;iss=https://sts.windows.net/t/) has no keys permission \"sign\" in the access policies of vault policyvault; grant it: az keyvault set-policy --name policyvault --spn app-1 --key-permissions get list sign decrypt unwrapKey create import update backup restore (it replaces the principal's keys permissions: these are all a slot and the operator's commands use)"
+            "sign with k/1: 403 AccessDenied: the principal (appid=app-1;oid=obj;iss=https://sts.windows.net/t/) has no keys permission \"sign\" in the access policies of vault policyvault; grant it: az keyvault set-policy --name policyvault --object-id obj --key-permissions get list sign decrypt unwrapKey create import update backup restore delete purge (it replaces the principal's keys permissions: these are all a slot and the operator's commands use)"
         );
         // A permission a slot does not otherwise use is added to the list.
         let purge = m.replace("keys sign", "certificates purge");
         assert!(
             denied("w", "AccessDenied", &purge).contains(
-                "--certificate-permissions get list create import update backup restore purge ("
+                "--certificate-permissions get list create import update backup restore delete purge ("
             ),
             "{}",
             denied("w", "AccessDenied", &purge)

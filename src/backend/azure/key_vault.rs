@@ -449,59 +449,20 @@ impl Backend for KeyVaultBackend {
     ) -> Result<KeyRecord> {
         let params = self.create_params(spec, update, usage)?;
         let base = Self::key_name(name);
-        // C_GenerateKeyPair makes a new key: a free name, never a new version of another.
-        // Key Vault has no conditional create (a create under a taken name adds a
-        // version), so a name checked free may be taken by another creator (a thread or
-        // a process) before this create lands. After the create the name's versions are
-        // listed: the first one created keeps the name; a later one (this call's, if it
-        // came second) is disabled, which leaves the first the newest enabled version,
-        // and the next free name is tried. Never is another creator's version disabled.
-        for n in 0..MAX_NAME_TRIES {
-            let key_name = if n == 0 {
+        let names = |n: usize| {
+            if n == 0 {
                 base.clone()
             } else {
                 format!("{base}-{}", n + 1)
-            };
-            self.forget(&key_name);
-            if self.run(self.exists(&key_name))?? {
-                continue;
             }
-            // A slot limited to some key names would hide a key of another name: refuse
-            // before anything is created.
-            if !self.wanted(&key_name, params.tags.as_ref()) {
-                return Err(Error::TemplateInconsistent(format!(
-                    "this slot shows only the keys named in key_names ({}); a new key would be named {key_name:?}: label it with one of those names that is free, or generate it in another slot",
-                    self.cfg.key_names.as_deref().unwrap_or_default().join(", ")
-                )));
-            }
-            let key = self.create_version(&key_name, params.clone())?;
-            let version = Self::version_of(&key)?;
-            let earlier = match self.run(self.earlier_versions(&key_name, &version)) {
-                Ok(Ok(n)) => n,
-                // Not knowing whether it was raced, the new version is not left enabled.
-                Ok(Err(e)) | Err(e) => {
-                    let _ = self.run(self.disable_version(&key_name, &version));
-                    return Err(e);
-                }
-            };
-            if earlier == 0 {
-                return self.level3_or_refused(key);
-            }
-            tracing::warn!(
-                "generating key {key_name}: another client created the same key name first ({earlier} earlier version(s)); disabling the new version {version} (it stays in the vault, disabled) and trying the next free name"
-            );
-            self.run(self.disable_version(&key_name, &version))?
-                .map_err(|e| {
-                    Error::Backend(format!(
-                        "{e}; version {version} of {key_name}, made by this call, is still enabled"
-                    ))
-                })?;
+        };
+        let made = self.generate_under(&base, params, &names);
+        // A listing that ran meanwhile may have listed a name half-made.
+        for n in 0..MAX_NAME_TRIES {
+            self.forget(&names(n));
         }
-        Err(Error::Backend(format!(
-            "no free key name near {base} after {MAX_NAME_TRIES} tries"
-        )))
+        made
     }
-
     fn rotate_key(&self, current: &KeyRecord) -> Result<KeyRecord> {
         let spec = KeySpec::like(&current.spki_der)?;
         let update = ObjectUpdate {
@@ -509,9 +470,10 @@ impl Backend for KeyVaultBackend {
             id: None,
         };
         let params = self.create_params(&spec, &update, current.usage)?;
-        self.forget(&current.name);
         // A create under an existing name makes a new version of that key.
-        self.level3_or_refused(self.create_version(&current.name, params)?)
+        self.changing(&current.name, || {
+            self.level3_or_refused(self.create_version(&current.name, params)?)
+        })
     }
     fn store_certificate(
         &self,
@@ -541,10 +503,11 @@ impl Backend for KeyVaultBackend {
         name: &str,
         request: &crate::backend::IssueRequest<'_>,
     ) -> Result<Option<KeyRecord>> {
-        self.forget(name);
-        self.issue(name, request)?
-            .map(|k| self.level3_or_refused(k))
-            .transpose()
+        self.changing(name, || {
+            self.issue(name, request)?
+                .map(|k| self.level3_or_refused(k))
+                .transpose()
+        })
     }
 
     fn import_key(
@@ -554,9 +517,10 @@ impl Backend for KeyVaultBackend {
         chain: &[Vec<u8>],
         update: &ObjectUpdate,
     ) -> Result<KeyRecord> {
-        self.forget(name);
-        let record = self.import(name, pkcs8_der, chain, update)?;
-        self.level3_or_refused(record)
+        self.changing(name, || {
+            let record = self.import(name, pkcs8_der, chain, update)?;
+            self.level3_or_refused(record)
+        })
     }
 
     fn backup_key(&self, name: &str) -> Result<crate::backend::KeyBackup> {
@@ -569,8 +533,7 @@ impl Backend for KeyVaultBackend {
         backup: &crate::backend::KeyBackup,
         replace: bool,
     ) -> Result<()> {
-        self.forget(name);
-        self.restore(name, backup, replace)
+        self.changing(name, || self.restore(name, backup, replace))
     }
 
     fn stored_certificates(
@@ -601,10 +564,11 @@ impl Backend for KeyVaultBackend {
             .and_then(|mut s| s.nth(1).map(str::to_owned))
             .ok_or_else(|| Error::Internal(format!("{stable_id}: no key name")))?;
         let what = format!("delete key {name}");
-        self.forget(&name);
-        self.run(self.keys.delete_key(&name, None))?
-            .map(|_| ())
-            .map_err(|e| errors::map(e, &what))
+        self.changing(&name, || {
+            self.run(self.keys.delete_key(&name, None))?
+                .map(|_| ())
+                .map_err(|e| errors::map(e, &what))
+        })
     }
 
     fn delete_certificate(&self, stable_id: &str) -> Result<()> {

@@ -1,7 +1,7 @@
 //! The operator's lifecycle writes to a vault or Managed HSM: certificates the vault issues
 //! itself and imports (backup and restore are in `backup`).
 
-use super::{KeyVaultBackend, TAG_ID, TAG_LABEL, errors};
+use super::{KeyVaultBackend, MAX_NAME_TRIES, TAG_ID, TAG_LABEL, errors};
 use crate::backend::{IssueRequest, KeyRecord, KeySpec, ObjectUpdate};
 use crate::certdb::NewCert;
 use crate::error::{Error, Result};
@@ -12,7 +12,7 @@ use azure_security_keyvault_certificates::models::{
     LifetimeActionType, SecretProperties, X509CertificateProperties,
 };
 use azure_security_keyvault_keys::models::{
-    CurveName, ImportKeyParameters, JsonWebKey, KeyClientGetKeyOptions,
+    CreateKeyParameters, CurveName, ImportKeyParameters, JsonWebKey, KeyClientGetKeyOptions,
     KeyClientUpdateKeyPropertiesOptions, KeyType, UpdateKeyPropertiesParameters,
 };
 use openssl::pkey::{Id, PKey, Private};
@@ -332,16 +332,25 @@ impl KeyVaultBackend {
             )));
         };
         let what = format!("update tags of {name}/{version}");
-        self.forget(&name);
+        self.changing(&name, || self.write_tags(&name, &version, update, &what))
+    }
+
+    fn write_tags(
+        &self,
+        name: &str,
+        version: &str,
+        update: &ObjectUpdate,
+        what: &str,
+    ) -> Result<()> {
         let current = self
             .run(async {
                 let mut o = KeyClientGetKeyOptions::default();
-                o.key_version = Some(version.clone());
-                self.keys.get_key(&name, Some(o)).await
+                o.key_version = Some(version.to_owned());
+                self.keys.get_key(name, Some(o)).await
             })?
-            .map_err(|e| errors::map(e, &what))?
+            .map_err(|e| errors::map(e, what))?
             .into_model()
-            .map_err(|e| errors::map(e, &what))?;
+            .map_err(|e| errors::map(e, what))?;
         let mut tags = current.tags.unwrap_or_default();
         if let Some(l) = &update.label {
             tags.insert(TAG_LABEL.to_owned(), l.clone());
@@ -351,12 +360,70 @@ impl KeyVaultBackend {
         }
         let mut params = UpdateKeyPropertiesParameters::default();
         params.tags = Some(tags);
-        let body = params.try_into().map_err(|e| errors::map(e, &what))?;
+        let body = params.try_into().map_err(|e| errors::map(e, what))?;
         let mut o = KeyClientUpdateKeyPropertiesOptions::default();
-        o.key_version = Some(version.clone());
-        self.run(self.keys.update_key_properties(&name, body, Some(o)))?
+        o.key_version = Some(version.to_owned());
+        self.run(self.keys.update_key_properties(name, body, Some(o)))?
             .map(|_| ())
-            .map_err(|e| errors::map(e, &what))
+            .map_err(|e| errors::map(e, what))
+    }
+}
+
+impl KeyVaultBackend {
+    /// `generate_key`'s work: the first free name of `names(0..)` gets the new key.
+    pub(super) fn generate_under(
+        &self,
+        base: &str,
+        params: CreateKeyParameters,
+        names: &dyn Fn(usize) -> String,
+    ) -> Result<KeyRecord> {
+        // C_GenerateKeyPair makes a new key: a free name, never a new version of another.
+        // Key Vault has no conditional create (a create under a taken name adds a
+        // version), so a name checked free may be taken by another creator (a thread or
+        // a process) before this create lands. After the create the name's versions are
+        // listed: the first one created keeps the name; a later one (this call's, if it
+        // came second) is disabled, which leaves the first the newest enabled version,
+        // and the next free name is tried. Never is another creator's version disabled.
+        for n in 0..MAX_NAME_TRIES {
+            let key_name = names(n);
+            self.forget(&key_name);
+            if self.run(self.exists(&key_name))?? {
+                continue;
+            }
+            // A slot limited to some key names would hide a key of another name: refuse
+            // before anything is created.
+            if !self.wanted(&key_name, params.tags.as_ref()) {
+                return Err(Error::TemplateInconsistent(format!(
+                    "this slot shows only the keys named in key_names ({}); a new key would be named {key_name:?}: label it with one of those names that is free, or generate it in another slot",
+                    self.cfg.key_names.as_deref().unwrap_or_default().join(", ")
+                )));
+            }
+            let key = self.create_version(&key_name, params.clone())?;
+            let version = Self::version_of(&key)?;
+            let earlier = match self.run(self.earlier_versions(&key_name, &version)) {
+                Ok(Ok(n)) => n,
+                // Not knowing whether it was raced, the new version is not left enabled.
+                Ok(Err(e)) | Err(e) => {
+                    let _ = self.run(self.disable_version(&key_name, &version));
+                    return Err(e);
+                }
+            };
+            if earlier == 0 {
+                return self.level3_or_refused(key);
+            }
+            tracing::warn!(
+                "generating key {key_name}: another client created the same key name first ({earlier} earlier version(s)); disabling the new version {version} (it stays in the vault, disabled) and trying the next free name"
+            );
+            self.run(self.disable_version(&key_name, &version))?
+                .map_err(|e| {
+                    Error::Backend(format!(
+                        "{e}; version {version} of {key_name}, made by this call, is still enabled"
+                    ))
+                })?;
+        }
+        Err(Error::Backend(format!(
+            "no free key name near {base} after {MAX_NAME_TRIES} tries"
+        )))
     }
 }
 

@@ -28,9 +28,9 @@ impl KeyVaultBackend {
         until: Instant,
     ) -> Result<(Vec<(KeyRecord, f64)>, Vec<CertRecord>)> {
         let every = Duration::from_secs(self.cfg.full_refresh_seconds);
-        let (full, known) = {
+        let (full, known, started) = {
             let memory = self.memory();
-            (memory.full_due(every), memory.keys.clone())
+            (memory.full_due(every), memory.keys.clone(), memory.forgets)
         };
         // Each key is listed as soon as its page arrives, while the next pages come.
         let pager = self
@@ -87,7 +87,7 @@ impl KeyVaultBackend {
             for (name, k) in &now_known {
                 for v in &k.versions {
                     let id = self.version_id(name, &v.version);
-                    let Some(Some((record, weight))) = memory.versions.get(&id) else {
+                    let Some((_, Some((record, weight)))) = memory.versions.get(&id) else {
                         continue;
                     };
                     let mut record = record.clone();
@@ -109,6 +109,9 @@ impl KeyVaultBackend {
                 memory.versions.retain(|id, _| listed.contains(id));
                 memory.full_at = Some(Instant::now());
             }
+            // A key a write changed while this listing ran may be listed as it was before
+            // the write: the next listing lists it again.
+            now_known.retain(|name, _| !memory.forgotten_since(name, started));
             memory.keys = now_known;
         }
         // Never two current versions of one name (a tie the service did not settle).
@@ -170,7 +173,14 @@ impl KeyVaultBackend {
         {
             return Ok(None);
         }
-        let Some(version) = key.resource_id().ok().and_then(|id| id.version) else {
+        // Key names are case-insensitive: the vault's spelling must be the label's, or the
+        // record would carry a name the listing does not.
+        let Some(version) = key
+            .resource_id()
+            .ok()
+            .filter(|id| id.name == name)
+            .and_then(|id| id.version)
+        else {
             return Ok(None);
         };
         let Some((record, weight)) = key_record(
@@ -184,9 +194,14 @@ impl KeyVaultBackend {
         ) else {
             return Ok(None);
         };
+        let updated = key
+            .attributes
+            .as_ref()
+            .and_then(|a| a.updated)
+            .map(azure_core::time::OffsetDateTime::unix_timestamp);
         self.memory().versions.insert(
             self.version_id(name, &version),
-            Some((record.clone(), weight)),
+            (updated, Some((record.clone(), weight))),
         );
         let mut certificates = Vec::new();
         if let Some(client) = &self.certificates {
@@ -195,7 +210,12 @@ impl KeyVaultBackend {
             match client.get_certificate(name, None).await {
                 Ok(r) => {
                     let cert = r.into_model().map_err(|e| errors::map(e, &what))?;
-                    if let (Some(id), Some(der)) = (cert.id, cert.cer) {
+                    let enabled = cert
+                        .attributes
+                        .as_ref()
+                        .and_then(|a| a.enabled)
+                        .unwrap_or(true);
+                    if let (true, Some(id), Some(der)) = (enabled, cert.id, cert.cer) {
                         certificates.push(CertRecord {
                             stable_id: id.to_ascii_lowercase(),
                             label: name.to_owned(),
@@ -225,6 +245,15 @@ impl KeyVaultBackend {
     /// versions (and its certificate's) again.
     pub(super) fn forget(&self, name: &str) {
         self.memory().forget(name);
+    }
+
+    /// Runs `write`, a change of key `name`, and forgets the key before and after it (a
+    /// listing that ran meanwhile may have listed it half-changed).
+    pub(super) fn changing<T>(&self, name: &str, write: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.forget(name);
+        let r = write();
+        self.forget(name);
+        r
     }
 
     /// The memory's id of version `name/version` (the lower-case key id).
@@ -294,7 +323,13 @@ impl KeyVaultBackend {
         };
         for v in &versions {
             let id = self.version_id(&name, &v.version);
-            if self.memory().versions.contains_key(&id) {
+            // Known, and not updated since (its permitted operations can be).
+            if self
+                .memory()
+                .versions
+                .get(&id)
+                .is_some_and(|(updated, _)| *updated == v.updated)
+            {
                 continue;
             }
             self.pay(1.0, until).await?;
@@ -306,7 +341,7 @@ impl KeyVaultBackend {
                     {
                         self.pay(w - 1.0, until).await?;
                     }
-                    self.memory().versions.insert(id, fetched);
+                    self.memory().versions.insert(id, (v.updated, fetched));
                 }
                 // A version that vanished or was disabled meanwhile is not an error.
                 Err(Error::ObjectGone(m)) => tracing::info!("{m}"),
@@ -351,12 +386,18 @@ impl KeyVaultBackend {
                 .and_then(|a| a.created)
                 .map(azure_core::time::OffsetDateTime::unix_timestamp)
                 .unwrap_or(0);
+            let updated = item
+                .attributes
+                .as_ref()
+                .and_then(|a| a.updated)
+                .map(azure_core::time::OffsetDateTime::unix_timestamp);
             if let (true, Ok(id)) = (enabled, item.resource_id())
                 && let Some(version) = id.version
             {
                 versions.push(ListedVersion {
                     version,
                     created,
+                    updated,
                     tags: item.tags.clone(),
                 });
             }
@@ -440,7 +481,10 @@ impl KeyVaultBackend {
             ];
             entries.push((name, fingerprint(&fields, item.tags.as_ref())));
         }
-        let known = self.memory().certificates.clone();
+        let (known, started) = {
+            let memory = self.memory();
+            (memory.certificates.clone(), memory.forgets)
+        };
         let read: Vec<Result<(String, String, Vec<CertRecord>)>> =
             futures::stream::iter(entries.into_iter().map(|(name, fingerprint)| {
                 let before = known
@@ -465,7 +509,9 @@ impl KeyVaultBackend {
             out.extend(records.iter().cloned());
             now_known.insert(name, (fingerprint, records));
         }
-        self.memory().certificates = now_known;
+        let mut memory = self.memory();
+        now_known.retain(|name, _| !memory.forgotten_since(name, started));
+        memory.certificates = now_known;
         Ok(out)
     }
 
